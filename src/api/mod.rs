@@ -1,0 +1,92 @@
+//! The HTTP API (axum): routes, auth, the error envelope, health.
+
+mod auth;
+pub mod error;
+mod extract;
+mod health;
+mod register;
+mod request_id;
+mod transfers;
+mod view;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::sync::Notify;
+
+pub use error::ApiError;
+pub use register::RegisterRequest;
+pub use view::{ListResponse, TransferView};
+
+use crate::config::Config;
+use crate::delivery::AmqpPublisher;
+use crate::outbox::repo;
+use crate::routing;
+use crate::store::Store;
+use crate::tracker::Tracker;
+use crate::transfer::{Transfer, TransferId};
+use crate::upstream::UpstreamClient;
+
+/// Handles every handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub tracker: Tracker,
+    pub upstream: UpstreamClient,
+    pub router: routing::Router,
+    pub outbox_wake: Arc<Notify>,
+    pub amqp: AmqpPublisher,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl AppState {
+    async fn find(&self, id: &TransferId) -> Result<Transfer, ApiError> {
+        self.store.get(id).await?.ok_or_else(|| transfers::not_found(id))
+    }
+
+    /// The full view: stored state, live poll count, and every action.
+    async fn view(&self, transfer: Transfer) -> Result<TransferView, ApiError> {
+        let live_polls = match transfer.state.is_terminal() {
+            true => None,
+            false => self.tracker.polls(transfer.id.clone()).await,
+        };
+        let actions = repo::for_transfer(self.store.pool(), &transfer.id).await?;
+        let mut view = TransferView::summary(transfer);
+        if let Some(polls) = live_polls {
+            view.polls = view.polls.max(polls);
+        }
+        view.actions = Some(actions);
+        Ok(view)
+    }
+
+    async fn check_callback(&self, url: &str) -> Result<(), ApiError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| ApiError::Invalid(format!("callbackUrl: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ApiError::Invalid("callbackUrl must be an http(s) URL".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The whole API as one router, usable with `oneshot` in tests.
+pub fn app(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/transfers", post(transfers::create).get(transfers::list))
+        .route("/transfers/{id}", get(transfers::get_one).delete(transfers::cancel))
+        .route("/transfers/{id}/returned", post(transfers::returned))
+        .route("/transfers/{id}/redeliver", post(transfers::redeliver))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))
+        .layer(axum::middleware::from_fn(request_id::assign))
+        .with_state(state)
+}

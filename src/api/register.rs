@@ -1,0 +1,161 @@
+//! `POST /v1/transfers`: validation, optional upstream create, idempotent insert.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::outbox::repo;
+use crate::store::{self, NewTransfer, Registered};
+use crate::tracker::{Phase, TrackState};
+use crate::transfer::{BridgeState, Transfer, TransferId};
+use crate::upstream::{CreateCallTransfer, Disposition, Fetched, UpstreamError};
+
+const MAX_METADATA_ENTRIES: usize = 50;
+const MAX_METADATA_KEY: usize = 64;
+const MAX_METADATA_VALUE: usize = 1024;
+
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// The upstream call transfer id to track. Required unless `create` is given.
+    #[serde(default)]
+    pub call_transfer_id: Option<String>,
+    /// An upstream create body; the bridge sends it on and tracks the result.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub create: Option<CreateCallTransfer>,
+    /// Where to POST signed outcome webhooks.
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    /// Strings echoed in every event of this transfer.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Validate, create upstream if asked, insert. Returns 201, 200 or an error.
+pub async fn register(app: &AppState, req: RegisterRequest) -> Result<(StatusCode, Transfer), ApiError> {
+    let id = resolve_id(&req)?;
+    if let Some(create) = &req.create {
+        create.validate().map_err(ApiError::Invalid)?;
+    }
+    validate_metadata(&req.metadata)?;
+    if let Some(url) = &req.callback_url {
+        app.check_callback(url).await?;
+    }
+    let fingerprint = fingerprint(&req);
+    let mut upstream = None;
+    if let Some(create) = &req.create
+        && app.store.get(&id).await?.is_none()
+    {
+        upstream = Some(create_upstream(app, create).await?);
+    }
+    let new = NewTransfer {
+        id: id.clone(),
+        callback_url: req.callback_url.clone(),
+        metadata: req.metadata.clone(),
+        request_json: fingerprint,
+        upstream_status: upstream.as_ref().map(|f| f.resource.status.to_string()),
+        upstream: upstream.as_ref().map(|f| f.raw.clone()),
+    };
+    let mut tx = app.store.begin().await?;
+    let registered = store::register(&mut tx, &new).await?;
+    let transfer = match registered {
+        Registered::Created(t) => {
+            let actions = app.router.plan(&t, BridgeState::Tracking, upstream.as_ref().map(|f| &f.resource));
+            repo::enqueue(&mut tx, &actions).await?;
+            tx.commit().await?;
+            app.outbox_wake.notify_one();
+            start_tracking(app, &t, upstream.as_ref()).await;
+            metrics::counter!("bridge_transfers_registered_total").increment(1);
+            return Ok((StatusCode::CREATED, t));
+        }
+        Registered::Identical(t) => t,
+        Registered::Conflict(_) => {
+            return Err(ApiError::Conflict(format!(
+                "callTransferId {id} is already registered with a different body"
+            )));
+        }
+    };
+    tx.commit().await?;
+    Ok((StatusCode::OK, transfer))
+}
+
+async fn start_tracking(app: &AppState, t: &Transfer, created: Option<&Fetched>) {
+    let mut state = TrackState::new(t.id.clone(), t.created_at);
+    let mut first_poll = Duration::ZERO;
+    if let Some(f) = created {
+        // The create response already told us the status: no GET needed yet.
+        state.phase = Phase::of(&f.resource.status);
+        state.expires_at = f.resource.expires_at();
+        first_poll = app.config.polling.active_interval;
+    }
+    app.tracker.track(state, first_poll).await;
+}
+
+fn resolve_id(req: &RegisterRequest) -> Result<TransferId, ApiError> {
+    let raw = match (&req.call_transfer_id, &req.create) {
+        (Some(id), None) => id,
+        (None, Some(create)) => &create.id,
+        (Some(id), Some(create)) if *id == create.id => id,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Invalid("callTransferId and create.id differ".into()));
+        }
+        (None, None) => {
+            return Err(ApiError::Invalid("callTransferId or create is required".into()));
+        }
+    };
+    TransferId::parse(raw).map_err(|e| ApiError::Invalid(e.to_string()))
+}
+
+fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if metadata.len() > MAX_METADATA_ENTRIES {
+        return Err(ApiError::Invalid(format!("metadata has more than {MAX_METADATA_ENTRIES} entries")));
+    }
+    for (key, value) in metadata {
+        if key.is_empty() || key.len() > MAX_METADATA_KEY {
+            return Err(ApiError::Invalid(format!("metadata keys must be 1-{MAX_METADATA_KEY} bytes")));
+        }
+        if value.len() > MAX_METADATA_VALUE {
+            return Err(ApiError::Invalid(format!("metadata.{key} is longer than {MAX_METADATA_VALUE} bytes")));
+        }
+    }
+    Ok(())
+}
+
+/// SHA-256 of the canonical request (serde_json maps are sorted), so repeats
+/// compare without the bridge storing credentials a `create` body may hold.
+fn fingerprint(req: &RegisterRequest) -> String {
+    let canonical = serde_json::to_value(req).expect("requests serialize").to_string();
+    let digest = Sha256::digest(canonical.as_bytes());
+    format!("sha256:{}", hex(&digest))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Create upstream; a 409 means it exists already, so read it instead.
+async fn create_upstream(app: &AppState, body: &CreateCallTransfer) -> Result<Fetched, ApiError> {
+    match app.upstream.create(body).await {
+        Ok(fetched) => Ok(fetched),
+        Err(UpstreamError::Status { status: 409, .. }) => app
+            .upstream
+            .get(&body.id, crate::upstream::Priority::Signal)
+            .await
+            .map_err(upstream_failure),
+        Err(e) => Err(upstream_failure(e)),
+    }
+}
+
+fn upstream_failure(e: UpstreamError) -> ApiError {
+    match (e.disposition(), e.status()) {
+        (Disposition::FatalForTransfer, _) => ApiError::Invalid(format!("upstream rejected the create body: {e}")),
+        (Disposition::FatalForBridge, _) => ApiError::Upstream(format!("upstream refused the bridge's credentials: {e}")),
+        _ => ApiError::Upstream(format!("upstream create failed: {e}")),
+    }
+}

@@ -1,0 +1,113 @@
+//! The App: every part wired together, run on a listener until a token fires.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::delivery::{AmqpPublisher, Sinks};
+use crate::outbox::Dispatcher;
+use crate::routing::Router;
+use crate::store::Store;
+use crate::tracker::{FixedPolicy, Phase, PollDeps, TrackState, Tracker};
+use crate::upstream::{Budget, Status, UpstreamClient};
+
+/// A built but not yet running bridge. Tests build one per case on a fresh
+/// store and run it on port 0.
+pub struct App {
+    config: Arc<Config>,
+    store: Store,
+    upstream: UpstreamClient,
+    amqp: AmqpPublisher,
+    dispatcher: Dispatcher,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        let store = Store::connect(config.store.url.expose_secret()).await.context("opening the store")?;
+        let budget = Arc::new(Budget::new(config.upstream.rate_limit_per_s, config.upstream.daily_budget));
+        let upstream = UpstreamClient::new(&config.upstream, budget).context("building the upstream client")?;
+        let amqp = AmqpPublisher::new(config.amqp.clone());
+        let sinks = Sinks { amqp: amqp.clone() };
+        let dispatcher = Dispatcher::new(store.clone(), sinks, config.outbox.clone(), config.amqp.audit_exchange.clone());
+        Ok(Self { config, store, upstream, amqp, dispatcher })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// Serve until `shutdown` fires: stop accepting, drain polls and
+    /// deliveries up to the configured deadline, then close the broker
+    /// connection and the store. Whatever is left stays durable.
+    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let drain = self.config.outbox.claim_timeout.min(Duration::from_secs(15));
+        let tasks = TaskTracker::new();
+        // The broker outlives the dispatcher's drain, so it has its own token.
+        let broker_stop = CancellationToken::new();
+        let broker = tokio::spawn(self.amqp.clone().run(broker_stop.clone()));
+        let tracker = Tracker::spawn(self.poll_deps(), &tasks, shutdown.clone(), drain);
+        self.resume(&tracker).await?;
+        tasks.spawn(self.dispatcher.clone().run(shutdown.clone(), drain));
+        let state = AppState {
+            config: self.config.clone(),
+            store: self.store.clone(),
+            tracker,
+            upstream: self.upstream.clone(),
+            router: Router::new(&self.config),
+            outbox_wake: self.dispatcher.waker(),
+            amqp: self.amqp.clone(),
+            metrics: crate::telemetry::metrics_handle(),
+        };
+        tracing::info!(addr = %listener.local_addr()?, "transfer-bridge listening");
+        axum::serve(listener, api::app(state))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+            .context("serving HTTP")?;
+        tasks.close();
+        tasks.wait().await;
+        broker_stop.cancel();
+        let _ = broker.await;
+        self.store.close().await;
+        tracing::info!("transfer-bridge stopped");
+        Ok(())
+    }
+
+    fn poll_deps(&self) -> PollDeps {
+        PollDeps {
+            store: self.store.clone(),
+            upstream: self.upstream.clone(),
+            router: Router::new(&self.config),
+            outbox_wake: self.dispatcher.waker(),
+            config: self.config.polling.clone(),
+            policy: Arc::new(FixedPolicy::from_config(&self.config.polling)),
+        }
+    }
+
+    /// Pick up every transfer a previous run left TRACKING.
+    async fn resume(&self, tracker: &Tracker) -> anyhow::Result<()> {
+        let pending = self.store.tracking().await.context("reading tracked transfers")?;
+        let count = pending.len();
+        for transfer in pending {
+            let mut state = TrackState::new(transfer.id.clone(), transfer.created_at);
+            state.polls = transfer.polls;
+            state.phase = transfer.upstream_status.as_deref().map_or(Phase::Unknown, |s| Phase::of(&Status::from(s)));
+            tracker.track(state, Duration::ZERO).await;
+        }
+        if count > 0 {
+            tracing::info!(count, "resumed tracking after restart");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,357 @@
+//! Layered configuration: embedded defaults < config file < `BRIDGE_*` env.
+//!
+//! The embedded defaults are `config/bridge.toml` itself, so the commented
+//! reference file and the real defaults can never drift apart.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::routing::RouteConfig;
+
+/// The commented reference configuration, compiled in as the defaults.
+pub const DEFAULTS_TOML: &str = include_str!("../config/bridge.toml");
+
+/// What a redacted secret prints as.
+const REDACTED: &str = "**redacted**";
+
+/// A configuration problem, always naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Figment's errors, each rewritten as `section.key: problem (source)`.
+    #[error("{0}")]
+    Load(String),
+    #[error("{key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl ConfigError {
+    pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub upstream: UpstreamConfig,
+    pub polling: PollingConfig,
+    pub store: StoreConfig,
+    pub amqp: AmqpConfig,
+    pub outbox: OutboxConfig,
+    pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub bind: SocketAddr,
+    /// Accepted bearer tokens; empty disables auth.
+    #[serde(
+        deserialize_with = "secret_list::deserialize",
+        serialize_with = "secret_list::serialize"
+    )]
+    pub api_tokens: Vec<SecretString>,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub base_url: String,
+    pub api_id: String,
+    #[serde(serialize_with = "redact")]
+    pub api_secret: SecretString,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub rate_limit_per_s: u32,
+    pub daily_budget: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollingConfig {
+    #[serde(with = "humantime_serde")]
+    pub active_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub ongoing_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_tracking_time: Duration,
+    #[serde(with = "humantime_serde")]
+    pub not_found_grace: Duration,
+    pub max_in_flight: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(serialize_with = "redact_url_password")]
+    pub url: SecretString,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpConfig {
+    #[serde(serialize_with = "redact_url_password")]
+    pub url: SecretString,
+    pub agent_exchange: String,
+    pub pbx_exchange: String,
+    pub audit_exchange: String,
+    pub audit_queue: String,
+    #[serde(with = "humantime_serde")]
+    pub confirm_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    pub batch_size: u32,
+    pub concurrency: usize,
+    #[serde(with = "humantime_serde")]
+    pub claim_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    pub format: LogFormat,
+}
+
+impl Config {
+    /// The figment every entry point uses: defaults, then the file, then env.
+    /// An explicit `--config` file must exist; the implicit one is optional.
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let figment = Figment::from(Toml::string(DEFAULTS_TOML));
+        let figment = match file {
+            Some(path) => figment.merge(Toml::file_exact(path)),
+            None => figment.merge(Toml::file("config/bridge.toml")),
+        };
+        figment.merge(Env::prefixed("BRIDGE_").split("__"))
+    }
+
+    /// Extract and validate; reads nothing but the figment it is given.
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(describe)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_figment(Self::figment(file))
+    }
+
+    /// Checks that serde cannot express. Every message names its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = reqwest::Url::parse(&self.upstream.base_url)
+            .map_err(|e| ConfigError::invalid("upstream.base_url", e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ConfigError::invalid(
+                "upstream.base_url",
+                "must be an http or https URL",
+            ));
+        }
+        positive("upstream.rate_limit_per_s", self.upstream.rate_limit_per_s)?;
+        positive("upstream.daily_budget", self.upstream.daily_budget)?;
+        nonzero_duration("upstream.timeout", self.upstream.timeout)?;
+        nonzero_duration("polling.active_interval", self.polling.active_interval)?;
+        nonzero_duration("polling.ongoing_interval", self.polling.ongoing_interval)?;
+        nonzero_duration("polling.backoff_initial", self.polling.backoff_initial)?;
+        positive("polling.max_in_flight", self.polling.max_in_flight as u32)?;
+        positive("outbox.batch_size", self.outbox.batch_size)?;
+        positive("outbox.concurrency", self.outbox.concurrency as u32)?;
+        positive("http.max_body_bytes", self.http.max_body_bytes as u32)?;
+        let store = self.store.url.expose_secret();
+        if !store.starts_with("sqlite:") {
+            return Err(ConfigError::invalid(
+                "store.url",
+                "only sqlite:// stores are supported by this build",
+            ));
+        }
+        if !self.amqp.url.expose_secret().starts_with("amqp") {
+            return Err(ConfigError::invalid(
+                "amqp.url",
+                "must be an amqp:// or amqps:// URL",
+            ));
+        }
+        crate::routing::validate_routes(&self.routes)
+    }
+
+    /// The effective configuration as TOML with every secret redacted.
+    pub fn redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+
+    /// Warnings that do not stop `config check` but would stop `serve`.
+    pub fn missing_credentials(&self) -> Option<&'static str> {
+        if self.upstream.api_id.is_empty() || self.upstream.api_secret.expose_secret().is_empty()
+        {
+            Some(
+                "upstream.api_id / upstream.api_secret are empty: set BRIDGE_UPSTREAM__API_ID and BRIDGE_UPSTREAM__API_SECRET",
+            )
+        } else {
+            None
+        }
+    }
+}
+
+/// Name the key the way the reference file does (`http.max_body_bytes`),
+/// whichever provider (file or `BRIDGE_*` env) supplied the bad value.
+fn describe(error: figment::Error) -> ConfigError {
+    let lines: Vec<String> = error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".").to_lowercase();
+            let source = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+            if key.is_empty() { format!("{}{source}", e.kind) } else { format!("{key}: {}{source}", e.kind) }
+        })
+        .collect();
+    ConfigError::Load(lines.join("; "))
+}
+
+fn positive(key: &str, value: u32) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(key, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+fn nonzero_duration(key: &str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(ConfigError::invalid(key, "must be longer than 0s"));
+    }
+    Ok(())
+}
+
+fn redact<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    if secret.expose_secret().is_empty() {
+        s.serialize_str("")
+    } else {
+        s.serialize_str(REDACTED)
+    }
+}
+
+/// Print a URL with its password masked, so operators still see host and user.
+fn redact_url_password<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&mask_url_password(secret.expose_secret()))
+}
+
+/// `amqp://user:pass@host` -> `amqp://user:**redacted**@host`.
+pub fn mask_url_password(raw: &str) -> String {
+    match reqwest::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some(REDACTED));
+            url.to_string()
+        }
+        Ok(_) => raw.to_string(),
+        Err(_) => REDACTED.to_string(),
+    }
+}
+
+/// Tokens arrive as a TOML list or, from env, as one comma-separated string.
+mod secret_list {
+    use super::*;
+    use serde::Deserializer;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
+        let raw = match OneOrMany::deserialize(d)? {
+            OneOrMany::One(s) => s.split(',').map(str::to_owned).collect(),
+            OneOrMany::Many(v) => v,
+        };
+        Ok(raw
+            .into_iter()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .map(SecretString::from)
+            .collect())
+    }
+
+    pub fn serialize<S: Serializer>(v: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|_| REDACTED))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::from_figment(Figment::from(Toml::string(DEFAULTS_TOML))).unwrap();
+        assert_eq!(config.amqp.agent_exchange, "transfer.agent");
+        assert_eq!(config.http.max_body_bytes, 65536);
+        assert_eq!(config.routes.len(), 1);
+    }
+
+    #[test]
+    fn env_overrides_file_and_names_bad_keys() {
+        Jail::expect_with(|jail| {
+            jail.create_file("custom.toml", "[polling]\nongoing_interval = \"9s\"\n")?;
+            jail.set_env("BRIDGE_UPSTREAM__API_SECRET", "s3cr3t-value");
+            jail.set_env("BRIDGE_HTTP__API_TOKENS", "tok-a, tok-b");
+            let config = Config::load(Some(Path::new("custom.toml"))).unwrap();
+            assert_eq!(config.polling.ongoing_interval, Duration::from_secs(9));
+            assert_eq!(config.http.api_tokens.len(), 2);
+            let printed = config.redacted_toml();
+            assert!(!printed.contains("s3cr3t-value"), "{printed}");
+            assert!(!printed.contains("tok-a"));
+            assert!(!printed.contains("guest:guest"), "{printed}");
+            assert!(!format!("{config:?}").contains("s3cr3t-value"));
+
+            jail.set_env("BRIDGE_HTTP__MAX_BODY_BYTES", "lots");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.starts_with("http.max_body_bytes: invalid type"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("BRIDGE_UPSTREAM__RATE_LIMIT_PER_S", "0");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert_eq!(err, "upstream.rate_limit_per_s: must be greater than 0");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,161 @@
+//! The `transfer-bridge` binary: parse the CLI, load config, start tracing,
+//! and hand over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use transfer_bridge::config::Config;
+use transfer_bridge::{App, demo, simulator, telemetry};
+
+#[derive(Parser)]
+#[command(name = "transfer-bridge", version, about = "Tracks GenerativeAgent call transfers and delivers their outcomes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// The whole flow on one machine: simulator, bridge, local RabbitMQ.
+    Demo,
+    /// Run the upstream stand-in alone.
+    Simulator {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        bind: String,
+        /// Credentials the simulator accepts (asapp-api-id / asapp-api-secret).
+        #[arg(long, env = "BRIDGE_UPSTREAM__API_ID", default_value = "sim-id")]
+        api_id: String,
+        #[arg(long, env = "BRIDGE_UPSTREAM__API_SECRET", default_value = "sim-secret", hide_env_values = true)]
+        api_secret: String,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate config and routes; print the effective config, secrets redacted.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config { command: ConfigCommand::Check { config } } => config_check(config),
+        Command::Serve { config } => serve(config).await,
+        Command::Demo => demo::run().await,
+        Command::Simulator { bind, api_id, api_secret } => run_simulator(&bind, &api_id, &api_secret).await,
+    }
+}
+
+/// Exit code 2 means "your configuration is wrong".
+fn load(config: Option<PathBuf>) -> Result<Config, ExitCode> {
+    Config::load(config.as_deref()).map_err(|e| {
+        eprintln!("config error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn config_check(config: Option<PathBuf>) -> ExitCode {
+    let config = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    print!("{}", config.redacted_toml());
+    if let Some(warning) = config.missing_credentials() {
+        eprintln!("warning: {warning}");
+    }
+    eprintln!("config ok");
+    ExitCode::SUCCESS
+}
+
+async fn serve(config: Option<PathBuf>) -> ExitCode {
+    let config = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    telemetry::init_tracing(config.telemetry.format);
+    if let Some(missing) = config.missing_credentials() {
+        eprintln!("config error: {missing}");
+        return ExitCode::from(2);
+    }
+    let bind = config.http.bind;
+    let result = async {
+        let app = App::build(config).await?;
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        app.run(listener, shutdown_signal()).await
+    };
+    match result.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "transfer-bridge failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Cancelled on the first SIGTERM or ctrl-c; a second one exits at once.
+fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested; draining (signal again to exit now)");
+        trigger.cancel();
+        wait_for_signal().await;
+        tracing::warn!("second signal; exiting without draining");
+        std::process::exit(130);
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run_simulator(bind: &str, api_id: &str, api_secret: &str) -> ExitCode {
+    telemetry::init_tracing(transfer_bridge::config::LogFormat::Auto);
+    let listener = match tokio::net::TcpListener::bind(bind).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot bind {bind}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match simulator::start(listener, api_id, api_secret) {
+        Ok(handle) => {
+            tracing::info!(addr = %handle.addr, api_id, "simulator listening (control API under /_sim/)");
+            shutdown_signal().cancelled().await;
+            handle.stop();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("simulator failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

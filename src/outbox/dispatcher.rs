@@ -1,0 +1,203 @@
+//! Delivers due actions with bounded concurrency and settles each one.
+//!
+//! At-least-once: an action is marked delivered only after its sink says so.
+//! A crash between the sink's ack and the database update redelivers the
+//! action with the same id, which consumers use to dedupe.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{Notify, Semaphore, broadcast};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::action::{Action, AmqpTarget, Target};
+use super::repo::{self, Claimed};
+use crate::config::OutboxConfig;
+use crate::delivery::{Outcome, Sinks};
+use crate::store::Store;
+
+/// Sent after every settled attempt (the demo prints these).
+#[derive(Debug, Clone)]
+pub struct DeliveryReport {
+    pub action_id: String,
+    pub transfer_id: String,
+    pub kind: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: Store,
+    sinks: Sinks,
+    config: OutboxConfig,
+    audit_exchange: String,
+    wake: Arc<Notify>,
+    reports: broadcast::Sender<DeliveryReport>,
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, sinks: Sinks, config: OutboxConfig, audit_exchange: String) -> Self {
+        Self {
+            store,
+            sinks,
+            config,
+            audit_exchange,
+            wake: Arc::new(Notify::new()),
+            reports: broadcast::channel(1024).0,
+        }
+    }
+
+    /// Call after committing new actions so they go out without waiting for
+    /// the next poll tick.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<DeliveryReport> {
+        self.reports.subscribe()
+    }
+
+    /// Deliver until `cancel`; then wait for in-flight deliveries up to `drain`.
+    pub async fn run(self, cancel: CancellationToken, drain: Duration) {
+        if let Err(e) = repo::release_claims(self.store.pool()).await {
+            tracing::error!(error = %e, "cannot release stale outbox claims");
+        }
+        let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        let inflight = TaskTracker::new();
+        while !cancel.is_cancelled() {
+            let claimed = self.claim(&permits).await;
+            let full_round = claimed.len() as u32 >= self.config.batch_size;
+            for item in claimed {
+                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                let this = self.clone();
+                inflight.spawn(async move {
+                    this.settle(item).await;
+                    drop(permit);
+                });
+            }
+            if full_round && permits.available_permits() > 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                // A freed permit may let waiting actions go.
+                _ = permits.acquire(), if permits.available_permits() == 0 => {}
+            }
+        }
+        inflight.close();
+        if tokio::time::timeout(drain, inflight.wait()).await.is_err() {
+            tracing::warn!("outbox drain deadline passed; unsettled actions will be redelivered on next start");
+        }
+    }
+
+    async fn claim(&self, permits: &Semaphore) -> Vec<Claimed> {
+        let room = (permits.available_permits() as u32).min(self.config.batch_size);
+        if room == 0 {
+            return Vec::new();
+        }
+        let lease = self.config.claim_timeout.as_millis() as i64;
+        match repo::claim_due(self.store.pool(), lease, room).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot claim outbox actions");
+                Vec::new()
+            }
+        }
+    }
+
+    /// One attempt at one action, and its bookkeeping. Public for tests.
+    pub async fn settle(&self, item: Claimed) {
+        let Claimed { action, attempts } = item;
+        let outcome = self.sinks.deliver(&action).await;
+        metrics::counter!("bridge_deliveries_total", "kind" => action.kind.clone(), "outcome" => outcome_label(&outcome)).increment(1);
+        let result = match &outcome {
+            Outcome::Delivered => repo::mark_delivered(self.store.pool(), &action.id).await,
+            Outcome::Retry { error, after } => match self.retry_delay(&action, attempts, *after) {
+                Some(delay) => {
+                    tracing::warn!(action_id = %action.id, attempts, error = %error, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
+                    repo::mark_retry(self.store.pool(), &action.id, delay.as_millis() as i64, error).await
+                }
+                None => self.give_up(&action, &format!("retries exhausted after {attempts} attempts: {error}")).await,
+            },
+            Outcome::Failed { error } => self.give_up(&action, error).await,
+        };
+        if let Err(e) = result {
+            // The claim lease expires and the action is tried again.
+            tracing::error!(action_id = %action.id, error = %e, "cannot record delivery result");
+        }
+        let _ = self.reports.send(DeliveryReport {
+            action_id: action.id.clone(),
+            transfer_id: action.transfer_id.to_string(),
+            kind: action.kind.clone(),
+            outcome,
+        });
+    }
+
+    /// Broker publishes back off exponentially and never give up: an AMQP
+    /// action is only ever settled by a confirm.
+    fn retry_delay(&self, action: &Action, attempts: u32, hint: Option<Duration>) -> Option<Duration> {
+        match &action.target {
+            Target::Amqp(_) => {
+                let exp = self.config.retry_initial.saturating_mul(1 << attempts.saturating_sub(1).min(16));
+                Some(exp.min(self.config.retry_max))
+            }
+            Target::Webhook { .. } => hint.or(Some(self.config.retry_initial)),
+        }
+    }
+
+    /// Mark failed and, in the same transaction, record a `delivery.failed`
+    /// audit event so the failure itself is never lost.
+    async fn give_up(&self, action: &Action, error: &str) -> Result<(), crate::store::StoreError> {
+        tracing::error!(action_id = %action.id, error = %error, "delivery failed for good");
+        let mut tx = self.store.begin().await?;
+        repo::mark_failed(&mut tx, &action.id, error).await?;
+        if action.kind != "audit" {
+            repo::enqueue(&mut tx, &[self.failure_event(action, error)]).await?;
+        }
+        tx.commit().await?;
+        self.wake();
+        Ok(())
+    }
+
+    fn failure_event(&self, action: &Action, error: &str) -> Action {
+        let mut body: Value = serde_json::from_str(&action.body).unwrap_or(Value::Null);
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("eventId".into(), format!("{}.delivery_failed", action.id).into());
+            obj.insert("type".into(), "delivery.failed".into());
+            obj.insert("occurredAt".into(), crate::routing::event::now_rfc3339().into());
+            obj.insert("reason".into(), format!("action {}: {error}", action.id).into());
+        }
+        let suffix = action.id.strip_prefix(action.transfer_id.as_str()).unwrap_or("");
+        Action {
+            id: action.transfer_id.action_id(&format!("audit.delivery_failed{suffix}")),
+            transfer_id: action.transfer_id.clone(),
+            kind: "audit".into(),
+            target: Target::Amqp(AmqpTarget {
+                exchange: self.audit_exchange.clone(),
+                routing_key: "delivery.failed".into(),
+                mandatory: true,
+                event_type: "delivery.failed".into(),
+                correlation_id: body.get("externalConversationId").and_then(Value::as_str).map(str::to_owned),
+                transfer_type: body.get("transferType").and_then(Value::as_str).map(str::to_owned),
+                current_task: body.get("currentTaskName").and_then(Value::as_str).map(str::to_owned),
+            }),
+            body: body.to_string(),
+        }
+    }
+}
+
+fn outcome_label(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Delivered => "delivered",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Failed { .. } => "failed",
+    }
+}

@@ -1,0 +1,174 @@
+//! SQL for the `actions` table (the outbox).
+
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use super::action::{Action, ActionStatus, Target};
+use crate::store::{StoreError, now_text};
+use crate::transfer::TransferId;
+
+/// An action handed to a dispatcher, with how many attempts it has had
+/// (this one included).
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub action: Action,
+    pub attempts: u32,
+}
+
+/// What `GET /v1/transfers/{id}` shows per action.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionView {
+    pub id: String,
+    pub kind: String,
+    #[schema(value_type = String)]
+    pub status: ActionStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Insert in the caller's transaction. A repeat of the same id is ignored:
+/// an action, once recorded, keeps its id and body forever.
+pub async fn enqueue(conn: &mut SqliteConnection, actions: &[Action]) -> Result<(), StoreError> {
+    let now = now_ms();
+    let created = now_text();
+    for action in actions {
+        sqlx::query(
+            "INSERT INTO actions (id, transfer_id, kind, target_json, body, status, attempts, \
+             next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&action.id)
+        .bind(action.transfer_id.as_str())
+        .bind(&action.kind)
+        .bind(serde_json::to_string(&action.target).expect("targets serialize"))
+        .bind(&action.body)
+        .bind(now)
+        .bind(&created)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Lease up to `limit` due actions to this dispatcher until `now + lease_ms`.
+pub async fn claim_due(pool: &SqlitePool, lease_ms: i64, limit: u32) -> Result<Vec<Claimed>, StoreError> {
+    let now = now_ms();
+    let rows = sqlx::query(
+        "UPDATE actions SET claimed_until = $2, attempts = attempts + 1 WHERE id IN ( \
+           SELECT id FROM actions WHERE status = 'pending' AND next_attempt_at <= $1 \
+           AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY next_attempt_at LIMIT $3) \
+         RETURNING id, transfer_id, kind, target_json, body, attempts",
+    )
+    .bind(now)
+    .bind(now + lease_ms)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(claimed_from_row).collect()
+}
+
+pub async fn mark_delivered(pool: &SqlitePool, id: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE actions SET status = 'delivered', claimed_until = NULL, last_error = NULL, \
+         delivered_at = $2 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now_text())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_retry(pool: &SqlitePool, id: &str, delay_ms: i64, error: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE actions SET claimed_until = NULL, next_attempt_at = $2, last_error = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now_ms() + delay_ms)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_failed(conn: &mut SqliteConnection, id: &str, error: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE actions SET status = 'failed', claimed_until = NULL, last_error = $2 WHERE id = $1")
+        .bind(id)
+        .bind(error)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// At start, no dispatcher holds anything: claims of a dead process are void.
+pub async fn release_claims(pool: &SqlitePool) -> Result<u64, StoreError> {
+    let done = sqlx::query("UPDATE actions SET claimed_until = NULL WHERE claimed_until IS NOT NULL")
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Make every action of a transfer due again, same ids and bodies.
+pub async fn redeliver(pool: &SqlitePool, transfer: &TransferId) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE actions SET status = 'pending', next_attempt_at = $2, claimed_until = NULL \
+         WHERE transfer_id = $1",
+    )
+    .bind(transfer.as_str())
+    .bind(now_ms())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+pub async fn for_transfer(pool: &SqlitePool, transfer: &TransferId) -> Result<Vec<ActionView>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, kind, status, attempts, last_error FROM actions WHERE transfer_id = $1 \
+         ORDER BY created_at, id",
+    )
+    .bind(transfer.as_str())
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ActionView {
+                id: row.try_get("id")?,
+                kind: row.try_get("kind")?,
+                status: ActionStatus::parse(row.try_get("status")?),
+                attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
+                last_error: row.try_get("last_error")?,
+            })
+        })
+        .collect()
+}
+
+/// Count of actions not yet settled, for the demo and metrics.
+pub async fn pending_count(pool: &SqlitePool) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM actions WHERE status = 'pending'")
+        .fetch_one(pool)
+        .await?)
+}
+
+fn claimed_from_row(row: &SqliteRow) -> Result<Claimed, StoreError> {
+    let id: String = row.try_get("id")?;
+    let transfer: String = row.try_get("transfer_id")?;
+    let target: String = row.try_get("target_json")?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("action {id}: {what}"));
+    let target: Target = serde_json::from_str(&target).map_err(|_| corrupt("target_json"))?;
+    Ok(Claimed {
+        action: Action {
+            transfer_id: TransferId::parse(&transfer).map_err(|_| corrupt("transfer_id"))?,
+            kind: row.try_get("kind")?,
+            target,
+            body: row.try_get("body")?,
+            id,
+        },
+        attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
+    })
+}

@@ -1,0 +1,159 @@
+//! Declarative routes: `[[routes]]` in config, evaluated in order.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::ConfigError;
+
+use super::event::TransferEvent;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique; becomes the action name in message ids (`<id>.<name>`) and the
+    /// event's `route` field.
+    pub name: String,
+    #[serde(rename = "match", default)]
+    pub matcher: MatchConfig,
+    /// Publish the event to an exchange.
+    #[serde(default)]
+    pub amqp: Option<AmqpRoute>,
+    /// Send the webhook for this outcome (when a callback URL is known).
+    #[serde(default = "yes")]
+    pub webhook: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// All present conditions must hold; an empty matcher matches everything.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// Any of these (case-insensitive). `NONE` matches a completion without
+    /// outputContext.
+    #[serde(default)]
+    pub transfer_type: Vec<String>,
+    /// `currentTaskName`, exactly or as a glob (`billing_*`).
+    #[serde(default)]
+    pub task: Option<String>,
+    /// Transfer variables that must equal these values.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpRoute {
+    /// Defaults to `amqp.agent_exchange`.
+    #[serde(default)]
+    pub exchange: Option<String>,
+    /// minijinja template over the event fields.
+    pub routing_key: String,
+    /// Return unroutable messages so they are retried, not dropped.
+    #[serde(default = "yes")]
+    pub mandatory: bool,
+}
+
+impl MatchConfig {
+    pub fn matches(&self, event: &TransferEvent) -> bool {
+        self.type_matches(event) && self.task_matches(event) && self.vars_match(event)
+    }
+
+    fn type_matches(&self, event: &TransferEvent) -> bool {
+        if self.transfer_type.is_empty() {
+            return true;
+        }
+        let actual = event.transfer_type.as_deref().unwrap_or("NONE");
+        self.transfer_type
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(actual))
+    }
+
+    fn task_matches(&self, event: &TransferEvent) -> bool {
+        let Some(wanted) = &self.task else {
+            return true;
+        };
+        let Some(task) = event.current_task_name.as_deref() else {
+            return false;
+        };
+        match glob::Pattern::new(wanted) {
+            Ok(pattern) => pattern.matches(task),
+            Err(_) => wanted == task,
+        }
+    }
+
+    fn vars_match(&self, event: &TransferEvent) -> bool {
+        self.variables.iter().all(|(name, wanted)| {
+            match event.transfer_variables.get(name) {
+                Some(Value::String(s)) => s == wanted,
+                Some(other) => other.to_string() == *wanted,
+                None => false,
+            }
+        })
+    }
+}
+
+/// Checks `config check` reports, each with the rule's index and reason.
+pub fn validate_routes(routes: &[RouteConfig]) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, route) in routes.iter().enumerate() {
+        let key = |field: &str| format!("routes[{i}].{field}");
+        let name_ok = !route.name.is_empty()
+            && route.name.len() <= 64
+            && route
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !name_ok {
+            return Err(ConfigError::invalid(
+                key("name"),
+                "must be 1-64 characters of letters, digits, _ or -",
+            ));
+        }
+        if matches!(route.name.as_str(), "audit" | "pbx" | "webhook") {
+            return Err(ConfigError::invalid(key("name"), "audit, pbx and webhook are reserved action names"));
+        }
+        if !seen.insert(route.name.as_str()) {
+            return Err(ConfigError::invalid(key("name"), format!("duplicate route name {:?}", route.name)));
+        }
+        if let Some(task) = &route.matcher.task
+            && let Err(e) = glob::Pattern::new(task)
+        {
+            return Err(ConfigError::invalid(key("match.task"), format!("bad glob: {e}")));
+        }
+        if let Some(amqp) = &route.amqp {
+            if amqp.exchange.as_ref().is_some_and(|e| e.is_empty() || e.len() > 255) {
+                return Err(ConfigError::invalid(key("amqp.exchange"), "must be 1-255 bytes"));
+            }
+            super::template::check(&amqp.routing_key)
+                .map_err(|e| ConfigError::invalid(key("amqp.routing_key"), e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(toml_src: &str) -> RouteConfig {
+        toml::from_str(toml_src).unwrap()
+    }
+
+    #[test]
+    fn reports_bad_rules_with_index() {
+        let good = route("name = \"a\"");
+        let bad = route("name = \"b\"\nmatch = { task = \"[x\" }");
+        let err = validate_routes(&[good.clone(), bad]).unwrap_err().to_string();
+        assert!(err.starts_with("routes[1].match.task: bad glob"), "{err}");
+        let dup = validate_routes(&[good.clone(), good.clone()]).unwrap_err().to_string();
+        assert!(dup.contains("routes[1].name"), "{dup}");
+        let tpl = route("name = \"c\"\namqp = { exchange = \"x\", routing_key = \"{{ oops\" }");
+        let err = validate_routes(&[tpl]).unwrap_err().to_string();
+        assert!(err.starts_with("routes[0].amqp.routing_key"), "{err}");
+    }
+}

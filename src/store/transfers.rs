@@ -1,0 +1,188 @@
+//! SQL for the `transfers` table.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+use super::{Store, StoreError, now_text, parse_time};
+use crate::transfer::{BridgeState, Transfer, TransferId};
+
+/// A registration as the API accepted it.
+#[derive(Debug, Clone)]
+pub struct NewTransfer {
+    pub id: TransferId,
+    pub callback_url: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// Canonical JSON of the request; equal bodies mean an idempotent repeat.
+    pub request_json: String,
+    pub upstream_status: Option<String>,
+    pub upstream: Option<Value>,
+}
+
+pub enum Registered {
+    Created(Transfer),
+    /// Same id, same body: a safe retry.
+    Identical(Transfer),
+    /// Same id, different body.
+    Conflict(Transfer),
+}
+
+pub struct ListPage {
+    pub items: Vec<Transfer>,
+    /// Pass back as `cursor` to continue; absent on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+/// `SELECT <every column> FROM transfers <rest>`, as a literal so sqlx can
+/// see the SQL is static.
+macro_rules! select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT seq, id, state, upstream_status, upstream_json, callback_url, metadata_json, \
+             polls, reason, created_at, updated_at, request_json FROM transfers ",
+            $rest
+        )
+    };
+}
+
+impl Store {
+    pub async fn get(&self, id: &TransferId) -> Result<Option<Transfer>, StoreError> {
+        let mut conn = self.pool().acquire().await?;
+        fetch(&mut conn, id).await
+    }
+
+    /// Every transfer still being tracked, for resuming after a restart.
+    pub async fn tracking(&self) -> Result<Vec<Transfer>, StoreError> {
+        let rows = sqlx::query(select!("WHERE state = 'TRACKING' ORDER BY seq")).fetch_all(self.pool()).await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    pub async fn list(
+        &self,
+        state: Option<BridgeState>,
+        limit: u32,
+        cursor: Option<i64>,
+    ) -> Result<ListPage, StoreError> {
+        let rows = sqlx::query(select!("WHERE ($1 IS NULL OR state = $1) AND seq > $2 ORDER BY seq LIMIT $3"))
+            .bind(state.map(BridgeState::as_str))
+            .bind(cursor.unwrap_or(0))
+            .bind(i64::from(limit) + 1)
+            .fetch_all(self.pool())
+            .await?;
+        let more = rows.len() > limit as usize;
+        let rows = &rows[..rows.len().min(limit as usize)];
+        let next_cursor = match (more, rows.last()) {
+            (true, Some(last)) => Some(last.try_get::<i64, _>("seq")?),
+            _ => None,
+        };
+        let items = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+        Ok(ListPage { items, next_cursor })
+    }
+}
+
+pub async fn fetch(conn: &mut SqliteConnection, id: &TransferId) -> Result<Option<Transfer>, StoreError> {
+    let row = sqlx::query(select!("WHERE id = $1")).bind(id.as_str()).fetch_optional(conn).await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Insert, or tell an identical repeat from a conflicting one.
+pub async fn register(conn: &mut SqliteConnection, new: &NewTransfer) -> Result<Registered, StoreError> {
+    let now = now_text();
+    let inserted = sqlx::query(
+        "INSERT INTO transfers (id, state, upstream_status, upstream_json, callback_url, \
+         metadata_json, request_json, created_at, updated_at) \
+         VALUES ($1, 'TRACKING', $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(new.id.as_str())
+    .bind(&new.upstream_status)
+    .bind(new.upstream.as_ref().map(Value::to_string))
+    .bind(&new.callback_url)
+    .bind(serde_json::to_string(&new.metadata).expect("string map serializes"))
+    .bind(&new.request_json)
+    .bind(&now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let row = sqlx::query(select!("WHERE id = $1")).bind(new.id.as_str()).fetch_one(&mut *conn).await?;
+    let transfer = from_row(&row)?;
+    if inserted == 1 {
+        return Ok(Registered::Created(transfer));
+    }
+    let stored: String = row.try_get("request_json")?;
+    Ok(if stored == new.request_json {
+        Registered::Identical(transfer)
+    } else {
+        Registered::Conflict(transfer)
+    })
+}
+
+/// Record what the upstream said without changing the bridge state.
+pub async fn record_upstream(
+    conn: &mut SqliteConnection,
+    id: &TransferId,
+    status: &str,
+    raw: &Value,
+    polls: u32,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE transfers SET upstream_status = $2, upstream_json = $3, polls = $4, updated_at = $5 \
+         WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .bind(status)
+    .bind(raw.to_string())
+    .bind(polls)
+    .bind(now_text())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Move a TRACKING transfer to a terminal state. Returns false when it was
+/// no longer TRACKING (e.g. cancelled meanwhile), so callers enqueue nothing.
+pub async fn finish(
+    conn: &mut SqliteConnection,
+    id: &TransferId,
+    state: BridgeState,
+    reason: Option<&str>,
+    polls: Option<u32>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE transfers SET state = $2, reason = $3, polls = COALESCE($4, polls), updated_at = $5 \
+         WHERE id = $1 AND state = 'TRACKING'",
+    )
+    .bind(id.as_str())
+    .bind(state.as_str())
+    .bind(reason)
+    .bind(polls)
+    .bind(now_text())
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(done == 1)
+}
+
+fn from_row(row: &SqliteRow) -> Result<Transfer, StoreError> {
+    let id: String = row.try_get("id")?;
+    let state: String = row.try_get("state")?;
+    let upstream: Option<String> = row.try_get("upstream_json")?;
+    let metadata: String = row.try_get("metadata_json")?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("transfer {id}: {what}"));
+    Ok(Transfer {
+        id: TransferId::parse(&id).map_err(|e| corrupt(&e.to_string()))?,
+        state: BridgeState::parse(&state).ok_or_else(|| corrupt("unknown state"))?,
+        upstream_status: row.try_get("upstream_status")?,
+        upstream: upstream
+            .map(|u| serde_json::from_str(&u))
+            .transpose()
+            .map_err(|_| corrupt("upstream_json"))?,
+        callback_url: row.try_get("callback_url")?,
+        metadata: serde_json::from_str(&metadata).map_err(|_| corrupt("metadata_json"))?,
+        polls: row.try_get::<i64, _>("polls")?.clamp(0, u32::MAX as i64) as u32,
+        reason: row.try_get("reason")?,
+        created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
+        updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
+    })
+}

@@ -1,0 +1,66 @@
+//! Poll scheduling: every TRACKING transfer is polled until the upstream says
+//! COMPLETED or EXPIRED, or the bridge gives up (FAILED).
+
+mod policy;
+mod poll;
+mod scheduler;
+mod state;
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use policy::{FixedPolicy, PollPolicy, backoff};
+pub use poll::{PollDeps, Step, finish, poll_once};
+pub use state::{Phase, TrackState};
+
+use crate::transfer::TransferId;
+use scheduler::{Command, Scheduler};
+
+/// Commands waiting for the loop; registration awaits when it is full, which
+/// is the API's backpressure.
+const COMMAND_QUEUE: usize = 10_000;
+
+/// Handle to the tracker loop; cheap to clone.
+#[derive(Clone)]
+pub struct Tracker {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Tracker {
+    /// Start the loop on `tasks`; it stops when `cancel` fires, draining
+    /// in-flight polls for at most `drain`.
+    pub fn spawn(deps: PollDeps, tasks: &TaskTracker, cancel: CancellationToken, drain: Duration) -> Self {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        tasks.spawn(Scheduler::new(deps).run(rx, cancel, drain));
+        Self { tx }
+    }
+
+    /// Start tracking; the first poll happens after `delay`.
+    pub async fn track(&self, state: TrackState, delay: Duration) {
+        let _ = self.tx.send(Command::Track(state, delay)).await;
+    }
+
+    pub async fn untrack(&self, id: TransferId) {
+        let _ = self.tx.send(Command::Untrack(id)).await;
+    }
+
+    /// The call came back: poll now, ahead of routine polls. False when the
+    /// transfer is not being tracked.
+    pub async fn poll_now(&self, id: TransferId) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::PollNow(id, reply)).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    /// Polls made so far, if the transfer is tracked.
+    pub async fn polls(&self, id: TransferId) -> Option<u32> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Polls(id, reply)).await.ok()?;
+        rx.await.ok().flatten()
+    }
+}

@@ -1,0 +1,87 @@
+//! Call transfer ids: parsed once at the edge, trusted everywhere after.
+
+use std::fmt;
+
+/// Longest id accepted. AMQP short strings hold 255 bytes and the bridge
+/// appends `.<action>` to build message ids, so ids stay well under that.
+pub const MAX_ID_LEN: usize = 128;
+
+/// A call transfer id that is safe in a URL path segment, an AMQP short
+/// string, a SIP header value and a log line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct TransferId(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidId {
+    #[error("callTransferId must not be empty")]
+    Empty,
+    #[error("callTransferId is {0} bytes; at most {MAX_ID_LEN} are allowed")]
+    TooLong(usize),
+    #[error("callTransferId may contain only letters, digits and . _ - : @ + = ~ (found {0:?})")]
+    BadChar(char),
+}
+
+impl TransferId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidId> {
+        if raw.is_empty() {
+            return Err(InvalidId::Empty);
+        }
+        if raw.len() > MAX_ID_LEN {
+            return Err(InvalidId::TooLong(raw.len()));
+        }
+        // A conservative alphabet: upstream ids are caller-chosen strings like
+        // `0867617078-0032318833-...` or UUIDs; nothing that needs escaping.
+        if let Some(bad) = raw
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "._-:@+=~".contains(*c)))
+        {
+            return Err(InvalidId::BadChar(bad));
+        }
+        Ok(Self(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id of the action `name` of this transfer: `<id>.<name>`, the AMQP
+    /// `message_id` and webhook id, stable across redelivery.
+    pub fn action_id(&self, name: &str) -> String {
+        format!("{}.{name}", self.0)
+    }
+}
+
+impl fmt::Display for TransferId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for TransferId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_vendor_style_ids() {
+        for ok in ["0867617078-0032318833-2221801472-0002236962", "ct_1.a", "a:b@c"] {
+            assert_eq!(TransferId::parse(ok).unwrap().as_str(), ok);
+        }
+    }
+
+    #[test]
+    fn rejects_hostile_ids() {
+        assert_eq!(TransferId::parse(""), Err(InvalidId::Empty));
+        assert_eq!(TransferId::parse(&"a".repeat(10_000)), Err(InvalidId::TooLong(10_000)));
+        assert_eq!(TransferId::parse("../etc"), Err(InvalidId::BadChar('/')));
+        assert_eq!(TransferId::parse("a\r\nb"), Err(InvalidId::BadChar('\r')));
+        assert_eq!(TransferId::parse("a%2Fb"), Err(InvalidId::BadChar('%')));
+        assert_eq!(TransferId::parse("a b"), Err(InvalidId::BadChar(' ')));
+    }
+}

@@ -1,0 +1,102 @@
+//! The domain: a tracked call transfer, its id and its bridge states.
+
+mod id;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+pub use id::{InvalidId, TransferId};
+
+use crate::upstream::Status;
+
+/// The bridge's own lifecycle of a transfer (DESIGN.md, "Bridge states").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BridgeState {
+    Tracking,
+    Completed,
+    Expired,
+    /// Upstream 404 past the grace period, auth refused, another fatal 4xx,
+    /// or tracking time exceeded.
+    Failed,
+    /// Stopped by `DELETE /v1/transfers/{id}`.
+    Cancelled,
+}
+
+impl BridgeState {
+    pub const ALL: [BridgeState; 5] = [
+        Self::Tracking,
+        Self::Completed,
+        Self::Expired,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tracking => "TRACKING",
+            Self::Completed => "COMPLETED",
+            Self::Expired => "EXPIRED",
+            Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// Lowercase form used in event types and routing keys (`transfer.completed`).
+    pub fn event_suffix(self) -> &'static str {
+        match self {
+            Self::Tracking => "tracking",
+            Self::Completed => "completed",
+            Self::Expired => "expired",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(raw))
+    }
+
+    pub fn is_terminal(self) -> bool {
+        self != Self::Tracking
+    }
+
+    /// The bridge state an upstream status leads to, if it ends tracking.
+    pub fn after_upstream(status: &Status) -> Option<Self> {
+        match status {
+            Status::Completed => Some(Self::Completed),
+            Status::Expired => Some(Self::Expired),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for BridgeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A transfer as the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transfer {
+    pub id: TransferId,
+    pub state: BridgeState,
+    /// Last upstream `status` seen (ACTIVE, ONGOING, ...), kept verbatim.
+    pub upstream_status: Option<String>,
+    /// Last upstream resource seen, secrets redacted.
+    pub upstream: Option<Value>,
+    pub callback_url: Option<String>,
+    /// Integrator-supplied strings echoed in every event.
+    pub metadata: BTreeMap<String, String>,
+    pub polls: u32,
+    /// Why the transfer ended FAILED or CANCELLED.
+    pub reason: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}

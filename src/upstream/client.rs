@@ -1,0 +1,164 @@
+//! Typed client for the two call-transfer endpoints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use tracing::instrument;
+
+use super::budget::{Budget, Priority};
+use super::create::CreateCallTransfer;
+use super::error::{ErrorEnvelope, UpstreamError, parse_retry_after};
+use super::model::{CallTransfer, redact_secrets};
+use crate::config::UpstreamConfig;
+
+pub const HEADER_API_ID: &str = "asapp-api-id";
+pub const HEADER_API_SECRET: &str = "asapp-api-secret";
+const COLLECTION_PATH: &str = "generativeagent/v1/call-transfers";
+
+/// A resource as parsed, plus the JSON it came from (secrets redacted) so the
+/// bridge can show integrators exactly what the upstream said.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub resource: CallTransfer,
+    pub raw: Value,
+}
+
+/// Cheap to clone; one connection pool and one request budget per process.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    http: reqwest::Client,
+    base: Url,
+    api_id: String,
+    api_secret: SecretString,
+    budget: Arc<Budget>,
+}
+
+impl std::fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamClient")
+            .field("base", &self.base.as_str())
+            .field("api_id", &self.api_id)
+            .field("api_secret", &"**redacted**")
+            .finish()
+    }
+}
+
+impl UpstreamClient {
+    pub fn new(config: &UpstreamConfig, budget: Arc<Budget>) -> anyhow::Result<Self> {
+        let mut base = Url::parse(&config.base_url)?;
+        // `join` drops the last segment unless the base ends with a slash.
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("transfer-bridge/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            http,
+            base,
+            api_id: config.api_id.clone(),
+            api_secret: config.api_secret.clone(),
+            budget,
+        })
+    }
+
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
+    }
+
+    /// `GET /generativeagent/v1/call-transfers/{id}`.
+    #[instrument(skip_all, fields(call_transfer_id = %id))]
+    pub async fn get(&self, id: &str, priority: Priority) -> Result<Fetched, UpstreamError> {
+        let url = self.transfer_url(Some(id));
+        self.send(Method::GET, url, None, priority).await
+    }
+
+    /// `POST /generativeagent/v1/call-transfers`.
+    #[instrument(skip_all, fields(call_transfer_id = %body.id))]
+    pub async fn create(&self, body: &CreateCallTransfer) -> Result<Fetched, UpstreamError> {
+        let url = self.transfer_url(None);
+        let json = serde_json::to_value(body).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
+        self.send(Method::POST, url, Some(json), Priority::Signal)
+            .await
+    }
+
+    fn transfer_url(&self, id: Option<&str>) -> Url {
+        let mut url = self.base.join(COLLECTION_PATH).expect("constant path joins");
+        if let Some(id) = id {
+            // push() percent-encodes, so an id can never escape its segment.
+            url.path_segments_mut()
+                .expect("http(s) URLs have path segments")
+                .push(id);
+        }
+        url
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Value>,
+        priority: Priority,
+    ) -> Result<Fetched, UpstreamError> {
+        self.budget.acquire(priority).await;
+        let mut request = self
+            .http
+            .request(method, url)
+            .header(HEADER_API_ID, &self.api_id)
+            .header(HEADER_API_SECRET, self.api_secret.expose_secret());
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let result = match request.send().await {
+            Ok(response) => read_response(response).await,
+            Err(e) if e.is_timeout() => Err(UpstreamError::Timeout),
+            Err(e) => Err(UpstreamError::Connect(without_url(&e))),
+        };
+        self.budget.observe(&result);
+        result
+    }
+}
+
+async fn read_response(response: reqwest::Response) -> Result<Fetched, UpstreamError> {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let bytes = match response.bytes().await {
+        Ok(b) => b,
+        Err(e) if e.is_timeout() => return Err(UpstreamError::Timeout),
+        Err(e) => return Err(UpstreamError::Connect(without_url(&e))),
+    };
+    if status != StatusCode::OK && !status.is_success() {
+        let envelope = serde_json::from_slice::<ErrorEnvelope>(&bytes)
+            .ok()
+            .map(|e| e.error);
+        return Err(UpstreamError::Status {
+            status: status.as_u16(),
+            envelope,
+            retry_after,
+        });
+    }
+    let mut raw: Value =
+        serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
+    let resource: CallTransfer =
+        serde_json::from_value(raw.clone()).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
+    redact_secrets(&mut raw);
+    Ok(Fetched { resource, raw })
+}
+
+/// reqwest errors embed the URL; keep logs short and free of query strings.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), "<upstream>");
+    }
+    text
+}

@@ -1,0 +1,13 @@
+//! The GenerativeAgent call-transfer API: typed model, client, request budget.
+
+pub mod budget;
+pub mod client;
+pub mod create;
+pub mod error;
+pub mod model;
+
+pub use budget::{Budget, Priority};
+pub use client::{Fetched, UpstreamClient};
+pub use create::CreateCallTransfer;
+pub use error::{Disposition, ErrorBody, ErrorEnvelope, UpstreamError};
+pub use model::{CallTransfer, Status, TransferType};
