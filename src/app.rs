@@ -31,13 +31,30 @@ pub struct App {
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let config = Arc::new(config);
-        let store = Store::connect(config.store.url.expose_secret()).await.context("opening the store")?;
-        let budget = Arc::new(Budget::new(config.upstream.rate_limit_per_s, config.upstream.daily_budget));
-        let upstream = UpstreamClient::new(&config.upstream, budget).context("building the upstream client")?;
+        let store = Store::connect(config.store.url.expose_secret())
+            .await
+            .context("opening the store")?;
+        let budget = Arc::new(Budget::new(
+            config.upstream.rate_limit_per_s,
+            config.upstream.daily_budget,
+        ));
+        let upstream = UpstreamClient::new(&config.upstream, budget)
+            .context("building the upstream client")?;
         let amqp = AmqpPublisher::new(config.amqp.clone());
         let sinks = Sinks { amqp: amqp.clone() };
-        let dispatcher = Dispatcher::new(store.clone(), sinks, config.outbox.clone(), config.amqp.audit_exchange.clone());
-        Ok(Self { config, store, upstream, amqp, dispatcher })
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            sinks,
+            config.outbox.clone(),
+            config.amqp.audit_exchange.clone(),
+        );
+        Ok(Self {
+            config,
+            store,
+            upstream,
+            amqp,
+            dispatcher,
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -51,8 +68,16 @@ impl App {
     /// Serve until `shutdown` fires: stop accepting, drain polls and
     /// deliveries up to the configured deadline, then close the broker
     /// connection and the store. Whatever is left stays durable.
-    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let drain = self.config.outbox.claim_timeout.min(Duration::from_secs(15));
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let drain = self
+            .config
+            .outbox
+            .claim_timeout
+            .min(Duration::from_secs(15));
         let tasks = TaskTracker::new();
         // The broker outlives the dispatcher's drain, so it has its own token.
         let broker_stop = CancellationToken::new();
@@ -97,12 +122,19 @@ impl App {
 
     /// Pick up every transfer a previous run left TRACKING.
     async fn resume(&self, tracker: &Tracker) -> anyhow::Result<()> {
-        let pending = self.store.tracking().await.context("reading tracked transfers")?;
+        let pending = self
+            .store
+            .tracking()
+            .await
+            .context("reading tracked transfers")?;
         let count = pending.len();
         for transfer in pending {
             let mut state = TrackState::new(transfer.id.clone(), transfer.created_at);
             state.polls = transfer.polls;
-            state.phase = transfer.upstream_status.as_deref().map_or(Phase::Unknown, |s| Phase::of(&Status::from(s)));
+            state.phase = transfer
+                .upstream_status
+                .as_deref()
+                .map_or(Phase::Unknown, |s| Phase::of(&Status::from(s)));
             tracker.track(state, Duration::ZERO).await;
         }
         if count > 0 {

@@ -151,10 +151,15 @@ pub struct TelemetryConfig {
 }
 
 impl Config {
+    /// The embedded defaults alone (no file, no env): what tests start from.
+    pub fn embedded() -> Figment {
+        Figment::from(Toml::string(DEFAULTS_TOML))
+    }
+
     /// The figment every entry point uses: defaults, then the file, then env.
     /// An explicit `--config` file must exist; the implicit one is optional.
     pub fn figment(file: Option<&Path>) -> Figment {
-        let figment = Figment::from(Toml::string(DEFAULTS_TOML));
+        let figment = Self::embedded();
         let figment = match file {
             Some(path) => figment.merge(Toml::file_exact(path)),
             None => figment.merge(Toml::file("config/bridge.toml")),
@@ -216,8 +221,7 @@ impl Config {
 
     /// Warnings that do not stop `config check` but would stop `serve`.
     pub fn missing_credentials(&self) -> Option<&'static str> {
-        if self.upstream.api_id.is_empty() || self.upstream.api_secret.expose_secret().is_empty()
-        {
+        if self.upstream.api_id.is_empty() || self.upstream.api_secret.expose_secret().is_empty() {
             Some(
                 "upstream.api_id / upstream.api_secret are empty: set BRIDGE_UPSTREAM__API_ID and BRIDGE_UPSTREAM__API_SECRET",
             )
@@ -234,8 +238,16 @@ fn describe(error: figment::Error) -> ConfigError {
         .into_iter()
         .map(|e| {
             let key = e.path.join(".").to_lowercase();
-            let source = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
-            if key.is_empty() { format!("{}{source}", e.kind) } else { format!("{key}: {}{source}", e.kind) }
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{source}", e.kind)
+            } else {
+                format!("{key}: {}{source}", e.kind)
+            }
         })
         .collect();
     ConfigError::Load(lines.join("; "))
@@ -311,6 +323,7 @@ mod secret_list {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature, not ours
 mod tests {
     use super::*;
     use figment::Jail;
@@ -340,7 +353,10 @@ mod tests {
 
             jail.set_env("BRIDGE_HTTP__MAX_BODY_BYTES", "lots");
             let err = Config::load(None).unwrap_err().to_string();
-            assert!(err.starts_with("http.max_body_bytes: invalid type"), "{err}");
+            assert!(
+                err.starts_with("http.max_body_bytes: invalid type"),
+                "{err}"
+            );
             Ok(())
         });
     }

@@ -10,7 +10,11 @@ use transfer_bridge::config::Config;
 use transfer_bridge::{App, demo, simulator, telemetry};
 
 #[derive(Parser)]
-#[command(name = "transfer-bridge", version, about = "Tracks GenerativeAgent call transfers and delivers their outcomes")]
+#[command(
+    name = "transfer-bridge",
+    version,
+    about = "Tracks GenerativeAgent call transfers and delivers their outcomes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,7 +36,12 @@ enum Command {
         /// Credentials the simulator accepts (asapp-api-id / asapp-api-secret).
         #[arg(long, env = "BRIDGE_UPSTREAM__API_ID", default_value = "sim-id")]
         api_id: String,
-        #[arg(long, env = "BRIDGE_UPSTREAM__API_SECRET", default_value = "sim-secret", hide_env_values = true)]
+        #[arg(
+            long,
+            env = "BRIDGE_UPSTREAM__API_SECRET",
+            default_value = "sim-secret",
+            hide_env_values = true
+        )]
         api_secret: String,
     },
     /// Configuration tools.
@@ -55,10 +64,16 @@ enum ConfigCommand {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Config { command: ConfigCommand::Check { config } } => config_check(config),
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => config_check(config),
         Command::Serve { config } => serve(config).await,
         Command::Demo => demo::run().await,
-        Command::Simulator { bind, api_id, api_secret } => run_simulator(&bind, &api_id, &api_secret).await,
+        Command::Simulator {
+            bind,
+            api_id,
+            api_secret,
+        } => run_simulator(&bind, &api_id, &api_secret).await,
     }
 }
 
@@ -127,7 +142,8 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

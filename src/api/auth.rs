@@ -26,7 +26,11 @@ pub async fn require_token(State(app): State<AppState>, request: Request, next: 
     };
     // Check every token so timing does not reveal which one (or how many) matched.
     let matched = tokens.iter().fold(0u8, |acc, token| {
-        acc | token.expose_secret().as_bytes().ct_eq(presented.as_bytes()).unwrap_u8()
+        acc | token
+            .expose_secret()
+            .as_bytes()
+            .ct_eq(presented.as_bytes())
+            .unwrap_u8()
     });
     if matched == 1 {
         next.run(request).await

@@ -22,7 +22,11 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     };
     let broker = json!({"ok": app.amqp.is_connected()});
     let ready = store["ok"] == true && broker["ok"] == true;
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "checks": {"store": store, "broker": broker},
@@ -33,7 +37,10 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
 /// Prometheus text exposition.
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         app.metrics.render(),
     )
 }

@@ -44,7 +44,10 @@ pub struct AppState {
 
 impl AppState {
     async fn find(&self, id: &TransferId) -> Result<Transfer, ApiError> {
-        self.store.get(id).await?.ok_or_else(|| transfers::not_found(id))
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| transfers::not_found(id))
     }
 
     /// The full view: stored state, live poll count, and every action.
@@ -63,9 +66,12 @@ impl AppState {
     }
 
     async fn check_callback(&self, url: &str) -> Result<(), ApiError> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| ApiError::Invalid(format!("callbackUrl: {e}")))?;
+        let parsed =
+            reqwest::Url::parse(url).map_err(|e| ApiError::Invalid(format!("callbackUrl: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(ApiError::Invalid("callbackUrl must be an http(s) URL".into()));
+            return Err(ApiError::Invalid(
+                "callbackUrl must be an http(s) URL".into(),
+            ));
         }
         Ok(())
     }
@@ -75,10 +81,16 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/transfers", post(transfers::create).get(transfers::list))
-        .route("/transfers/{id}", get(transfers::get_one).delete(transfers::cancel))
+        .route(
+            "/transfers/{id}",
+            get(transfers::get_one).delete(transfers::cancel),
+        )
         .route("/transfers/{id}/returned", post(transfers::returned))
         .route("/transfers/{id}/redeliver", post(transfers::redeliver))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(health::healthz))

@@ -38,7 +38,10 @@ pub struct RegisterRequest {
 }
 
 /// Validate, create upstream if asked, insert. Returns 201, 200 or an error.
-pub async fn register(app: &AppState, req: RegisterRequest) -> Result<(StatusCode, Transfer), ApiError> {
+pub async fn register(
+    app: &AppState,
+    req: RegisterRequest,
+) -> Result<(StatusCode, Transfer), ApiError> {
     let id = resolve_id(&req)?;
     if let Some(create) = &req.create {
         create.validate().map_err(ApiError::Invalid)?;
@@ -66,7 +69,11 @@ pub async fn register(app: &AppState, req: RegisterRequest) -> Result<(StatusCod
     let registered = store::register(&mut tx, &new).await?;
     let transfer = match registered {
         Registered::Created(t) => {
-            let actions = app.router.plan(&t, BridgeState::Tracking, upstream.as_ref().map(|f| &f.resource));
+            let actions = app.router.plan(
+                &t,
+                BridgeState::Tracking,
+                upstream.as_ref().map(|f| &f.resource),
+            );
             repo::enqueue(&mut tx, &actions).await?;
             tx.commit().await?;
             app.outbox_wake.notify_one();
@@ -103,10 +110,14 @@ fn resolve_id(req: &RegisterRequest) -> Result<TransferId, ApiError> {
         (None, Some(create)) => &create.id,
         (Some(id), Some(create)) if *id == create.id => id,
         (Some(_), Some(_)) => {
-            return Err(ApiError::Invalid("callTransferId and create.id differ".into()));
+            return Err(ApiError::Invalid(
+                "callTransferId and create.id differ".into(),
+            ));
         }
         (None, None) => {
-            return Err(ApiError::Invalid("callTransferId or create is required".into()));
+            return Err(ApiError::Invalid(
+                "callTransferId or create is required".into(),
+            ));
         }
     };
     TransferId::parse(raw).map_err(|e| ApiError::Invalid(e.to_string()))
@@ -114,14 +125,20 @@ fn resolve_id(req: &RegisterRequest) -> Result<TransferId, ApiError> {
 
 fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<(), ApiError> {
     if metadata.len() > MAX_METADATA_ENTRIES {
-        return Err(ApiError::Invalid(format!("metadata has more than {MAX_METADATA_ENTRIES} entries")));
+        return Err(ApiError::Invalid(format!(
+            "metadata has more than {MAX_METADATA_ENTRIES} entries"
+        )));
     }
     for (key, value) in metadata {
         if key.is_empty() || key.len() > MAX_METADATA_KEY {
-            return Err(ApiError::Invalid(format!("metadata keys must be 1-{MAX_METADATA_KEY} bytes")));
+            return Err(ApiError::Invalid(format!(
+                "metadata keys must be 1-{MAX_METADATA_KEY} bytes"
+            )));
         }
         if value.len() > MAX_METADATA_VALUE {
-            return Err(ApiError::Invalid(format!("metadata.{key} is longer than {MAX_METADATA_VALUE} bytes")));
+            return Err(ApiError::Invalid(format!(
+                "metadata.{key} is longer than {MAX_METADATA_VALUE} bytes"
+            )));
         }
     }
     Ok(())
@@ -130,7 +147,9 @@ fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<(), ApiError
 /// SHA-256 of the canonical request (serde_json maps are sorted), so repeats
 /// compare without the bridge storing credentials a `create` body may hold.
 fn fingerprint(req: &RegisterRequest) -> String {
-    let canonical = serde_json::to_value(req).expect("requests serialize").to_string();
+    let canonical = serde_json::to_value(req)
+        .expect("requests serialize")
+        .to_string();
     let digest = Sha256::digest(canonical.as_bytes());
     format!("sha256:{}", hex(&digest))
 }
@@ -154,8 +173,12 @@ async fn create_upstream(app: &AppState, body: &CreateCallTransfer) -> Result<Fe
 
 fn upstream_failure(e: UpstreamError) -> ApiError {
     match (e.disposition(), e.status()) {
-        (Disposition::FatalForTransfer, _) => ApiError::Invalid(format!("upstream rejected the create body: {e}")),
-        (Disposition::FatalForBridge, _) => ApiError::Upstream(format!("upstream refused the bridge's credentials: {e}")),
+        (Disposition::FatalForTransfer, _) => {
+            ApiError::Invalid(format!("upstream rejected the create body: {e}"))
+        }
+        (Disposition::FatalForBridge, _) => {
+            ApiError::Upstream(format!("upstream refused the bridge's credentials: {e}"))
+        }
         _ => ApiError::Upstream(format!("upstream create failed: {e}")),
     }
 }

@@ -19,14 +19,20 @@ const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
 
 /// `POST /v1/transfers`: 201 new, 200 identical repeat, 409 conflict, 422 invalid.
-pub async fn create(State(app): State<AppState>, ApiJson(body): ApiJson<RegisterRequest>) -> Result<Response, ApiError> {
+pub async fn create(
+    State(app): State<AppState>,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<Response, ApiError> {
     let (status, transfer) = register(&app, body).await?;
     let view = app.view(transfer).await?;
     Ok((status, Json(view)).into_response())
 }
 
 /// `GET /v1/transfers/{id}`: the bridge's view, with its actions.
-pub async fn get_one(State(app): State<AppState>, IdPath(id): IdPath) -> Result<Json<TransferView>, ApiError> {
+pub async fn get_one(
+    State(app): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<TransferView>, ApiError> {
     let transfer = app.find(&id).await?;
     Ok(Json(app.view(transfer).await?))
 }
@@ -40,7 +46,10 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/transfers?state=&limit=&cursor=`
-pub async fn list(State(app): State<AppState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<ListResponse>, ApiError> {
+pub async fn list(
+    State(app): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ListResponse>, ApiError> {
     let Query(query) = query?;
     let state = match query.state.as_deref() {
         None | Some("") => None,
@@ -52,7 +61,9 @@ pub async fn list(State(app): State<AppState>, query: Result<Query<ListQuery>, a
     };
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::Invalid(format!("limit must be between 1 and {MAX_PAGE}")));
+        return Err(ApiError::Invalid(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
     }
     let cursor = match query.cursor.as_deref() {
         None | Some("") => None,
@@ -65,12 +76,18 @@ pub async fn list(State(app): State<AppState>, query: Result<Query<ListQuery>, a
     };
     let page = app.store.list(state, limit, cursor).await?;
     let items = page.items.into_iter().map(TransferView::summary).collect();
-    Ok(Json(ListResponse { items, next_cursor: page.next_cursor.map(|c| c.to_string()) }))
+    Ok(Json(ListResponse {
+        items,
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+    }))
 }
 
 /// `DELETE /v1/transfers/{id}`: stop tracking. Idempotent: a transfer that
 /// already ended is returned unchanged.
-pub async fn cancel(State(app): State<AppState>, IdPath(id): IdPath) -> Result<Json<TransferView>, ApiError> {
+pub async fn cancel(
+    State(app): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<TransferView>, ApiError> {
     let mut tx = app.store.begin().await?;
     let Some(mut transfer) = store::fetch(&mut tx, &id).await? else {
         return Err(not_found(&id));
@@ -90,7 +107,10 @@ pub async fn cancel(State(app): State<AppState>, IdPath(id): IdPath) -> Result<J
 }
 
 /// `POST /v1/transfers/{id}/returned`: the PBX saw the call come back.
-pub async fn returned(State(app): State<AppState>, IdPath(id): IdPath) -> Result<Response, ApiError> {
+pub async fn returned(
+    State(app): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Response, ApiError> {
     let transfer = app.find(&id).await?;
     if transfer.state.is_terminal() {
         return Ok((StatusCode::OK, Json(app.view(transfer).await?)).into_response());
@@ -103,7 +123,10 @@ pub async fn returned(State(app): State<AppState>, IdPath(id): IdPath) -> Result
 }
 
 /// `POST /v1/transfers/{id}/redeliver`: enqueue its actions again, same ids.
-pub async fn redeliver(State(app): State<AppState>, IdPath(id): IdPath) -> Result<Response, ApiError> {
+pub async fn redeliver(
+    State(app): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Response, ApiError> {
     let transfer = app.find(&id).await?;
     let requeued = repo::redeliver(app.store.pool(), &id).await?;
     app.outbox_wake.notify_one();

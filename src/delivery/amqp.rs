@@ -10,9 +10,14 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
 use secrecy::ExposeSecret;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -82,7 +87,9 @@ impl AmqpPublisher {
     /// Wait up to `timeout` for the first connection.
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
         let mut rx = self.inner.connected.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|c| *c)).await.is_ok()
+        tokio::time::timeout(timeout, rx.wait_for(|c| *c))
+            .await
+            .is_ok()
     }
 
     /// Keep a connection up until `cancel` fires.
@@ -112,7 +119,10 @@ impl AmqpPublisher {
     /// Serve publishes on this connection until it is lost or we stop.
     async fn hold(&self, conn: Connection, channel: Channel, cancel: &CancellationToken) {
         let lost = CancellationToken::new();
-        *self.write() = Some(Live { channel: channel.clone(), lost: lost.clone() });
+        *self.write() = Some(Live {
+            channel: channel.clone(),
+            lost: lost.clone(),
+        });
         self.inner.connected.send_replace(true);
         metrics::gauge!("bridge_amqp_connected").set(1.0);
         tracing::info!("connected to the broker; topology declared, confirms on");
@@ -141,13 +151,25 @@ impl AmqpPublisher {
     }
 
     /// Publish and wait for the broker's confirm. Ok only on a clean ack.
-    pub async fn publish(&self, target: &AmqpTarget, message_id: &str, body: &[u8]) -> Result<(), PublishError> {
+    pub async fn publish(
+        &self,
+        target: &AmqpTarget,
+        message_id: &str,
+        body: &[u8],
+    ) -> Result<(), PublishError> {
         let live = self.read().ok_or(PublishError::NotConnected)?;
         let properties = properties(target, message_id)?;
-        let options = BasicPublishOptions { mandatory: target.mandatory, ..Default::default() };
+        let options = BasicPublishOptions {
+            mandatory: target.mandatory,
+            ..Default::default()
+        };
         let exchange = short("exchange", &target.exchange)?;
         let key = short("routing key", &target.routing_key)?;
-        let confirm = match live.channel.basic_publish(exchange, key, options, body, properties).await {
+        let confirm = match live
+            .channel
+            .basic_publish(exchange, key, options, body, properties)
+            .await
+        {
             Ok(confirm) => confirm,
             Err(e) => {
                 self.inner.broken.notify_one();
@@ -176,7 +198,11 @@ impl AmqpPublisher {
     }
 
     fn read(&self) -> Option<Live> {
-        self.inner.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner
+            .live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Option<Live>> {
@@ -186,11 +212,12 @@ impl AmqpPublisher {
 
 /// Connect, open a confirm channel and declare the bridge's topology.
 async fn connect(cfg: &AmqpConfig) -> Result<(Connection, Channel), lapin::Error> {
-    let props = ConnectionProperties::default()
-        .with_connection_name(LongString::from(APP_ID));
+    let props = ConnectionProperties::default().with_connection_name(LongString::from(APP_ID));
     let conn = Connection::connect(cfg.url.expose_secret(), props).await?;
     let channel = conn.create_channel().await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     declare_topology(&channel, cfg).await?;
     Ok((conn, channel))
 }
@@ -198,15 +225,30 @@ async fn connect(cfg: &AmqpConfig) -> Result<(Connection, Channel), lapin::Error
 /// Durable topic exchanges and the durable audit queue bound to `#`, so
 /// audit records survive with no consumer attached.
 pub async fn declare_topology(channel: &Channel, cfg: &AmqpConfig) -> Result<(), lapin::Error> {
-    let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     for exchange in [&cfg.agent_exchange, &cfg.pbx_exchange, &cfg.audit_exchange] {
         channel
-            .exchange_declare(exchange.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default())
+            .exchange_declare(
+                exchange.as_str().into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
             .await?;
     }
-    let queue = QueueDeclareOptions { durable: true, ..Default::default() };
+    let queue = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     channel
-        .queue_declare(cfg.audit_queue.as_str().into(), queue, FieldTable::default())
+        .queue_declare(
+            cfg.audit_queue.as_str().into(),
+            queue,
+            FieldTable::default(),
+        )
         .await?;
     channel
         .queue_bind(
@@ -223,8 +265,14 @@ fn properties(target: &AmqpTarget, message_id: &str) -> Result<BasicProperties, 
     let mut headers = FieldTable::default();
     let call_transfer_id = message_id.split('.').next().unwrap_or(message_id);
     headers.insert("x-call-transfer-id".into(), long(call_transfer_id));
-    headers.insert("x-transfer-type".into(), long(target.transfer_type.as_deref().unwrap_or("")));
-    headers.insert("x-current-task".into(), long(target.current_task.as_deref().unwrap_or("")));
+    headers.insert(
+        "x-transfer-type".into(),
+        long(target.transfer_type.as_deref().unwrap_or("")),
+    );
+    headers.insert(
+        "x-current-task".into(),
+        long(target.current_task.as_deref().unwrap_or("")),
+    );
     let mut props = BasicProperties::default()
         .with_content_type("application/json".into())
         .with_delivery_mode(PERSISTENT)
@@ -249,5 +297,8 @@ fn long(value: &str) -> AMQPValue {
 
 /// `ShortString::from` panics past 255 bytes; this reports instead.
 fn short(field: &'static str, value: &str) -> Result<ShortString, PublishError> {
-    ShortString::try_new(value).map_err(|_| PublishError::TooLong { field, len: value.len() })
+    ShortString::try_new(value).map_err(|_| PublishError::TooLong {
+        field,
+        len: value.len(),
+    })
 }

@@ -14,7 +14,10 @@ pub enum Outcome {
     /// Broker confirm or receiver 2xx.
     Delivered,
     /// Try again; `after` is the receiver's hint (Retry-After), if any.
-    Retry { error: String, after: Option<Duration> },
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
     /// Retrying cannot help (410 Gone, abort-message, a refused address).
     Failed { error: String },
 }
@@ -29,10 +32,19 @@ impl Sinks {
     pub async fn deliver(&self, action: &Action) -> Outcome {
         match &action.target {
             Target::Amqp(target) => {
-                match self.amqp.publish(target, &action.id, action.body.as_bytes()).await {
+                match self
+                    .amqp
+                    .publish(target, &action.id, action.body.as_bytes())
+                    .await
+                {
                     Ok(()) => Outcome::Delivered,
-                    Err(e @ PublishError::TooLong { .. }) => Outcome::Failed { error: e.to_string() },
-                    Err(e) => Outcome::Retry { error: e.to_string(), after: None },
+                    Err(e @ PublishError::TooLong { .. }) => Outcome::Failed {
+                        error: e.to_string(),
+                    },
+                    Err(e) => Outcome::Retry {
+                        error: e.to_string(),
+                        after: None,
+                    },
                 }
             }
             Target::Webhook { .. } => Outcome::Failed {

@@ -2,7 +2,10 @@
 //! queue bound to the agent and PBX exchanges, printing what arrives.
 
 use futures::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 
@@ -16,24 +19,64 @@ pub struct DemoConsumer {
 pub async fn bind(url: &str, cfg: &AmqpConfig) -> anyhow::Result<DemoConsumer> {
     let conn = Connection::connect(url, ConnectionProperties::default()).await?;
     let channel = conn.create_channel().await?;
-    let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     let queue = channel
-        .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await?;
     for (exchange, key) in [(&cfg.agent_exchange, "agent.#"), (&cfg.pbx_exchange, "#")] {
         // Same arguments as the bridge's own declaration, so either may run first.
-        channel.exchange_declare(exchange.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
         channel
-            .queue_bind(queue.name().clone(), exchange.as_str().into(), key.into(), QueueBindOptions::default(), FieldTable::default())
+            .exchange_declare(
+                exchange.as_str().into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                queue.name().clone(),
+                exchange.as_str().into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
     }
     let mut consumer = channel
-        .basic_consume(queue.name().clone(), "demo".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            queue.name().clone(),
+            "demo".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     tokio::spawn(async move {
         while let Some(Ok(delivery)) = consumer.next().await {
-            let id = delivery.properties.message_id().as_ref().map(|m| m.to_string()).unwrap_or_default();
-            println!("  broker -> consumer: {} on {} ({}, {} bytes)", id, delivery.exchange, delivery.routing_key, delivery.data.len());
+            let id = delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default();
+            println!(
+                "  broker -> consumer: {} on {} ({}, {} bytes)",
+                id,
+                delivery.exchange,
+                delivery.routing_key,
+                delivery.data.len()
+            );
             let _ = delivery.ack(BasicAckOptions::default()).await;
         }
     });

@@ -29,6 +29,11 @@ struct Sample {
 }
 
 pub async fn run() -> ExitCode {
+    // The demo prints its own story; logs only for problems unless asked.
+    if std::env::var_os("RUST_LOG").is_none() {
+        // SAFETY: single-threaded at this point; nothing else reads the env yet.
+        unsafe { std::env::set_var("RUST_LOG", "warn") };
+    }
     crate::telemetry::init_tracing(crate::config::LogFormat::Pretty);
     match demo().await {
         Ok(()) => ExitCode::SUCCESS,
@@ -48,7 +53,11 @@ async fn demo() -> anyhow::Result<()> {
             mask_url_password(&broker)
         );
     }
-    let sim = simulator::start(tokio::net::TcpListener::bind("127.0.0.1:0").await?, SIM_ID, SIM_SECRET)?;
+    let sim = simulator::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        SIM_ID,
+        SIM_SECRET,
+    )?;
     let dir = tempfile_dir()?;
     config.upstream.base_url = sim.base_url();
     config.upstream.api_id = SIM_ID.into();
@@ -76,6 +85,7 @@ async fn demo() -> anyhow::Result<()> {
         }
     });
 
+    wait_ready(&base).await?;
     let ids = register_samples(&sim, &base).await?;
     let finished = wait_until_settled(&base, &ids).await?;
     print_table(&finished);
@@ -86,23 +96,50 @@ async fn demo() -> anyhow::Result<()> {
 }
 
 fn samples() -> Vec<Sample> {
-    let done = |output: Value| json!({"timeline": [
+    let done = |output: Value| {
+        json!({"timeline": [
         {"status": "ACTIVE", "forMs": 300}, {"status": "ONGOING", "forMs": 700}, {"status": "COMPLETED"}],
-        "outputContext": output});
+        "outputContext": output})
+    };
     vec![
-        Sample { label: "agent", create: true, script: done(json!({"transferType": "AGENT", "currentTaskName": "billing",
-            "transferVariables": {"reason": "dispute", "amount": 42.5}, "referenceVariables": {"caseId": "C-1"}})) },
-        Sample { label: "system", create: false, script: {
-            let mut s = done(json!({"transferType": "SYSTEM", "currentTaskName": "verify_identity",
-                "transferVariables": {"verified": true, "priority": "high"}}));
-            s["type"] = "SIP".into();
-            s["sip"] = json!({"returnTransferType": "REFER", "returnUri": "sip:ivr@pbx.example.com"});
-            s
-        } },
-        Sample { label: "disconnect", create: false, script: done(json!({"transferType": "CALLER_DISCONNECT"})) },
-        Sample { label: "no-output", create: false, script: done(Value::Null) },
-        Sample { label: "expired", create: false, script: json!({"timeline": [
-            {"status": "ACTIVE", "forMs": 800}, {"status": "EXPIRED"}]}) },
+        Sample {
+            label: "agent",
+            create: true,
+            script: done(
+                json!({"transferType": "AGENT", "currentTaskName": "billing",
+            "transferVariables": {"reason": "dispute", "amount": 42.5}, "referenceVariables": {"caseId": "C-1"}}),
+            ),
+        },
+        Sample {
+            label: "system",
+            create: false,
+            script: {
+                let mut s = done(
+                    json!({"transferType": "SYSTEM", "currentTaskName": "verify_identity",
+                "transferVariables": {"verified": true, "priority": "high"}}),
+                );
+                s["type"] = "SIP".into();
+                s["sip"] =
+                    json!({"returnTransferType": "REFER", "returnUri": "sip:ivr@pbx.example.com"});
+                s
+            },
+        },
+        Sample {
+            label: "disconnect",
+            create: false,
+            script: done(json!({"transferType": "CALLER_DISCONNECT"})),
+        },
+        Sample {
+            label: "no-output",
+            create: false,
+            script: done(Value::Null),
+        },
+        Sample {
+            label: "expired",
+            create: false,
+            script: json!({"timeline": [
+            {"status": "ACTIVE", "forMs": 800}, {"status": "EXPIRED"}]}),
+        },
     ]
 }
 
@@ -122,10 +159,17 @@ async fn register_samples(sim: &SimHandle, base: &str) -> anyhow::Result<Vec<Str
             sim.script(&id, script);
             json!({"callTransferId": id, "metadata": {"queue": "demo"}})
         };
-        let response = client.post(format!("{base}/v1/transfers")).json(&body).send().await?;
+        let response = client
+            .post(format!("{base}/v1/transfers"))
+            .json(&body)
+            .send()
+            .await?;
         let status = response.status();
         let view: Value = response.json().await?;
-        anyhow::ensure!(status.is_success(), "registering {id} failed: {status} {view}");
+        anyhow::ensure!(
+            status.is_success(),
+            "registering {id} failed: {status} {view}"
+        );
         match view["upstream"]["phoneNumber"]["transferNumber"].as_str() {
             Some(number) => println!("registered {id} ({status}); the IVR dials {number}"),
             None => println!("registered {id} ({status})"),
@@ -142,29 +186,52 @@ async fn wait_until_settled(base: &str, ids: &[String]) -> anyhow::Result<Vec<Va
     loop {
         let mut views = Vec::new();
         for id in ids {
-            views.push(client.get(format!("{base}/v1/transfers/{id}")).send().await?.json::<Value>().await?);
+            views.push(
+                client
+                    .get(format!("{base}/v1/transfers/{id}"))
+                    .send()
+                    .await?
+                    .json::<Value>()
+                    .await?,
+            );
         }
         let settled = views.iter().all(|v| {
             v["state"] != "TRACKING"
-                && v["actions"].as_array().is_some_and(|a| a.iter().all(|x| x["status"] != "pending"))
+                && v["actions"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().all(|x| x["status"] != "pending"))
         });
         if settled {
             return Ok(views);
         }
-        anyhow::ensure!(start.elapsed() < DEADLINE, "transfers did not settle within {DEADLINE:?}");
+        anyhow::ensure!(
+            start.elapsed() < DEADLINE,
+            "transfers did not settle within {DEADLINE:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 fn print_table(views: &[Value]) {
-    println!("\n{:<28} {:<10} {:<18} {:<6} actions", "transfer", "state", "transferType", "polls");
+    println!(
+        "\n{:<28} {:<10} {:<18} {:<6} actions",
+        "transfer", "state", "transferType", "polls"
+    );
     for v in views {
-        let transfer_type = v["upstream"]["outputContext"]["transferType"].as_str().unwrap_or("-");
+        let transfer_type = v["upstream"]["outputContext"]["transferType"]
+            .as_str()
+            .unwrap_or("-");
         let actions: Vec<String> = v["actions"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|a| format!("{}:{}", a["kind"].as_str().unwrap_or("?"), a["status"].as_str().unwrap_or("?")))
+            .map(|a| {
+                format!(
+                    "{}:{}",
+                    a["kind"].as_str().unwrap_or("?"),
+                    a["status"].as_str().unwrap_or("?")
+                )
+            })
             .collect();
         println!(
             "{:<28} {:<10} {:<18} {:<6} {}",
@@ -177,15 +244,35 @@ fn print_table(views: &[Value]) {
     }
 }
 
+/// Registering before the broker link is up works (actions wait in the
+/// outbox) but makes a noisy demo; wait for `/readyz` first.
+async fn wait_ready(base: &str) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        if reqwest::get(format!("{base}/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the bridge did not become ready within 10 s")
+}
+
 async fn probe_broker(url: &str) -> anyhow::Result<()> {
     let connect = lapin::Connection::connect(url, lapin::ConnectionProperties::default());
-    let conn = tokio::time::timeout(Duration::from_secs(3), connect).await.map_err(|_| anyhow::anyhow!("timed out"))??;
+    let conn = tokio::time::timeout(Duration::from_secs(3), connect)
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out"))??;
     let _ = conn.close(200, "probe".into()).await;
     Ok(())
 }
 
 fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("transfer-bridge-demo-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(format!(
+        "transfer-bridge-demo-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

@@ -74,7 +74,9 @@ impl Dispatcher {
             let claimed = self.claim(&permits).await;
             let full_round = claimed.len() as u32 >= self.config.batch_size;
             for item in claimed {
-                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
                 let this = self.clone();
                 inflight.spawn(async move {
                     this.settle(item).await;
@@ -94,7 +96,9 @@ impl Dispatcher {
         }
         inflight.close();
         if tokio::time::timeout(drain, inflight.wait()).await.is_err() {
-            tracing::warn!("outbox drain deadline passed; unsettled actions will be redelivered on next start");
+            tracing::warn!(
+                "outbox drain deadline passed; unsettled actions will be redelivered on next start"
+            );
         }
     }
 
@@ -123,9 +127,21 @@ impl Dispatcher {
             Outcome::Retry { error, after } => match self.retry_delay(&action, attempts, *after) {
                 Some(delay) => {
                     tracing::warn!(action_id = %action.id, attempts, error = %error, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
-                    repo::mark_retry(self.store.pool(), &action.id, delay.as_millis() as i64, error).await
+                    repo::mark_retry(
+                        self.store.pool(),
+                        &action.id,
+                        delay.as_millis() as i64,
+                        error,
+                    )
+                    .await
                 }
-                None => self.give_up(&action, &format!("retries exhausted after {attempts} attempts: {error}")).await,
+                None => {
+                    self.give_up(
+                        &action,
+                        &format!("retries exhausted after {attempts} attempts: {error}"),
+                    )
+                    .await
+                }
             },
             Outcome::Failed { error } => self.give_up(&action, error).await,
         };
@@ -143,10 +159,18 @@ impl Dispatcher {
 
     /// Broker publishes back off exponentially and never give up: an AMQP
     /// action is only ever settled by a confirm.
-    fn retry_delay(&self, action: &Action, attempts: u32, hint: Option<Duration>) -> Option<Duration> {
+    fn retry_delay(
+        &self,
+        action: &Action,
+        attempts: u32,
+        hint: Option<Duration>,
+    ) -> Option<Duration> {
         match &action.target {
             Target::Amqp(_) => {
-                let exp = self.config.retry_initial.saturating_mul(1 << attempts.saturating_sub(1).min(16));
+                let exp = self
+                    .config
+                    .retry_initial
+                    .saturating_mul(1 << attempts.saturating_sub(1).min(16));
                 Some(exp.min(self.config.retry_max))
             }
             Target::Webhook { .. } => hint.or(Some(self.config.retry_initial)),
@@ -170,14 +194,28 @@ impl Dispatcher {
     fn failure_event(&self, action: &Action, error: &str) -> Action {
         let mut body: Value = serde_json::from_str(&action.body).unwrap_or(Value::Null);
         if let Some(obj) = body.as_object_mut() {
-            obj.insert("eventId".into(), format!("{}.delivery_failed", action.id).into());
+            obj.insert(
+                "eventId".into(),
+                format!("{}.delivery_failed", action.id).into(),
+            );
             obj.insert("type".into(), "delivery.failed".into());
-            obj.insert("occurredAt".into(), crate::routing::event::now_rfc3339().into());
-            obj.insert("reason".into(), format!("action {}: {error}", action.id).into());
+            obj.insert(
+                "occurredAt".into(),
+                crate::routing::event::now_rfc3339().into(),
+            );
+            obj.insert(
+                "reason".into(),
+                format!("action {}: {error}", action.id).into(),
+            );
         }
-        let suffix = action.id.strip_prefix(action.transfer_id.as_str()).unwrap_or("");
+        let suffix = action
+            .id
+            .strip_prefix(action.transfer_id.as_str())
+            .unwrap_or("");
         Action {
-            id: action.transfer_id.action_id(&format!("audit.delivery_failed{suffix}")),
+            id: action
+                .transfer_id
+                .action_id(&format!("audit.delivery_failed{suffix}")),
             transfer_id: action.transfer_id.clone(),
             kind: "audit".into(),
             target: Target::Amqp(AmqpTarget {
@@ -185,9 +223,18 @@ impl Dispatcher {
                 routing_key: "delivery.failed".into(),
                 mandatory: true,
                 event_type: "delivery.failed".into(),
-                correlation_id: body.get("externalConversationId").and_then(Value::as_str).map(str::to_owned),
-                transfer_type: body.get("transferType").and_then(Value::as_str).map(str::to_owned),
-                current_task: body.get("currentTaskName").and_then(Value::as_str).map(str::to_owned),
+                correlation_id: body
+                    .get("externalConversationId")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                transfer_type: body
+                    .get("transferType")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                current_task: body
+                    .get("currentTaskName")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
             }),
             body: body.to_string(),
         }

@@ -57,7 +57,11 @@ pub async fn enqueue(conn: &mut SqliteConnection, actions: &[Action]) -> Result<
 }
 
 /// Lease up to `limit` due actions to this dispatcher until `now + lease_ms`.
-pub async fn claim_due(pool: &SqlitePool, lease_ms: i64, limit: u32) -> Result<Vec<Claimed>, StoreError> {
+pub async fn claim_due(
+    pool: &SqlitePool,
+    lease_ms: i64,
+    limit: u32,
+) -> Result<Vec<Claimed>, StoreError> {
     let now = now_ms();
     let rows = sqlx::query(
         "UPDATE actions SET claimed_until = $2, attempts = attempts + 1 WHERE id IN ( \
@@ -85,7 +89,12 @@ pub async fn mark_delivered(pool: &SqlitePool, id: &str) -> Result<(), StoreErro
     Ok(())
 }
 
-pub async fn mark_retry(pool: &SqlitePool, id: &str, delay_ms: i64, error: &str) -> Result<(), StoreError> {
+pub async fn mark_retry(
+    pool: &SqlitePool,
+    id: &str,
+    delay_ms: i64,
+    error: &str,
+) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE actions SET claimed_until = NULL, next_attempt_at = $2, last_error = $3 WHERE id = $1",
     )
@@ -97,20 +106,27 @@ pub async fn mark_retry(pool: &SqlitePool, id: &str, delay_ms: i64, error: &str)
     Ok(())
 }
 
-pub async fn mark_failed(conn: &mut SqliteConnection, id: &str, error: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE actions SET status = 'failed', claimed_until = NULL, last_error = $2 WHERE id = $1")
-        .bind(id)
-        .bind(error)
-        .execute(conn)
-        .await?;
+pub async fn mark_failed(
+    conn: &mut SqliteConnection,
+    id: &str,
+    error: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE actions SET status = 'failed', claimed_until = NULL, last_error = $2 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// At start, no dispatcher holds anything: claims of a dead process are void.
 pub async fn release_claims(pool: &SqlitePool) -> Result<u64, StoreError> {
-    let done = sqlx::query("UPDATE actions SET claimed_until = NULL WHERE claimed_until IS NOT NULL")
-        .execute(pool)
-        .await?;
+    let done =
+        sqlx::query("UPDATE actions SET claimed_until = NULL WHERE claimed_until IS NOT NULL")
+            .execute(pool)
+            .await?;
     Ok(done.rows_affected())
 }
 
@@ -127,7 +143,10 @@ pub async fn redeliver(pool: &SqlitePool, transfer: &TransferId) -> Result<u64, 
     Ok(done.rows_affected())
 }
 
-pub async fn for_transfer(pool: &SqlitePool, transfer: &TransferId) -> Result<Vec<ActionView>, StoreError> {
+pub async fn for_transfer(
+    pool: &SqlitePool,
+    transfer: &TransferId,
+) -> Result<Vec<ActionView>, StoreError> {
     let rows = sqlx::query(
         "SELECT id, kind, status, attempts, last_error FROM actions WHERE transfer_id = $1 \
          ORDER BY created_at, id",
@@ -150,9 +169,11 @@ pub async fn for_transfer(pool: &SqlitePool, transfer: &TransferId) -> Result<Ve
 
 /// Count of actions not yet settled, for the demo and metrics.
 pub async fn pending_count(pool: &SqlitePool) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM actions WHERE status = 'pending'")
-        .fetch_one(pool)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM actions WHERE status = 'pending'")
+            .fetch_one(pool)
+            .await?,
+    )
 }
 
 fn claimed_from_row(row: &SqliteRow) -> Result<Claimed, StoreError> {

@@ -64,13 +64,23 @@ impl Router {
                 Err(e) => {
                     // The outcome still reaches the audit trail, with the reason.
                     tracing::error!(route = %route.name, error = %e, "routing key template failed");
-                    event.reason = Some(format!("route {}: routing key template failed: {e}", route.name));
+                    event.reason = Some(format!(
+                        "route {}: routing key template failed: {e}",
+                        route.name
+                    ));
                 }
             }
         }
         let audit_key = format!("transfer.{}", state.event_suffix());
         let audit_name = format!("audit.{}", state.event_suffix());
-        actions.push(amqp_action(&event, transfer, &audit_name, &self.audit_exchange, audit_key, true));
+        actions.push(amqp_action(
+            &event,
+            transfer,
+            &audit_name,
+            &self.audit_exchange,
+            audit_key,
+            true,
+        ));
         // Bodies are rendered after every field is final, so each action of
         // this state change carries the same event.
         let body = serde_json::to_string(&event).expect("events serialize");

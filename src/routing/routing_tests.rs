@@ -46,7 +46,11 @@ fn target(action: &Action) -> &AmqpTarget {
 #[test]
 fn agent_outcome_goes_to_the_agent_exchange_and_audit() {
     let router = Router::new(&config());
-    let actions = router.plan(&transfer(), BridgeState::Completed, Some(&completed("AGENT", "billing")));
+    let actions = router.plan(
+        &transfer(),
+        BridgeState::Completed,
+        Some(&completed("AGENT", "billing")),
+    );
     assert_eq!(actions.len(), 2);
     assert_eq!(actions[0].id, "ct-1.agent");
     let agent = target(&actions[0]);
@@ -68,7 +72,11 @@ fn agent_outcome_goes_to_the_agent_exchange_and_audit() {
 fn disconnect_and_unknown_types_only_reach_audit() {
     let router = Router::new(&config());
     for kind in ["CALLER_DISCONNECT", "SOMETHING_NEW"] {
-        let actions = router.plan(&transfer(), BridgeState::Completed, Some(&completed(kind, "x")));
+        let actions = router.plan(
+            &transfer(),
+            BridgeState::Completed,
+            Some(&completed(kind, "x")),
+        );
         assert_eq!(actions.len(), 1, "{kind}");
         assert_eq!(actions[0].kind, "audit");
     }
@@ -85,10 +93,18 @@ fn glob_and_variable_matchers() {
         .unwrap(),
     );
     let router = Router::new(&cfg);
-    let actions = router.plan(&transfer(), BridgeState::Completed, Some(&completed("AGENT", "billing")));
+    let actions = router.plan(
+        &transfer(),
+        BridgeState::Completed,
+        Some(&completed("AGENT", "billing")),
+    );
     assert_eq!(actions[0].id, "ct-1.vip");
     assert_eq!(target(&actions[0]).routing_key, "vip.high");
-    let other = router.plan(&transfer(), BridgeState::Completed, Some(&completed("AGENT", "sales")));
+    let other = router.plan(
+        &transfer(),
+        BridgeState::Completed,
+        Some(&completed("AGENT", "sales")),
+    );
     assert_eq!(other[0].id, "ct-1.agent");
 }
 

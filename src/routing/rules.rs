@@ -87,13 +87,14 @@ impl MatchConfig {
     }
 
     fn vars_match(&self, event: &TransferEvent) -> bool {
-        self.variables.iter().all(|(name, wanted)| {
-            match event.transfer_variables.get(name) {
+        self.variables
+            .iter()
+            .all(|(name, wanted)| match event.transfer_variables.get(name) {
                 Some(Value::String(s)) => s == wanted,
-                Some(other) => other.to_string() == *wanted,
+                // Non-string values compare as JSON: "true" matches `true`.
+                Some(other) => serde_json::from_str::<Value>(wanted).is_ok_and(|w| w == *other),
                 None => false,
-            }
-        })
+            })
     }
 }
 
@@ -115,19 +116,35 @@ pub fn validate_routes(routes: &[RouteConfig]) -> Result<(), ConfigError> {
             ));
         }
         if matches!(route.name.as_str(), "audit" | "pbx" | "webhook") {
-            return Err(ConfigError::invalid(key("name"), "audit, pbx and webhook are reserved action names"));
+            return Err(ConfigError::invalid(
+                key("name"),
+                "audit, pbx and webhook are reserved action names",
+            ));
         }
         if !seen.insert(route.name.as_str()) {
-            return Err(ConfigError::invalid(key("name"), format!("duplicate route name {:?}", route.name)));
+            return Err(ConfigError::invalid(
+                key("name"),
+                format!("duplicate route name {:?}", route.name),
+            ));
         }
         if let Some(task) = &route.matcher.task
             && let Err(e) = glob::Pattern::new(task)
         {
-            return Err(ConfigError::invalid(key("match.task"), format!("bad glob: {e}")));
+            return Err(ConfigError::invalid(
+                key("match.task"),
+                format!("bad glob: {e}"),
+            ));
         }
         if let Some(amqp) = &route.amqp {
-            if amqp.exchange.as_ref().is_some_and(|e| e.is_empty() || e.len() > 255) {
-                return Err(ConfigError::invalid(key("amqp.exchange"), "must be 1-255 bytes"));
+            if amqp
+                .exchange
+                .as_ref()
+                .is_some_and(|e| e.is_empty() || e.len() > 255)
+            {
+                return Err(ConfigError::invalid(
+                    key("amqp.exchange"),
+                    "must be 1-255 bytes",
+                ));
             }
             super::template::check(&amqp.routing_key)
                 .map_err(|e| ConfigError::invalid(key("amqp.routing_key"), e))?;
@@ -148,9 +165,13 @@ mod tests {
     fn reports_bad_rules_with_index() {
         let good = route("name = \"a\"");
         let bad = route("name = \"b\"\nmatch = { task = \"[x\" }");
-        let err = validate_routes(&[good.clone(), bad]).unwrap_err().to_string();
+        let err = validate_routes(&[good.clone(), bad])
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("routes[1].match.task: bad glob"), "{err}");
-        let dup = validate_routes(&[good.clone(), good.clone()]).unwrap_err().to_string();
+        let dup = validate_routes(&[good.clone(), good.clone()])
+            .unwrap_err()
+            .to_string();
         assert!(dup.contains("routes[1].name"), "{dup}");
         let tpl = route("name = \"c\"\namqp = { exchange = \"x\", routing_key = \"{{ oops\" }");
         let err = validate_routes(&[tpl]).unwrap_err().to_string();

@@ -46,5 +46,7 @@ pub fn render(source: &str, event: &TransferEvent) -> Result<String, String> {
         reference_variables: &event.reference_variables,
         metadata: &event.metadata,
     };
-    env().render_str(source, minijinja::value::Serde(ctx)).map_err(|e| e.to_string())
+    env()
+        .render_str(source, minijinja::value::Serde(ctx))
+        .map_err(|e| e.to_string())
 }

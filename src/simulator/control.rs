@@ -56,7 +56,11 @@ impl Counters {
             self.recent.pop_front();
         }
         let at_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-        self.recent.push_back(Request { at_ms, method: method.into(), id: id.into() });
+        self.recent.push_back(Request {
+            at_ms,
+            method: method.into(),
+            id: id.into(),
+        });
     }
 
     pub(super) fn status(&mut self, status: StatusCode) {
@@ -83,15 +87,24 @@ struct ScriptRequest {
     await_create: bool,
 }
 
-async fn script(State(state): State<Arc<SimState>>, Path(id): Path<String>, Json(req): Json<ScriptRequest>) -> Response {
+async fn script(
+    State(state): State<Arc<SimState>>,
+    Path(id): Path<String>,
+    Json(req): Json<ScriptRequest>,
+) -> Response {
     if req.script.timeline.is_empty() {
-        return envelope(StatusCode::UNPROCESSABLE_ENTITY, "timeline must not be empty");
+        return envelope(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "timeline must not be empty",
+        );
     }
     let mut inner = state.lock();
     if req.await_create {
         inner.pending.insert(id, req.script);
     } else {
-        inner.transfers.insert(id.clone(), SimTransfer::new(id, req.script));
+        inner
+            .transfers
+            .insert(id.clone(), SimTransfer::new(id, req.script));
     }
     StatusCode::NO_CONTENT.into_response()
 }

@@ -38,7 +38,10 @@ pub struct Fault {
 
 impl Fault {
     pub fn status(status: u16) -> Self {
-        Self { status: Some(status), ..Self::default() }
+        Self {
+            status: Some(status),
+            ..Self::default()
+        }
     }
 
     pub fn times(mut self, count: u32) -> Self {
@@ -47,7 +50,8 @@ impl Fault {
     }
 
     fn matches(&self, endpoint: &str, id: &str) -> bool {
-        self.id.as_deref().is_none_or(|want| want == id) && self.endpoint.as_deref().is_none_or(|want| want == endpoint)
+        self.id.as_deref().is_none_or(|want| want == id)
+            && self.endpoint.as_deref().is_none_or(|want| want == endpoint)
     }
 
     /// Sleep if asked; return the replacement response, if any.
@@ -56,11 +60,25 @@ impl Fault {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         if self.malformed {
-            return Some((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"id\": 42, \"status\": [").into_response());
+            return Some(
+                (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    "{\"id\": 42, \"status\": [",
+                )
+                    .into_response(),
+            );
         }
         let status = StatusCode::from_u16(self.status?).ok()?;
-        let mut response = envelope(status, status.canonical_reason().unwrap_or("Injected fault"));
-        if let Some(after) = self.retry_after.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+        let mut response = envelope(
+            status,
+            status.canonical_reason().unwrap_or("Injected fault"),
+        );
+        if let Some(after) = self
+            .retry_after
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
             response.headers_mut().insert(header::RETRY_AFTER, after);
         }
         Some(response)

@@ -58,7 +58,10 @@ impl SimHandle {
 
     /// Script a transfer that is visible upstream from now on.
     pub fn script(&self, id: &str, script: Script) {
-        self.state.lock().transfers.insert(id.to_string(), SimTransfer::new(id.to_string(), script));
+        self.state
+            .lock()
+            .transfers
+            .insert(id.to_string(), SimTransfer::new(id.to_string(), script));
     }
 
     /// Script what a later `POST` create of `id` will play.
@@ -75,7 +78,12 @@ impl SimHandle {
     }
 
     pub fn gets(&self, id: &str) -> u64 {
-        self.state.lock().counters.transfers.get(id).map_or(0, |c| c.get)
+        self.state
+            .lock()
+            .counters
+            .transfers
+            .get(id)
+            .map_or(0, |c| c.get)
     }
 
     pub fn stop(&self) {
@@ -106,7 +114,11 @@ pub fn start(listener: TcpListener, api_id: &str, api_secret: &str) -> std::io::
             tracing::error!(error = %e, "simulator stopped");
         }
     });
-    Ok(SimHandle { addr, state, cancel })
+    Ok(SimHandle {
+        addr,
+        state,
+        cancel,
+    })
 }
 
 fn router(state: Arc<SimState>) -> axum::Router {
@@ -131,10 +143,15 @@ pub fn envelope(status: StatusCode, message: &str) -> Response {
 
 fn authorized(state: &SimState, headers: &HeaderMap) -> bool {
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    header(HEADER_API_ID) == Some(state.api_id.as_str()) && header(HEADER_API_SECRET) == Some(state.api_secret.as_str())
+    header(HEADER_API_ID) == Some(state.api_id.as_str())
+        && header(HEADER_API_SECRET) == Some(state.api_secret.as_str())
 }
 
-async fn fetch(State(state): State<Arc<SimState>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+async fn fetch(
+    State(state): State<Arc<SimState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     state.lock().counters.record("GET", &id);
     let injected = match faults::take(&state, "get", &id) {
         Some(fault) => fault.apply().await,
@@ -154,9 +171,19 @@ async fn fetch(State(state): State<Arc<SimState>>, Path(id): Path<String>, heade
     response
 }
 
-async fn create(State(state): State<Arc<SimState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn create(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let parsed: Result<Value, _> = serde_json::from_slice(&body);
-    let id = parsed.as_ref().ok().and_then(|v| v.get("id")).and_then(Value::as_str).unwrap_or("").to_string();
+    let id = parsed
+        .as_ref()
+        .ok()
+        .and_then(|v| v.get("id"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     state.lock().counters.record("POST", &id);
     let injected = match faults::take(&state, "create", &id) {
         Some(fault) => fault.apply().await,
@@ -181,10 +208,16 @@ fn create_from(state: &SimState, id: String, body: Value) -> Response {
         body.get("externalConversationId").and_then(Value::as_str),
         body.get("type").and_then(Value::as_str),
     ) else {
-        return envelope(StatusCode::BAD_REQUEST, "id, externalConversationId and type are required");
+        return envelope(
+            StatusCode::BAD_REQUEST,
+            "id, externalConversationId and type are required",
+        );
     };
     if id.is_empty() {
-        return envelope(StatusCode::BAD_REQUEST, "id, externalConversationId and type are required");
+        return envelope(
+            StatusCode::BAD_REQUEST,
+            "id, externalConversationId and type are required",
+        );
     }
     let mut inner = state.lock();
     if inner.transfers.contains_key(&id) {

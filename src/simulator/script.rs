@@ -50,8 +50,14 @@ fn phone() -> String {
 /// A created transfer with no script waits for a call and then expires.
 fn default_timeline() -> Vec<Step> {
     vec![
-        Step { status: "ACTIVE".into(), for_ms: Some(60_000) },
-        Step { status: "EXPIRED".into(), for_ms: None },
+        Step {
+            status: "ACTIVE".into(),
+            for_ms: Some(60_000),
+        },
+        Step {
+            status: "EXPIRED".into(),
+            for_ms: None,
+        },
     ]
 }
 
@@ -72,7 +78,12 @@ pub struct SimTransfer {
 
 impl SimTransfer {
     pub fn new(id: String, script: Script) -> Self {
-        Self { id, script, started: Instant::now(), started_wall: OffsetDateTime::now_utc() }
+        Self {
+            id,
+            script,
+            started: Instant::now(),
+            started_wall: OffsetDateTime::now_utc(),
+        }
     }
 
     pub fn visible(&self) -> bool {
@@ -104,9 +115,17 @@ impl SimTransfer {
         let status = step.status.to_ascii_uppercase();
         let mut body = Map::new();
         body.insert("id".into(), self.id.clone().into());
-        let conv = self.script.external_conversation_id.clone().unwrap_or_else(|| format!("conv-{}", self.id));
+        let conv = self
+            .script
+            .external_conversation_id
+            .clone()
+            .unwrap_or_else(|| format!("conv-{}", self.id));
         body.insert("externalConversationId".into(), conv.into());
-        let shown = if self.script.quirks { status.to_ascii_lowercase() } else { status.clone() };
+        let shown = if self.script.quirks {
+            status.to_ascii_lowercase()
+        } else {
+            status.clone()
+        };
         body.insert("status".into(), shown.into());
         body.insert("createdAt".into(), self.at(0).into());
         body.insert("type".into(), self.script.kind.clone().into());
@@ -137,9 +156,22 @@ impl SimTransfer {
     }
 
     fn phone_number(&self) -> Value {
-        let expires_ms = self.script.timeline.first().and_then(|s| s.for_ms).unwrap_or(60_000);
-        let key = if self.script.quirks { "expireAt" } else { "expiresAt" };
-        let digits = self.id.bytes().fold(0u32, |acc, b| acc.wrapping_mul(31).wrapping_add(b.into())) % 10_000;
+        let expires_ms = self
+            .script
+            .timeline
+            .first()
+            .and_then(|s| s.for_ms)
+            .unwrap_or(60_000);
+        let key = if self.script.quirks {
+            "expireAt"
+        } else {
+            "expiresAt"
+        };
+        let digits = self
+            .id
+            .bytes()
+            .fold(0u32, |acc, b| acc.wrapping_mul(31).wrapping_add(b.into()))
+            % 10_000;
         json!({"transferNumber": format!("+1999555{digits:04}"), "country": "US", key: self.at(expires_ms)})
     }
 

@@ -55,7 +55,9 @@ impl Store {
 
     /// Every transfer still being tracked, for resuming after a restart.
     pub async fn tracking(&self) -> Result<Vec<Transfer>, StoreError> {
-        let rows = sqlx::query(select!("WHERE state = 'TRACKING' ORDER BY seq")).fetch_all(self.pool()).await?;
+        let rows = sqlx::query(select!("WHERE state = 'TRACKING' ORDER BY seq"))
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -65,12 +67,14 @@ impl Store {
         limit: u32,
         cursor: Option<i64>,
     ) -> Result<ListPage, StoreError> {
-        let rows = sqlx::query(select!("WHERE ($1 IS NULL OR state = $1) AND seq > $2 ORDER BY seq LIMIT $3"))
-            .bind(state.map(BridgeState::as_str))
-            .bind(cursor.unwrap_or(0))
-            .bind(i64::from(limit) + 1)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(select!(
+            "WHERE ($1 IS NULL OR state = $1) AND seq > $2 ORDER BY seq LIMIT $3"
+        ))
+        .bind(state.map(BridgeState::as_str))
+        .bind(cursor.unwrap_or(0))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(self.pool())
+        .await?;
         let more = rows.len() > limit as usize;
         let rows = &rows[..rows.len().min(limit as usize)];
         let next_cursor = match (more, rows.last()) {
@@ -82,13 +86,22 @@ impl Store {
     }
 }
 
-pub async fn fetch(conn: &mut SqliteConnection, id: &TransferId) -> Result<Option<Transfer>, StoreError> {
-    let row = sqlx::query(select!("WHERE id = $1")).bind(id.as_str()).fetch_optional(conn).await?;
+pub async fn fetch(
+    conn: &mut SqliteConnection,
+    id: &TransferId,
+) -> Result<Option<Transfer>, StoreError> {
+    let row = sqlx::query(select!("WHERE id = $1"))
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await?;
     row.as_ref().map(from_row).transpose()
 }
 
 /// Insert, or tell an identical repeat from a conflicting one.
-pub async fn register(conn: &mut SqliteConnection, new: &NewTransfer) -> Result<Registered, StoreError> {
+pub async fn register(
+    conn: &mut SqliteConnection,
+    new: &NewTransfer,
+) -> Result<Registered, StoreError> {
     let now = now_text();
     let inserted = sqlx::query(
         "INSERT INTO transfers (id, state, upstream_status, upstream_json, callback_url, \
@@ -105,7 +118,10 @@ pub async fn register(conn: &mut SqliteConnection, new: &NewTransfer) -> Result<
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    let row = sqlx::query(select!("WHERE id = $1")).bind(new.id.as_str()).fetch_one(&mut *conn).await?;
+    let row = sqlx::query(select!("WHERE id = $1"))
+        .bind(new.id.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
     let transfer = from_row(&row)?;
     if inserted == 1 {
         return Ok(Registered::Created(transfer));

@@ -32,7 +32,12 @@ pub struct Tracker {
 impl Tracker {
     /// Start the loop on `tasks`; it stops when `cancel` fires, draining
     /// in-flight polls for at most `drain`.
-    pub fn spawn(deps: PollDeps, tasks: &TaskTracker, cancel: CancellationToken, drain: Duration) -> Self {
+    pub fn spawn(
+        deps: PollDeps,
+        tasks: &TaskTracker,
+        cancel: CancellationToken,
+        drain: Duration,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         tasks.spawn(Scheduler::new(deps).run(rx, cancel, drain));
         Self { tx }

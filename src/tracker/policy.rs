@@ -42,7 +42,9 @@ impl PollPolicy for FixedPolicy {
 /// Exponential backoff after consecutive failures: `initial * 2^(n-1)`, capped.
 pub fn backoff(cfg: &PollingConfig, failures: u32) -> Duration {
     let factor = 1u32 << failures.saturating_sub(1).min(16);
-    cfg.backoff_initial.saturating_mul(factor).min(cfg.backoff_max)
+    cfg.backoff_initial
+        .saturating_mul(factor)
+        .min(cfg.backoff_max)
 }
 
 #[cfg(test)]
@@ -52,14 +54,16 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let mut cfg: crate::config::Config = figment::Figment::from(figment::providers::Toml::string(
-            crate::config::DEFAULTS_TOML,
-        ))
+        let mut cfg: crate::config::Config = figment::Figment::from(
+            figment::providers::Toml::string(crate::config::DEFAULTS_TOML),
+        )
         .extract()
         .unwrap();
         cfg.polling.backoff_initial = Duration::from_millis(250);
         cfg.polling.backoff_max = Duration::from_secs(1);
-        let steps: Vec<_> = (1..=5).map(|n| backoff(&cfg.polling, n).as_millis()).collect();
+        let steps: Vec<_> = (1..=5)
+            .map(|n| backoff(&cfg.polling, n).as_millis())
+            .collect();
         assert_eq!(steps, [250, 500, 1000, 1000, 1000]);
     }
 }

@@ -39,13 +39,21 @@ pub enum Step {
 
 pub async fn poll_once(deps: &PollDeps, st: &mut TrackState) -> Step {
     if st.age() > deps.config.max_tracking_time {
-        let reason = format!("tracking time exceeded ({})", humantime::format_duration(deps.config.max_tracking_time));
+        let reason = format!(
+            "tracking time exceeded ({})",
+            humantime::format_duration(deps.config.max_tracking_time)
+        );
         return finish_or_retry(deps, st, BridgeState::Failed, Some(reason), None).await;
     }
     st.polls += 1;
-    let priority = if st.returned { Priority::Signal } else { Priority::Routine };
+    let priority = if st.returned {
+        Priority::Signal
+    } else {
+        Priority::Routine
+    };
     let result = deps.upstream.get(st.id.as_str(), priority).await;
-    metrics::counter!("bridge_upstream_requests_total", "outcome" => outcome_label(&result)).increment(1);
+    metrics::counter!("bridge_upstream_requests_total", "outcome" => outcome_label(&result))
+        .increment(1);
     match result {
         Ok(fetched) => on_resource(deps, st, fetched).await,
         Err(e) => on_error(deps, st, e).await,
@@ -137,7 +145,14 @@ pub async fn finish(
 ) -> Result<(), StoreError> {
     let mut tx = deps.store.begin().await?;
     if let Some(f) = fetched {
-        store::record_upstream(&mut tx, &st.id, f.resource.status.as_str(), &f.raw, st.polls).await?;
+        store::record_upstream(
+            &mut tx,
+            &st.id,
+            f.resource.status.as_str(),
+            &f.raw,
+            st.polls,
+        )
+        .await?;
     }
     let Some(mut transfer) = store::fetch(&mut tx, &st.id).await? else {
         return Ok(());
@@ -149,7 +164,9 @@ pub async fn finish(
     transfer.state = state;
     transfer.reason = reason.map(str::to_owned);
     transfer.polls = st.polls;
-    let actions = deps.router.plan(&transfer, state, fetched.map(|f| &f.resource));
+    let actions = deps
+        .router
+        .plan(&transfer, state, fetched.map(|f| &f.resource));
     repo::enqueue(&mut tx, &actions).await?;
     tx.commit().await?;
     metrics::counter!("bridge_transfers_finished_total", "state" => state.as_str()).increment(1);

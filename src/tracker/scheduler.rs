@@ -54,7 +54,12 @@ impl Scheduler {
         }
     }
 
-    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Command>, cancel: CancellationToken, drain: Duration) {
+    pub(super) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Command>,
+        cancel: CancellationToken,
+        drain: Duration,
+    ) {
         loop {
             let room = self.inflight.len() < self.max_in_flight;
             tokio::select! {
@@ -81,8 +86,14 @@ impl Scheduler {
                     return;
                 }
                 let key = self.queue.insert(state.id.clone(), delay);
-                let entry = Entry { key: Some(key), polls: state.polls, state: Some(state), again: false };
-                self.entries.insert(entry.state.as_ref().expect("just set").id.clone(), entry);
+                let entry = Entry {
+                    key: Some(key),
+                    polls: state.polls,
+                    state: Some(state),
+                    again: false,
+                };
+                self.entries
+                    .insert(entry.state.as_ref().expect("just set").id.clone(), entry);
                 self.gauge();
             }
             Command::Untrack(id) => {

@@ -70,7 +70,11 @@ mod tests {
 
     #[test]
     fn accepts_vendor_style_ids() {
-        for ok in ["0867617078-0032318833-2221801472-0002236962", "ct_1.a", "a:b@c"] {
+        for ok in [
+            "0867617078-0032318833-2221801472-0002236962",
+            "ct_1.a",
+            "a:b@c",
+        ] {
             assert_eq!(TransferId::parse(ok).unwrap().as_str(), ok);
         }
     }
@@ -78,7 +82,10 @@ mod tests {
     #[test]
     fn rejects_hostile_ids() {
         assert_eq!(TransferId::parse(""), Err(InvalidId::Empty));
-        assert_eq!(TransferId::parse(&"a".repeat(10_000)), Err(InvalidId::TooLong(10_000)));
+        assert_eq!(
+            TransferId::parse(&"a".repeat(10_000)),
+            Err(InvalidId::TooLong(10_000))
+        );
         assert_eq!(TransferId::parse("../etc"), Err(InvalidId::BadChar('/')));
         assert_eq!(TransferId::parse("a\r\nb"), Err(InvalidId::BadChar('\r')));
         assert_eq!(TransferId::parse("a%2Fb"), Err(InvalidId::BadChar('%')));

@@ -86,7 +86,10 @@ impl Budget {
         let until = Instant::now() + pause;
         let mut state = self.lock();
         if state.paused_until.is_none_or(|current| current < until) {
-            tracing::warn!(pause_ms = pause.as_millis() as u64, "upstream asked us to slow down; pausing all requests");
+            tracing::warn!(
+                pause_ms = pause.as_millis() as u64,
+                "upstream asked us to slow down; pausing all requests"
+            );
             state.paused_until = Some(until);
         }
     }

@@ -82,13 +82,17 @@ impl UpstreamClient {
     #[instrument(skip_all, fields(call_transfer_id = %body.id))]
     pub async fn create(&self, body: &CreateCallTransfer) -> Result<Fetched, UpstreamError> {
         let url = self.transfer_url(None);
-        let json = serde_json::to_value(body).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
+        let json =
+            serde_json::to_value(body).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
         self.send(Method::POST, url, Some(json), Priority::Signal)
             .await
     }
 
     fn transfer_url(&self, id: Option<&str>) -> Url {
-        let mut url = self.base.join(COLLECTION_PATH).expect("constant path joins");
+        let mut url = self
+            .base
+            .join(COLLECTION_PATH)
+            .expect("constant path joins");
         if let Some(id) = id {
             // push() percent-encodes, so an id can never escape its segment.
             url.path_segments_mut()

@@ -124,8 +124,10 @@ mod tests {
         let e = bad(json!({"id": "t", "externalConversationId": "c", "type": "FAX"}));
         assert!(e.contains("create.type"), "{e}");
         let long = "x".repeat(1025);
-        let e = bad(json!({"id": "t", "externalConversationId": "c", "type": "SIP",
-            "sip": {"returnTransferType": "REFER", "returnUri": long}}));
+        let e = bad(
+            json!({"id": "t", "externalConversationId": "c", "type": "SIP",
+            "sip": {"returnTransferType": "REFER", "returnUri": long}}),
+        );
         assert!(e.contains("1025"), "{e}");
     }
 }

@@ -101,7 +101,9 @@ impl UpstreamError {
     pub fn label(&self) -> &'static str {
         match self {
             Self::Status { status: 429, .. } => "rate_limited",
-            Self::Status { status: 401 | 403, .. } => "auth",
+            Self::Status {
+                status: 401 | 403, ..
+            } => "auth",
             Self::Status { status: 404, .. } => "not_found",
             Self::Status { status: 500.., .. } => "server_error",
             Self::Status { .. } => "client_error",

@@ -30,7 +30,10 @@ fn reads_the_spec_example() {
     let out = t.output_context.as_ref().unwrap();
     assert_eq!(out.transfer_type, Some(TransferType::System));
     assert_eq!(out.current_task_name.as_deref(), Some("Welcome"));
-    assert_eq!(out.transfer_variables["transfer_variable_2"], "transfer_value_2");
+    assert_eq!(
+        out.transfer_variables["transfer_variable_2"],
+        "transfer_value_2"
+    );
     assert_eq!(out.reference_variables.len(), 2);
     let input = t.input_context.as_ref().unwrap();
     assert_eq!(input.input_variables["email"], "example@gmail.com");
@@ -75,7 +78,10 @@ fn keeps_non_string_variables_and_unknown_enums() {
     assert!(!t.status.is_terminal());
     assert_eq!(t.kind, TransferMethod::Unknown("CARRIER_PIGEON".into()));
     let out = t.output_context.unwrap();
-    assert_eq!(out.transfer_type, Some(TransferType::Unknown("HANDOFF_V2".into())));
+    assert_eq!(
+        out.transfer_type,
+        Some(TransferType::Unknown("HANDOFF_V2".into()))
+    );
     assert_eq!(out.transfer_variables["vip"], true);
     assert_eq!(out.transfer_variables["tags"], json!(["a", "b"]));
     assert!(out.reference_variables.is_empty());
@@ -97,9 +103,13 @@ fn missing_required_field_is_an_error() {
 
 #[test]
 fn invite_password_is_redacted() {
-    let mut raw = json!({"sip": {"returnInviteAuthentication": {"username": "u", "password": "hunter2"}}});
+    let mut raw =
+        json!({"sip": {"returnInviteAuthentication": {"username": "u", "password": "hunter2"}}});
     redact_secrets(&mut raw);
-    assert_eq!(raw["sip"]["returnInviteAuthentication"]["password"], "**redacted**");
+    assert_eq!(
+        raw["sip"]["returnInviteAuthentication"]["password"],
+        "**redacted**"
+    );
     let auth = InviteAuth {
         username: Some("u".into()),
         password: Some("hunter2".into()),

@@ -1,0 +1,333 @@
+//! `spawn_app()`: a real bridge on port 0 with its own simulator, its own
+//! SQLite store and its own exchange names on a real RabbitMQ.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use transfer_bridge::App;
+use transfer_bridge::config::Config;
+use transfer_bridge::simulator::{self, Script, SimHandle};
+
+pub const SIM_ID: &str = "test-id";
+pub const SIM_SECRET: &str = "test-secret";
+
+/// The broker URL: `AMQP_URL`, else a RabbitMQ started with testcontainers.
+/// With neither, the test fails and says why; it never skips.
+pub async fn broker_url() -> String {
+    static URL: OnceCell<String> = OnceCell::const_new();
+    URL.get_or_init(|| async {
+        if let Ok(url) = std::env::var("AMQP_URL") {
+            return url;
+        }
+        start_container().await
+    })
+    .await
+    .clone()
+}
+
+async fn start_container() -> String {
+    use testcontainers_modules::rabbitmq::RabbitMq;
+    use testcontainers_modules::testcontainers::ImageExt;
+    use testcontainers_modules::testcontainers::runners::AsyncRunner;
+    let container = RabbitMq::default()
+        .with_tag("4.1-management")
+        .start()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "no broker: AMQP_URL is unset and testcontainers could not start RabbitMQ ({e}). \
+             Set AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f or start Docker."
+            )
+        });
+    let port = container
+        .get_host_port_ipv4(5672)
+        .await
+        .expect("mapped port");
+    // The container must outlive every test in this binary.
+    Box::leak(Box::new(container));
+    format!("amqp://guest:guest@127.0.0.1:{port}/%2f")
+}
+
+/// A running bridge and everything around it.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub sim: SimHandle,
+    pub config: Config,
+    pub broker: Broker,
+    stop: CancellationToken,
+    running: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Test-sized defaults: fast polls, short backoffs, isolated names.
+pub async fn test_config(sim: &SimHandle, dir: &std::path::Path) -> Config {
+    let mut config = Config::from_figment(Config::embedded()).unwrap();
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    config.upstream.base_url = sim.base_url();
+    config.upstream.api_id = SIM_ID.into();
+    config.upstream.api_secret = SecretString::from(SIM_SECRET);
+    config.upstream.rate_limit_per_s = 1000;
+    config.store.url = SecretString::from(format!("sqlite://{}/bridge.db", dir.display()));
+    config.amqp.url = SecretString::from(broker_url().await);
+    config.amqp.agent_exchange = format!("test-{tag}.transfer.agent");
+    config.amqp.pbx_exchange = format!("test-{tag}.transfer.pbx");
+    config.amqp.audit_exchange = format!("test-{tag}.transfer.audit");
+    config.amqp.audit_queue = format!("test-{tag}.transfer.audit");
+    config.amqp.reconnect_initial = Duration::from_millis(100);
+    config.amqp.reconnect_max = Duration::from_millis(500);
+    config.amqp.confirm_timeout = Duration::from_secs(5);
+    config.polling.active_interval = Duration::from_millis(100);
+    config.polling.ongoing_interval = Duration::from_millis(100);
+    config.polling.backoff_initial = Duration::from_millis(50);
+    config.polling.backoff_max = Duration::from_millis(400);
+    config.polling.not_found_grace = Duration::from_secs(2);
+    config.outbox.poll_interval = Duration::from_millis(50);
+    config.outbox.retry_initial = Duration::from_millis(100);
+    config.outbox.retry_max = Duration::from_millis(500);
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = simulator::start(listener, SIM_ID, SIM_SECRET).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&sim, dir.path()).await;
+    tweak(&mut config);
+    let broker = Broker::connect(&broker_url().await).await;
+    let mut app = TestApp {
+        base: String::new(),
+        http: reqwest::Client::new(),
+        sim,
+        config,
+        broker,
+        stop: CancellationToken::new(),
+        running: None,
+        _dir: dir,
+    };
+    app.start().await;
+    app
+}
+
+impl TestApp {
+    /// (Re)start the bridge on the same store, simulator and names.
+    pub async fn start(&mut self) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.base = format!("http://{}", listener.local_addr().unwrap());
+        self.stop = CancellationToken::new();
+        let app = App::build(self.config.clone()).await.expect("app builds");
+        self.running = Some(tokio::spawn(app.run(listener, self.stop.clone())));
+        self.wait_ready().await;
+    }
+
+    /// Graceful stop; the store keeps everything for the next `start`.
+    pub async fn stop(&mut self) {
+        self.stop.cancel();
+        if let Some(running) = self.running.take() {
+            running.await.unwrap().unwrap();
+        }
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..100 {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("bridge not ready within 5 s");
+    }
+
+    pub async fn register(&self, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/transfers", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn register_id(&self, id: &str) -> Value {
+        let response = self.register(json!({"callTransferId": id})).await;
+        assert_eq!(response.status(), 201, "registering {id}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn view(&self, id: &str) -> Value {
+        self.http
+            .get(format!("{}/v1/transfers/{id}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Wait until the transfer left TRACKING and every action settled.
+    pub async fn settled(&self, id: &str) -> Value {
+        for _ in 0..200 {
+            let view = self.view(id).await;
+            let actions_done = view["actions"]
+                .as_array()
+                .is_some_and(|a| a.iter().all(|x| x["status"] != "pending"));
+            if view["state"] != "TRACKING" && actions_done {
+                return view;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{id} did not settle: {}", self.view(id).await);
+    }
+
+    pub fn script(&self, id: &str, script: Value) {
+        let script: Script = serde_json::from_value(script).unwrap();
+        self.sim.script(id, script);
+    }
+
+    pub async fn bind(&self, exchange: &str, key: &str) -> TestQueue {
+        self.broker.bind(exchange, key).await
+    }
+}
+
+/// A timeline that completes with `output` after a short ONGOING phase.
+pub fn completes_with(output: Value) -> Value {
+    json!({"timeline": [{"status": "ACTIVE", "forMs": 100}, {"status": "ONGOING", "forMs": 200}, {"status": "COMPLETED"}],
+        "outputContext": output})
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// A test's own broker connection, for consuming what the bridge publishes.
+pub struct Broker {
+    _conn: Connection,
+    channel: Channel,
+}
+
+impl Broker {
+    pub async fn connect(url: &str) -> Self {
+        let conn = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .unwrap_or_else(|e| {
+                panic!("cannot reach the broker at AMQP_URL ({e}); is RabbitMQ running?")
+            });
+        let channel = conn.create_channel().await.unwrap();
+        Self {
+            _conn: conn,
+            channel,
+        }
+    }
+
+    /// A broker-named exclusive queue bound to `exchange` with `key`.
+    pub async fn bind(&self, exchange: &str, key: &str) -> TestQueue {
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        self.channel
+            .exchange_declare(
+                exchange.into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let options = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
+        let queue = self
+            .channel
+            .queue_declare("".into(), options, FieldTable::default())
+            .await
+            .unwrap();
+        self.channel
+            .queue_bind(
+                queue.name().clone(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let consumer = self
+            .channel
+            .basic_consume(
+                queue.name().clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        TestQueue { consumer }
+    }
+}
+
+pub struct TestQueue {
+    consumer: Consumer,
+}
+
+impl TestQueue {
+    pub async fn next(&mut self) -> Delivery {
+        self.next_within(Duration::from_secs(10))
+            .await
+            .expect("a message within 10 s")
+    }
+
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Delivery> {
+        match tokio::time::timeout(wait, self.consumer.next()).await {
+            Ok(Some(Ok(delivery))) => Some(delivery),
+            Ok(other) => panic!("consumer ended: {other:?}"),
+            Err(_) => None,
+        }
+    }
+
+    /// Everything that arrives within `wait`.
+    pub async fn drain(&mut self, wait: Duration) -> Vec<Delivery> {
+        let mut all = Vec::new();
+        while let Some(d) = self.next_within(wait).await {
+            all.push(d);
+        }
+        all
+    }
+}
+
+pub fn body(delivery: &Delivery) -> Value {
+    serde_json::from_slice(&delivery.data).expect("JSON body")
+}
+
+pub fn header(delivery: &Delivery, name: &str) -> Option<String> {
+    let headers = delivery.properties.headers().as_ref()?;
+    match headers.inner().get(name)? {
+        lapin::types::AMQPValue::LongString(s) => Some(s.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}

@@ -1,0 +1,145 @@
+//! Tracking to the end: restarts, upstream faults, every terminal state.
+
+use std::time::Duration;
+
+use serde_json::json;
+use transfer_bridge::simulator::Fault;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_restart_resumes_tracking_and_publishes() {
+    let mut app = spawn_app().await;
+    let mut agent = app.bind(&app.config.amqp.agent_exchange, "agent.#").await;
+    let id = unique("restart");
+    app.script(
+        &id,
+        json!({"timeline": [{"status": "ONGOING", "forMs": 1500}, {"status": "COMPLETED"}],
+        "outputContext": {"transferType": "AGENT", "currentTaskName": "after_restart"}}),
+    );
+    app.register_id(&id).await;
+    app.stop().await;
+    assert!(
+        agent
+            .next_within(Duration::from_millis(1600))
+            .await
+            .is_none(),
+        "nothing while down"
+    );
+    app.start().await;
+    let message = agent.next().await;
+    assert_eq!(body(&message)["callTransferId"], id);
+    assert_eq!(message.routing_key.as_str(), "agent.after_restart");
+    assert_eq!(app.settled(&id).await["state"], "COMPLETED");
+    assert!(
+        agent
+            .next_within(Duration::from_millis(500))
+            .await
+            .is_none(),
+        "exactly one"
+    );
+}
+
+#[tokio::test]
+async fn rate_limits_and_outages_are_retried() {
+    let app = spawn_app().await;
+    let id = unique("faults");
+    app.script(&id, completes_with(json!({"transferType": "SYSTEM"})));
+    app.sim.inject(
+        Fault {
+            retry_after: Some("1".into()),
+            ..Fault::status(429)
+        }
+        .times(1),
+    );
+    app.sim.inject(Fault::status(503).times(2));
+    app.sim.inject(
+        Fault {
+            malformed: true,
+            ..Fault::default()
+        }
+        .times(1),
+    );
+    let started = std::time::Instant::now();
+    app.register_id(&id).await;
+    let view = app.settled(&id).await;
+    assert_eq!(view["state"], "COMPLETED");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+    let statuses = app.sim.counters().by_status;
+    assert_eq!(statuses.get(&429), Some(&1));
+    assert_eq!(statuses.get(&503), Some(&2));
+}
+
+#[tokio::test]
+async fn not_found_past_the_grace_period_fails() {
+    let app = spawn_app_with(|c| c.polling.not_found_grace = Duration::from_millis(500)).await;
+    let late = unique("late");
+    let never = unique("never");
+    // Visible after 300 ms: inside the grace period, so tracking goes on.
+    app.script(
+        &late,
+        json!({"timeline": [{"status": "EXPIRED"}], "visibleAfterMs": 300}),
+    );
+    app.register_id(&late).await;
+    app.register_id(&never).await;
+    assert_eq!(app.settled(&late).await["state"], "EXPIRED");
+    let failed = app.settled(&never).await;
+    assert_eq!(failed["state"], "FAILED");
+    assert!(
+        failed["reason"].as_str().unwrap().contains("404"),
+        "{failed}"
+    );
+}
+
+#[tokio::test]
+async fn refused_credentials_fail_the_transfer() {
+    let app = spawn_app_with(|c| c.upstream.api_secret = "wrong".to_string().into()).await;
+    let id = unique("auth");
+    app.script(&id, json!({"timeline": [{"status": "ACTIVE"}]}));
+    app.register_id(&id).await;
+    let view = app.settled(&id).await;
+    assert_eq!(view["state"], "FAILED");
+    assert!(
+        view["reason"].as_str().unwrap().contains("auth refused"),
+        "{view}"
+    );
+}
+
+#[tokio::test]
+async fn the_vendor_guides_dialect_is_understood_end_to_end() {
+    let app = spawn_app().await;
+    let mut agent = app.bind(&app.config.amqp.agent_exchange, "agent.#").await;
+    let id = unique("quirks");
+    let mut script = completes_with(
+        json!({"transferType": "agent", "currentTaskName": "Welcome",
+        "transferVariables": {"vip": true, "tags": ["a", "b"]}}),
+    );
+    script["quirks"] = true.into();
+    script["inputContext"] = json!({"taskName": "Welcome", "inputVariables": {"email": "x@y.z"}});
+    app.script(&id, script);
+    app.register_id(&id).await;
+    let event = body(&agent.next().await);
+    assert_eq!(event["status"], "COMPLETED");
+    assert_eq!(event["transferType"], "AGENT");
+    assert_eq!(event["transferVariables"]["vip"], true);
+    assert_eq!(event["inputContext"]["inputVariables"]["email"], "x@y.z");
+}
+
+#[tokio::test]
+async fn tracking_time_is_bounded() {
+    let app = spawn_app_with(|c| c.polling.max_tracking_time = Duration::from_millis(600)).await;
+    let id = unique("forever");
+    app.script(&id, json!({"timeline": [{"status": "ONGOING"}]}));
+    app.register_id(&id).await;
+    let view = app.settled(&id).await;
+    assert_eq!(view["state"], "FAILED");
+    assert!(
+        view["reason"]
+            .as_str()
+            .unwrap()
+            .contains("tracking time exceeded")
+    );
+}

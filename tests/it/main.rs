@@ -1,0 +1,8 @@
+//! One integration-test binary: black-box tests of the running bridge with
+//! its simulator, a fresh SQLite store and a real RabbitMQ (`AMQP_URL`).
+
+mod helpers;
+
+mod agent;
+mod api;
+mod lifecycle;
