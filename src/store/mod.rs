@@ -68,13 +68,17 @@ impl Store {
         &self.pool
     }
 
+    /// A write transaction. `BEGIN IMMEDIATE` takes the write lock up front:
+    /// a deferred transaction that reads first cannot upgrade once another
+    /// writer committed (SQLITE_BUSY_SNAPSHOT, which busy_timeout cannot wait
+    /// out), while an immediate one simply waits its turn.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(self.pool.begin().await?)
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// Readiness: the database answers and accepts a write.
     pub async fn check_writable(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE transfers SET seq = seq WHERE 0")
             .execute(&mut *tx)
             .await?;
