@@ -34,10 +34,7 @@ impl App {
         let store = Store::connect(config.store.url.expose_secret())
             .await
             .context("opening the store")?;
-        let budget = Arc::new(Budget::new(
-            config.upstream.rate_limit_per_s,
-            config.upstream.daily_budget,
-        ));
+        let budget = Arc::new(Budget::new(&config.upstream));
         let upstream = UpstreamClient::new(&config.upstream, budget)
             .context("building the upstream client")?;
         let amqp = AmqpPublisher::new(config.amqp.clone());
