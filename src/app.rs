@@ -15,8 +15,8 @@ use crate::delivery::{AmqpPublisher, Sinks};
 use crate::outbox::Dispatcher;
 use crate::routing::Router;
 use crate::store::Store;
-use crate::tracker::{FixedPolicy, Phase, PollDeps, TrackState, Tracker};
-use crate::upstream::{Budget, Status, UpstreamClient};
+use crate::tracker::{PollDeps, TrackState, Tracker, policy_from_config};
+use crate::upstream::{Budget, UpstreamClient};
 
 /// A built but not yet running bridge. Tests build one per case on a fresh
 /// store and run it on port 0.
@@ -113,7 +113,8 @@ impl App {
             router: Router::new(&self.config),
             outbox_wake: self.dispatcher.waker(),
             config: self.config.polling.clone(),
-            policy: Arc::new(FixedPolicy::from_config(&self.config.polling)),
+            policy: policy_from_config(&self.config.polling),
+            auth_fail_after: self.config.upstream.auth_fail_after,
         }
     }
 
@@ -125,14 +126,12 @@ impl App {
             .await
             .context("reading tracked transfers")?;
         let count = pending.len();
+        // What each transfer's last resource said lets the policy schedule
+        // it (an ACTIVE one at its expiry, say) instead of a GET for all at once.
         for transfer in pending {
-            let mut state = TrackState::new(transfer.id.clone(), transfer.created_at);
-            state.polls = transfer.polls;
-            state.phase = transfer
-                .upstream_status
-                .as_deref()
-                .map_or(Phase::Unknown, |s| Phase::of(&Status::from(s)));
-            tracker.track(state, Duration::ZERO).await;
+            tracker
+                .track_per_policy(TrackState::resumed(&transfer))
+                .await;
         }
         if count > 0 {
             tracing::info!(count, "resumed tracking after restart");

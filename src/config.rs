@@ -107,10 +107,28 @@ pub enum PolicyKind {
     Fixed,
 }
 
+/// Whether routine polling may lean on returned-call signals
+/// (`polling.trust_signals`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TrustSignals {
+    /// Lean on them while nearly every recent completion came with one.
+    Auto,
+    /// The PBX signals every call: routine polls are only a safety net.
+    Always,
+    Never,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PollingConfig {
     pub policy: PolicyKind,
+    pub trust_signals: TrustSignals,
+    /// Auto: the share of recent completions that must have had a signal.
+    pub signal_trust: f64,
+    /// While signals are trusted, routine polls come this far apart.
+    #[serde(with = "humantime_serde")]
+    pub safety_interval: Duration,
     /// Fixed policy: interval while ACTIVE. Adaptive: used only when the
     /// upstream gives no `expiresAt`, as the longest wait while ACTIVE.
     #[serde(with = "humantime_serde")]
@@ -307,6 +325,13 @@ impl Config {
                 "prior_sigma and prior_weight must be greater than 0",
             ));
         }
+        if !(0.0..=1.0).contains(&poll.signal_trust) {
+            return Err(ConfigError::invalid(
+                "polling.signal_trust",
+                "must be in [0, 1]",
+            ));
+        }
+        nonzero_duration("polling.safety_interval", poll.safety_interval)?;
         positive("polling.learn_window", poll.learn_window)
     }
 

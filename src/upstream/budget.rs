@@ -117,7 +117,7 @@ impl Budget {
         let quota = Quota::with_period(period)
             .expect("period is positive")
             .allow_burst(NonZeroU32::MIN);
-        let spike_clock = TokioClock::new();
+        let spike_clock = TokioClock::default();
         let now = Instant::now();
         Self {
             spike: RateLimiter::direct_with_clock(quota, spike_clock),

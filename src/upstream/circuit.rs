@@ -71,6 +71,14 @@ impl AuthCircuit {
         }
     }
 
+    /// How long it has been open and when the next probe may go; `None`
+    /// while closed. Cheap: the tracker asks on every turn of its loop.
+    pub fn open_state(&self) -> Option<(Duration, Instant)> {
+        self.lock()
+            .as_ref()
+            .map(|open| (open.since.elapsed(), open.probe_at))
+    }
+
     pub fn is_open(&self) -> bool {
         self.lock().is_some()
     }
@@ -119,9 +127,13 @@ impl AuthCircuit {
             }
             Some(open) => {
                 open.refused += 1;
-                open.backoff = (open.backoff * 2).min(self.probe_max);
-                open.probe_at = now + open.backoff;
                 open.error = error.to_string();
+                // Requests already in flight when the circuit opened answer
+                // before the probe time; only a probe's refusal backs off.
+                if now >= open.probe_at {
+                    open.backoff = (open.backoff * 2).min(self.probe_max);
+                    open.probe_at = now + open.backoff;
+                }
                 if now.duration_since(open.last_log) >= LOG_EVERY {
                     open.last_log = now;
                     tracing::error!(error = %error, open_for_s = open.since.elapsed().as_secs(),
@@ -177,13 +189,15 @@ mod tests {
         assert_eq!(circuit.status(), CircuitStatus::Closed);
         circuit.record(&status(401));
         assert!(changes.has_changed().unwrap() && *changes.borrow_and_update());
-        let backoffs: Vec<u64> = (0..4)
-            .map(|_| {
-                let wait = probe_in(&circuit).as_secs();
-                circuit.record(&status(403));
-                wait
-            })
-            .collect();
+        // Another request that was already in flight: no extra backoff.
+        circuit.record(&status(401));
+        let mut backoffs = Vec::new();
+        for _ in 0..4 {
+            let wait = probe_in(&circuit);
+            backoffs.push(wait.as_secs());
+            tokio::time::sleep(wait).await;
+            circuit.record(&status(403));
+        }
         assert_eq!(backoffs, [1, 2, 4, 4]);
         // 429 and 5xx say nothing about credentials.
         circuit.record(&status(429));

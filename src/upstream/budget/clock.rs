@@ -13,8 +13,8 @@ pub struct TokioClock {
     base: Instant,
 }
 
-impl TokioClock {
-    pub fn new() -> Self {
+impl Default for TokioClock {
+    fn default() -> Self {
         Self {
             base: Instant::now(),
         }
