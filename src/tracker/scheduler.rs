@@ -2,8 +2,9 @@
 //! transfers and bounded in-flight polls. No task lives per transfer.
 //!
 //! Returned-call signals have their own wheel and their own in-flight lane,
-//! so a caller who is back is never queued behind routine polls (which may
-//! be waiting on the budget's pace). While the auth circuit is open, nothing
+//! so a caller who is back is never queued behind routine polls. Routine
+//! polls start only when the budget's pace admits them; until then they wait
+//! in the wheel, where a signal can still pull them out. While the auth circuit is open, nothing
 //! is polled but one probe at a time; past `auth_fail_after`, transfers that
 //! come due end FAILED without a request.
 
@@ -113,11 +114,18 @@ impl Scheduler {
             let gate = self.gate();
             let go = !matches!(gate, Gate::Hold(_));
             let signal_room = go && self.busy[0] < self.max_in_flight;
-            let routine_room = go && self.busy[1] < self.max_in_flight;
-            let hold = match gate {
-                Gate::Hold(until) => until,
-                _ => Instant::now() + Duration::from_secs(3600),
+            let mut routine_room = go && self.busy[1] < self.max_in_flight;
+            // Routine polls wait in the wheel for the budget's pace, not in flight.
+            let paced = match (routine_room, gate) {
+                (true, Gate::Open) => self.deps.upstream.budget().routine_wait(),
+                _ => None,
             };
+            routine_room &= paced.is_none();
+            let wake = match gate {
+                Gate::Hold(until) => Some(until),
+                _ => paced,
+            };
+            let wake_at = wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
@@ -126,7 +134,7 @@ impl Scheduler {
                 Some(due) = self.signal.next(), if signal_room => self.start(Lane::Signal, due.into_inner(), gate),
                 Some(due) = self.routine.next(), if routine_room => self.start(Lane::Routine, due.into_inner(), gate),
                 Ok(()) = self.circuit.changed() => {}
-                _ = tokio::time::sleep_until(hold), if !go => {}
+                _ = tokio::time::sleep_until(wake_at), if wake.is_some() => {}
             }
         }
         // Stop taking work, then let in-flight polls finish (their results are
@@ -233,6 +241,15 @@ impl Scheduler {
             Gate::Fail { probe: false } => (false, true),
             Gate::Open | Gate::Hold(_) => (false, false),
         };
+        if lane == Lane::Routine
+            && gate == Gate::Open
+            && !self.deps.upstream.budget().admit_routine()
+        {
+            // The pace moved on since we looked: back in line.
+            entry.key = Some((lane, self.routine.insert(id, Duration::ZERO)));
+            entry.state = Some(state);
+            return;
+        }
         self.probing |= probe;
         self.busy[lane as usize] += 1;
         let deps = self.deps.clone();

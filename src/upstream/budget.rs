@@ -146,13 +146,10 @@ impl Budget {
     }
 
     /// Wait until a request may leave, then count it against today's budget.
+    /// Routine polls are expected to have been admitted by
+    /// [`Self::admit_routine`] first, so they wait in the tracker's timer
+    /// wheel rather than in flight.
     pub async fn acquire(&self, priority: Priority) {
-        if priority == Priority::Routine {
-            let wait = self.pace();
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
-        }
         loop {
             if let Some(until) = self.blocked_until(priority) {
                 tokio::time::sleep_until(until).await;
@@ -250,17 +247,33 @@ impl Budget {
         f64::from(routine_left) / resets_in.as_secs_f64().max(1.0)
     }
 
-    /// Reserve a routine slot at the even pace; how long to wait for it.
-    fn pace(&self) -> Duration {
+    /// When the next routine poll may start: `None` now, else when to ask
+    /// again (the even pace, a 429 pause, or the reset once the routine part
+    /// of the budget is spent). Takes nothing.
+    pub fn routine_wait(&self) -> Option<Instant> {
         let mut state = self.lock();
         state.roll_day();
         let now = Instant::now();
-        let resets_in = state.clock.next_reset().0.saturating_duration_since(now);
-        let rate = self.even_pace(&state, resets_in);
-        state
-            .pacer
-            .reserve(now, rate, self.pacing_window)
-            .min(resets_in)
+        if let Some(until) = state.paused_until.filter(|u| *u > now) {
+            return Some(until);
+        }
+        let reset = state.clock.next_reset().0;
+        if state.used_today >= self.limit_for(Priority::Routine) {
+            return Some(reset);
+        }
+        let rate = self.even_pace(&state, reset.saturating_duration_since(now));
+        let wait = state.pacer.wait(now, rate, self.pacing_window);
+        (!wait.is_zero()).then(|| now + wait.min(reset.saturating_duration_since(now)))
+    }
+
+    /// Start a routine poll now if the pace allows; false: ask
+    /// [`Self::routine_wait`] when.
+    pub fn admit_routine(&self) -> bool {
+        if self.routine_wait().is_some() {
+            return false;
+        }
+        self.lock().pacer.take();
+        true
     }
 
     fn limit_for(&self, priority: Priority) -> u32 {

@@ -5,4 +5,5 @@ mod helpers;
 
 mod agent;
 mod api;
+mod budget;
 mod lifecycle;

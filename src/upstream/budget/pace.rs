@@ -7,8 +7,8 @@ use tokio::time::Instant;
 /// A token bucket whose rate is recomputed on every use: the routine budget
 /// left divided by the time left until the reset. While load stays under that
 /// even pace the bucket stays full and nothing waits; above it, the bucket
-/// (`window` worth of the pace) drains and then requests are spaced at the
-/// pace. Every poll is slowed by the same proportion, none is starved.
+/// (`window` worth of the pace) drains and then polls go at the pace, in the
+/// order they fell due. Every transfer is slowed alike, none is starved.
 #[derive(Debug)]
 pub struct Pacer {
     tokens: f64,
@@ -28,21 +28,27 @@ impl Pacer {
         *self = Self::new(now);
     }
 
-    /// Reserve one request at `rate` (requests/s); returns how long the
-    /// caller must wait before sending it.
-    pub fn reserve(&mut self, now: Instant, rate: f64, window: Duration) -> Duration {
+    /// How long until one request may go at `rate` (requests/s), with
+    /// `window` worth of the rate as burst. Takes nothing; see [`take`].
+    ///
+    /// [`take`]: Self::take
+    pub fn wait(&mut self, now: Instant, rate: f64, window: Duration) -> Duration {
         let capacity = (rate * window.as_secs_f64()).max(1.0);
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.tokens = (self.tokens + rate * elapsed).min(capacity);
         self.at = now;
-        self.tokens -= 1.0;
-        if self.tokens >= 0.0 {
+        if self.tokens >= 1.0 {
             Duration::ZERO
         } else if rate <= 0.0 {
             Duration::MAX
         } else {
-            Duration::from_secs_f64((-self.tokens / rate).min(86_400.0))
+            Duration::from_secs_f64(((1.0 - self.tokens) / rate).min(86_400.0))
         }
+    }
+
+    /// Spend one request (after `wait` said zero).
+    pub fn take(&mut self) {
+        self.tokens -= 1.0;
     }
 
     /// True when requests are being spaced out rather than passing freely.
@@ -85,26 +91,24 @@ mod tests {
     #[test]
     fn under_the_pace_nothing_waits_above_it_requests_are_spaced() {
         let t0 = Instant::now();
+        let window = Duration::from_secs(5);
         let mut pacer = Pacer::new(t0);
         // 1 request/s with a 5 s window: a burst of 5 passes...
         for _ in 0..5 {
-            assert_eq!(
-                pacer.reserve(t0, 1.0, Duration::from_secs(5)),
-                Duration::ZERO
-            );
+            assert_eq!(pacer.wait(t0, 1.0, window), Duration::ZERO);
+            pacer.take();
         }
         assert!(pacer.is_pacing());
-        // ...then each further request waits one more second.
-        let waits: Vec<u64> = (0..3)
-            .map(|_| pacer.reserve(t0, 1.0, Duration::from_secs(5)).as_secs())
-            .collect();
-        assert_eq!(waits, [1, 2, 3]);
-        // The bucket refills at the pace.
-        let later = t0 + Duration::from_secs(20);
-        assert_eq!(
-            pacer.reserve(later, 1.0, Duration::from_secs(5)),
-            Duration::ZERO
-        );
+        // ...then the next may go a second later, and so on.
+        assert_eq!(pacer.wait(t0, 1.0, window), Duration::from_secs(1));
+        let later = t0 + Duration::from_millis(1500);
+        assert_eq!(pacer.wait(later, 1.0, window), Duration::ZERO);
+        pacer.take();
+        assert_eq!(pacer.wait(later, 1.0, window), Duration::from_millis(500));
+        // The bucket refills at the pace, up to the window.
+        let much_later = t0 + Duration::from_secs(60);
+        assert_eq!(pacer.wait(much_later, 1.0, window), Duration::ZERO);
+        assert!(!pacer.is_pacing());
     }
 
     #[test]
