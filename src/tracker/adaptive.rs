@@ -149,7 +149,8 @@ impl PollPolicy for AdaptivePolicy {
             model.durations.seen()
         };
         metrics::histogram!("bridge_conversation_seconds").record(duration.as_secs_f64());
-        if seen % RECALIBRATE_EVERY == 0 {
+        // Early on every doubling counts; later, every hundred.
+        if seen.is_power_of_two() || seen % RECALIBRATE_EVERY == 0 {
             self.recalibrate();
         }
     }

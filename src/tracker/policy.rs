@@ -13,6 +13,15 @@ pub trait PollPolicy: Send + Sync + 'static {
     /// Delay after a successful poll that did not end tracking.
     fn next_delay(&self, state: &TrackState) -> Duration;
 
+    /// Delay before the first poll of a newly tracked transfer: at once when
+    /// its status is unknown, so a wrong id or an expired number shows early.
+    fn first_delay(&self, state: &TrackState) -> Duration {
+        match state.phase {
+            Phase::Unknown => Duration::ZERO,
+            _ => self.next_delay(state),
+        }
+    }
+
     /// A transfer completed, so a policy can learn from it.
     fn observe_completion(&self, _completion: &Completion) {}
 }

@@ -191,10 +191,7 @@ impl Scheduler {
         if self.entries.contains_key(&state.id) {
             return;
         }
-        let delay = delay.unwrap_or_else(|| match state.phase {
-            Phase::Unknown => Duration::ZERO,
-            _ => self.deps.policy.next_delay(&state),
-        });
+        let delay = delay.unwrap_or_else(|| self.deps.policy.first_delay(&state));
         let id = state.id.clone();
         let key = self.routine.insert(id.clone(), delay);
         self.count(None, state.phase);

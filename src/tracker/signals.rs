@@ -75,6 +75,16 @@ impl PollPolicy for SignalAware {
         self.inner.next_delay(state)
     }
 
+    /// Trusted signals make even the first look a safety-net poll: the
+    /// signal is what will say the call is back. (A wrong id then fails at
+    /// that first poll, `safety_interval` later.)
+    fn first_delay(&self, state: &TrackState) -> Duration {
+        if self.trusted() {
+            return self.safety;
+        }
+        self.inner.first_delay(state)
+    }
+
     fn observe_completion(&self, completion: &Completion) {
         let share = {
             let mut recent = self.lock();

@@ -39,9 +39,9 @@ use super::error::UpstreamError;
 use crate::config::UpstreamConfig;
 use pace::{Load, Pacer};
 
-/// Spacing margin of the spike limiter: requests leave at least
-/// 1.02/rate s apart, so network jitter of up to ~20 ms cannot put one more
-/// request than the limit into any 1-second window the upstream counts.
+/// Spacing margin of the spike limiter: requests are replenished at
+/// 1/1.02 of the steady rate, so network jitter of up to ~20 ms cannot put
+/// one more request than the limit into a 1-second window the upstream counts.
 const SPIKE_HEADROOM: f64 = 1.02;
 
 /// The longest 429 pause without `Retry-After` (vendor guidance: 1, 2, 4 s).
@@ -112,11 +112,7 @@ impl Budget {
     }
 
     pub fn with_clock(config: &UpstreamConfig, clock: UtcClock) -> Self {
-        let rate = f64::from(config.rate_limit_per_s.max(1));
-        let period = Duration::from_secs_f64(SPIKE_HEADROOM / rate);
-        let quota = Quota::with_period(period)
-            .expect("period is positive")
-            .allow_burst(NonZeroU32::MIN);
+        let quota = spike_quota(config.rate_limit_per_s);
         let spike_clock = TokioClock::default();
         let now = Instant::now();
         Self {
@@ -370,6 +366,20 @@ impl Drop for SignalWaiting<'_> {
             self.0.signals_idle.notify_waiters();
         }
     }
+}
+
+/// A burst of 5% of the limit and the rest as a steady rate: any 1-second
+/// window holds the burst plus `rate - 1` more, at most the limit. The burst matters at
+/// high limits, where sub-millisecond spacing would otherwise need sleeps
+/// shorter than the timer's 1 ms resolution.
+fn spike_quota(limit: u32) -> Quota {
+    let limit = limit.max(1);
+    let burst = (limit / 20).max(1);
+    let steady = f64::from(limit - burst + 1);
+    let period = Duration::from_secs_f64(SPIKE_HEADROOM / steady);
+    Quota::with_period(period)
+        .expect("period is positive")
+        .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
 }
 
 impl State {

@@ -200,6 +200,8 @@ async fn a_signal_ahead_of_the_upstream_is_followed_by_quick_re_polls() {
     assert!((2..=5).contains(&spent), "{spent} GETs");
 }
 
+/// The PBX signals every call: not even a first look before the signal,
+/// so the whole transfer costs one GET.
 #[tokio::test]
 async fn trusted_signals_leave_routine_polls_as_a_rare_safety_net() {
     let app = spawn_app_with(|c| {
@@ -208,14 +210,17 @@ async fn trusted_signals_leave_routine_polls_as_a_rare_safety_net() {
     })
     .await;
     let id = unique("trusted");
-    app.script(&id, json!({"timeline": [{"status": "ONGOING"}]}));
+    app.script(
+        &id,
+        json!({"timeline": [{"status": "ONGOING", "forMs": 300}, {"status": "COMPLETED"}],
+            "outputContext": {"transferType": "SYSTEM"}}),
+    );
     app.register_id(&id).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(
-        app.sim.gets(&id),
-        1,
-        "one GET to learn the status, then quiet"
-    );
+    assert_eq!(app.sim.gets(&id), 0, "quiet until the signal");
+    assert_eq!(returned(&app, &id).await, 202);
+    assert_eq!(app.settled(&id).await["state"], "COMPLETED");
+    assert_eq!(app.sim.gets(&id), 1);
 }
 
 /// A tiny daily budget: routine polls are paced (or, near midnight, stop at
