@@ -87,13 +87,14 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
 }
 
 fn script(status: &str) -> Script {
-    let mut script = Script::default();
-    script.timeline = vec![Step {
-        status: status.into(),
-        for_ms: None,
-    }];
-    script.output_context = Some(json!({"transferType": "AGENT", "currentTaskName": "burst"}));
-    script
+    Script {
+        timeline: vec![Step {
+            status: status.into(),
+            for_ms: None,
+        }],
+        output_context: Some(json!({"transferType": "AGENT", "currentTaskName": "burst"})),
+        ..Script::default()
+    }
 }
 
 /// POST to every transfer (`path` starting with `/v1` is absolute, else it

@@ -111,24 +111,19 @@ fn configure(c: &mut Config, s: &Scenario, x: f64) {
 }
 
 fn script(call: &Call) -> Script {
-    let ms = |d: Duration| d.as_millis() as u64;
-    let mut script = Script::default();
-    script.timeline = vec![
-        Step {
-            status: "ACTIVE".into(),
-            for_ms: Some(ms(call.active).max(1)),
-        },
-        Step {
-            status: "ONGOING".into(),
-            for_ms: Some(ms(call.ongoing).max(1)),
-        },
-        Step {
-            status: "COMPLETED".into(),
-            for_ms: None,
-        },
-    ];
-    script.output_context = Some(json!({"transferType": "SYSTEM", "currentTaskName": "bench"}));
-    script
+    let step = |status: &str, d: Option<Duration>| Step {
+        status: status.into(),
+        for_ms: d.map(|d| (d.as_millis() as u64).max(1)),
+    };
+    Script {
+        timeline: vec![
+            step("ACTIVE", Some(call.active)),
+            step("ONGOING", Some(call.ongoing)),
+            step("COMPLETED", None),
+        ],
+        output_context: Some(json!({"transferType": "SYSTEM", "currentTaskName": "bench"})),
+        ..Script::default()
+    }
 }
 
 async fn register(http: reqwest::Client, base: String, id: String) -> anyhow::Result<()> {
