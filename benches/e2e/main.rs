@@ -2,7 +2,8 @@
 //! RabbitMQ, every poll policy in one run.
 //!
 //! `cargo bench --bench e2e` (RabbitMQ on 127.0.0.1:5672, or AMQP_URL).
-//! `E2E_TRANSFERS` (default 500) and `E2E_COMPRESSION` (default 100) size it.
+//! `E2E_TRANSFERS` (measured per run, default 300), `E2E_WARMUP` (run first
+//! and not counted, default 150) and `E2E_COMPRESSION` (default 50) size it.
 
 mod burst;
 mod memory;
@@ -30,68 +31,73 @@ fn main() -> anyhow::Result<()> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let transfers = env_or("E2E_TRANSFERS", 500.0) as usize;
-    let compression = env_or("E2E_COMPRESSION", 100.0);
+    let transfers = env_or("E2E_TRANSFERS", 300.0) as usize;
+    let warmup = env_or("E2E_WARMUP", 150.0) as usize;
+    let compression = env_or("E2E_COMPRESSION", 50.0);
     let amqp = std::env::var("AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     // Separate runtimes, so CPU can be told apart by thread name.
     let sim_rt = runtime("sim-", 1)?;
     let bridge_rt = runtime("bridge-", 2)?;
     let harness = Builder::new_current_thread().enable_all().build()?;
+    let only = std::env::var("E2E_ONLY").unwrap_or_default();
+    let wanted = |part: &str| only.is_empty() || only.split(',').any(|p| p == part);
     harness.block_on(async {
         let env = Env::new(
             sim_rt.handle().clone(),
             bridge_rt.handle().clone(),
             amqp,
             compression,
-            transfers,
+            (transfers, warmup),
         )
         .await?;
-        let memory = memory::run(&env, 100_000).await?;
-        eprintln!("memory: {memory:?}");
-        let mut fixed = Vec::new();
-        let mut adaptive = Vec::new();
-        for seconds in FIXED {
-            let concurrency = concurrency(seconds, compression);
-            let f = tracking::run(
-                &env,
-                &scenario(
+        let clock = std::time::Instant::now();
+        let stage = |name: &str| eprintln!("[{:>6.1} s] {name}", clock.elapsed().as_secs_f64());
+        let memory = match wanted("memory") {
+            true => Some(memory::run(&env, 100_000).await?),
+            false => None,
+        };
+        stage("memory");
+        let (mut fixed, mut adaptive) = (Vec::new(), Vec::new());
+        if wanted("frontier") {
+            for seconds in FIXED {
+                let concurrency = concurrency(seconds, compression);
+                let f = scenario(
                     format!("fixed {seconds} s"),
                     PolicyKind::Fixed,
                     seconds,
                     None,
                     concurrency,
-                ),
-            )
-            .await?;
-            eprintln!("{f:?}");
-            // The same p95 a fixed interval's schedule gives: 0.95 of it.
-            let name = format!("adaptive, target p95 {:.2} s", 0.95 * seconds);
-            let a = tracking::run(
-                &env,
-                &scenario(
+                );
+                fixed.push(tracking::run(&env, &f).await?);
+                stage(&f.name);
+                // Aimed at the p95 a fixed interval's schedule gives: 0.95 of it.
+                let name = format!("adaptive, target p95 {:.2} s", 0.95 * seconds);
+                let a = scenario(
                     name,
                     PolicyKind::Adaptive,
                     0.95 * seconds,
                     None,
                     concurrency,
-                ),
-            )
-            .await?;
-            eprintln!("{a:?}");
-            fixed.push(f);
-            adaptive.push(a);
+                );
+                adaptive.push(tracking::run(&env, &a).await?);
+                stage(&a.name);
+            }
         }
         let mut signalled = Vec::new();
-        for trust in [TrustSignals::Always, TrustSignals::Auto] {
-            let name = format!("adaptive 5 s + signals (trust {trust:?})").to_lowercase();
-            let s = scenario(name, PolicyKind::Adaptive, 5.0, Some(trust), 200);
-            let outcome = tracking::run(&env, &s).await?;
-            eprintln!("{outcome:?}");
-            signalled.push(outcome);
+        if wanted("signals") {
+            for trust in [TrustSignals::Always, TrustSignals::Auto] {
+                let name = format!("adaptive 5 s + signals (trust {trust:?})").to_lowercase();
+                let s = scenario(name, PolicyKind::Adaptive, 5.0, Some(trust), 200);
+                signalled.push(tracking::run(&env, &s).await?);
+                stage(&s.name);
+            }
         }
-        let burst = burst::run(&env, 10_000).await?;
-        eprintln!("{burst:?}");
+        let burst = match wanted("burst") {
+            true => Some(burst::run(&env, 10_000).await?),
+            false => None,
+        };
+        stage("burst");
         let rows: Vec<_> = fixed
             .iter()
             .zip(&adaptive)
@@ -100,7 +106,7 @@ fn main() -> anyhow::Result<()> {
             .collect();
         report::table(&rows, compression);
         report::frontier(&fixed, &adaptive);
-        report::others(&burst, &memory, proc::status_kib("VmHWM"));
+        report::others(burst.as_ref(), memory.as_ref(), proc::status_kib("VmHWM"));
         anyhow::Ok(())
     })
 }

@@ -38,6 +38,9 @@ pub fn table(outcomes: &[Outcome], compression: f64) {
 /// Without signals: each policy's (GETs per transfer, p95 lag) points, and
 /// whether each adaptive point dominates the fixed interval it was aimed at.
 pub fn frontier(fixed: &[Outcome], adaptive: &[Outcome]) {
+    if fixed.is_empty() {
+        return;
+    }
     println!();
     let points = |name: &str, set: &[Outcome]| {
         let list: Vec<String> = set
@@ -67,20 +70,26 @@ pub fn frontier(fixed: &[Outcome], adaptive: &[Outcome]) {
     }
 }
 
-pub fn others(burst: &Burst, memory: &Memory, peak_rss_kib: u64) {
+pub fn others(burst: Option<&Burst>, memory: Option<&Memory>, peak_rss_kib: u64) {
     println!();
+    if let Some(burst) = burst {
+        println!(
+            "{} completing at once: {} agent messages received, {} publishes confirmed, drained in {:.1} s ({:.0} completions/s)",
+            burst.transfers,
+            burst.received,
+            burst.confirmed,
+            burst.drain_s,
+            burst.transfers as f64 / burst.drain_s
+        );
+    }
+    if let Some(memory) = memory {
+        println!(
+            "memory: {:.0} bytes RSS per tracked transfer at {} tracked",
+            memory.bytes_per_transfer, memory.tracked
+        );
+    }
     println!(
-        "{} completing at once: {} agent messages received, {} publishes confirmed, drained in {:.1} s ({:.0} completions/s)",
-        burst.transfers,
-        burst.received,
-        burst.confirmed,
-        burst.drain_s,
-        burst.transfers as f64 / burst.drain_s
-    );
-    println!(
-        "memory: {:.0} bytes RSS per tracked transfer at {} tracked; peak RSS of the whole run {:.0} MiB",
-        memory.bytes_per_transfer,
-        memory.tracked,
+        "peak RSS of the whole run: {:.0} MiB",
         peak_rss_kib as f64 / 1024.0
     );
 }

@@ -22,7 +22,9 @@ pub struct Env {
     pub bridge_rt: Handle,
     pub amqp_url: String,
     pub compression: f64,
+    /// Measured transfers per run, and unmeasured ones run before them.
     pub transfers: usize,
+    pub warmup: usize,
     pub broker: Channel,
     _conn: Connection,
 }
@@ -33,7 +35,7 @@ impl Env {
         bridge_rt: Handle,
         amqp_url: String,
         compression: f64,
-        transfers: usize,
+        (transfers, warmup): (usize, usize),
     ) -> anyhow::Result<Self> {
         let conn = Connection::connect(&amqp_url, ConnectionProperties::default())
             .await
@@ -45,6 +47,7 @@ impl Env {
             amqp_url,
             compression,
             transfers,
+            warmup,
             broker,
             _conn: conn,
         })

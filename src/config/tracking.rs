@@ -81,6 +81,8 @@ pub struct PollingConfig {
     /// Adaptive: the p95 detection lag (without a signal) to aim for.
     #[serde(with = "humantime_serde")]
     pub target_lag: Duration,
+    /// Adaptive: intervals scale with hazard^-exponent.
+    pub hazard_exponent: f64,
     /// Adaptive: bounds on any interval.
     #[serde(with = "humantime_serde")]
     pub min_interval: Duration,
@@ -136,6 +138,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "polling.max_interval",
                 "must not be shorter than polling.min_interval",
+            ));
+        }
+        if !(0.1..=1.0).contains(&poll.hazard_exponent) {
+            return Err(ConfigError::invalid(
+                "polling.hazard_exponent",
+                "must be in [0.1, 1]",
             ));
         }
         if !(0.0..0.5).contains(&poll.jitter) {

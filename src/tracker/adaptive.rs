@@ -6,11 +6,14 @@
 //!
 //! ONGOING: for a conversation of age t with completion hazard h(t), the
 //! interval that minimises expected lag plus λ·expected GETs is proportional
-//! to 1/sqrt(h(t)) (minimise ∫ S/Δ + λ·f·Δ/2 pointwise). So the interval is
-//! `scale / sqrt(h(t))`, clamped, and never so long that a completion inside
-//! it would wait longer than the interval at its own age. `scale` is chosen
-//! so the predicted p95 lag on the learned distribution is `target_lag`,
-//! and recalibrated as durations are learned.
+//! to 1/sqrt(h(t)) (minimise ∫ S/Δ + λ·f·Δ/2 pointwise). The interval is
+//! `scale / h(t)^k`, clamped, and never so long that a completion inside it
+//! would wait longer than the interval at its own age. k is
+//! `polling.hazard_exponent`: 0.5 is that mean-lag optimum; a p95 target
+//! rewards flatter intervals, and 0.35 spent 1-4% fewer GETs at the same p95
+//! in offline replays of log-normal calls learned online. `scale`
+//! is chosen so the predicted p95 lag on the learned distribution is
+//! `target_lag`, and recalibrated as durations are learned.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -34,6 +37,7 @@ const QUANTILE: f64 = 0.95;
 #[derive(Debug, Clone, Copy)]
 struct Bounds {
     target_lag: f64,
+    exponent: f64,
     min: f64,
     max: f64,
     expiry_margin: Duration,
@@ -56,6 +60,7 @@ impl AdaptivePolicy {
     pub fn from_config(cfg: &PollingConfig) -> Self {
         let bounds = Bounds {
             target_lag: cfg.target_lag.as_secs_f64(),
+            exponent: cfg.hazard_exponent,
             min: cfg.min_interval.as_secs_f64(),
             max: cfg.max_interval.as_secs_f64(),
             expiry_margin: cfg.expiry_margin,
@@ -162,7 +167,7 @@ fn interval(d: &Durations, scale: f64, b: &Bounds, t: f64) -> f64 {
     if h <= 0.0 {
         return b.max;
     }
-    (scale / h.sqrt()).clamp(b.min, b.max)
+    (scale / h.powf(b.exponent)).clamp(b.min, b.max)
 }
 
 /// Poll next at the earliest `τ + interval(τ)` over ages τ in the coming

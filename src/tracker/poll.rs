@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::policy::{Completion, PollPolicy, backoff, jittered};
 use super::state::TrackState;
@@ -57,8 +58,9 @@ pub async fn poll_once(deps: &PollDeps, st: &mut TrackState) -> Step {
     } else {
         Priority::Routine
     };
+    let sent = Instant::now();
     match deps.upstream.get(st.id.as_str(), priority).await {
-        Ok(fetched) => on_resource(deps, st, fetched).await,
+        Ok(fetched) => on_resource(deps, st, fetched, sent).await,
         Err(e) => on_error(deps, st, e).await,
     }
 }
@@ -73,7 +75,12 @@ pub async fn fail_auth(deps: &PollDeps, st: &mut TrackState) -> Step {
     finish_or_retry(deps, st, BridgeState::Failed, Some(reason), None).await
 }
 
-async fn on_resource(deps: &PollDeps, st: &mut TrackState, fetched: Fetched) -> Step {
+async fn on_resource(
+    deps: &PollDeps,
+    st: &mut TrackState,
+    fetched: Fetched,
+    sent: Instant,
+) -> Step {
     st.failures = 0;
     let status = fetched.resource.status.clone();
     if let Some(done) = BridgeState::after_upstream(&status) {
@@ -97,7 +104,9 @@ async fn on_resource(deps: &PollDeps, st: &mut TrackState, fetched: Fetched) -> 
             st.phase = super::state::Phase::Unknown;
         }
     }
-    Step::Again(next_delay(deps, st))
+    // Intervals run from send to send: the time this GET (and the write
+    // above) took is part of the wait, not added to it.
+    Step::Again(next_delay(deps, st).saturating_sub(sent.elapsed()))
 }
 
 /// After a signal, re-poll at doubling intervals (in case the upstream lags
