@@ -5,18 +5,14 @@
 //! that found it), so a slow integral loop nudges the schedule until the
 //! measured p95 matches the target.
 
-use std::collections::VecDeque;
-
-/// Lags kept, fewest before correcting, and new lags between corrections.
-const KEEP: usize = 200;
-const MIN_LAGS: usize = 40;
-const EVERY: usize = 25;
+/// Lags per batch: each batch is judged, then dropped, so a correction is
+/// judged only by lags of polls it scheduled (mostly), never by stale ones.
+const BATCH: usize = 50;
 
 #[derive(Debug, Clone)]
 pub struct LagFeedback {
     target: f64,
-    lags: VecDeque<f64>,
-    fresh: usize,
+    lags: Vec<f64>,
     correction: f64,
 }
 
@@ -24,8 +20,7 @@ impl LagFeedback {
     pub fn new(target: f64) -> Self {
         Self {
             target,
-            lags: VecDeque::with_capacity(KEEP),
-            fresh: 0,
+            lags: Vec::with_capacity(BATCH),
             correction: 1.0,
         }
     }
@@ -37,23 +32,19 @@ impl LagFeedback {
 
     /// One completion found by a routine poll, `lag` seconds late.
     pub fn observe(&mut self, lag: f64) {
-        if self.lags.len() == KEEP {
-            self.lags.pop_front();
-        }
-        self.lags.push_back(lag.max(0.0));
-        self.fresh += 1;
-        if self.lags.len() < MIN_LAGS || self.fresh < EVERY {
+        self.lags.push(lag.max(0.0));
+        if self.lags.len() < BATCH {
             return;
         }
-        self.fresh = 0;
-        let mut sorted: Vec<f64> = self.lags.iter().copied().collect();
-        sorted.sort_by(f64::total_cmp);
-        let p95 = sorted[(sorted.len() * 95).div_ceil(100) - 1];
+        self.lags.sort_by(f64::total_cmp);
+        let p95 = self.lags[(BATCH * 95).div_ceil(100) - 1];
+        self.lags.clear();
         if p95 > 0.0 {
             // Lag grows about in proportion to the intervals; half a step at
-            // a time, so noise in 200 samples does not make it swing.
+            // a time, so one noisy batch does not make it swing. The model
+            // is right within a factor of two or something else is wrong.
             let step = (self.target / p95).sqrt().clamp(0.8, 1.25);
-            self.correction = (self.correction * step).clamp(0.25, 4.0);
+            self.correction = (self.correction * step).clamp(0.5, 2.0);
         }
     }
 }
