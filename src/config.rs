@@ -49,6 +49,7 @@ pub struct Config {
     pub amqp: AmqpConfig,
     pub outbox: OutboxConfig,
     pub telemetry: TelemetryConfig,
+    pub sip: crate::sip::SipConfig,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
 }
@@ -113,6 +114,9 @@ pub struct AmqpConfig {
     pub pbx_exchange: String,
     pub audit_exchange: String,
     pub audit_queue: String,
+    /// Return unroutable SIP instructions (and retry them) instead of letting
+    /// the broker drop them; on when a PBX adapter consumes `transfer.pbx`.
+    pub pbx_mandatory: bool,
     #[serde(with = "humantime_serde")]
     pub confirm_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -211,7 +215,10 @@ impl Config {
                 "must be an amqp:// or amqps:// URL",
             ));
         }
-        crate::routing::validate_routes(&self.routes)
+        self.sip
+            .validate()
+            .map_err(|e| ConfigError::invalid("sip", e.to_string()))?;
+        crate::routing::validate_routes(&self.routes, &self.sip)
     }
 
     /// The effective configuration as TOML with every secret redacted.
@@ -333,7 +340,7 @@ mod tests {
         let config = Config::from_figment(Figment::from(Toml::string(DEFAULTS_TOML))).unwrap();
         assert_eq!(config.amqp.agent_exchange, "transfer.agent");
         assert_eq!(config.http.max_body_bytes, 65536);
-        assert_eq!(config.routes.len(), 1);
+        assert_eq!(config.routes.len(), 2);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod extract;
 mod health;
 mod register;
 mod request_id;
+mod sip;
 mod transfers;
 mod view;
 
@@ -87,6 +88,8 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/transfers/{id}/returned", post(transfers::returned))
         .route("/transfers/{id}/redeliver", post(transfers::redeliver))
+        .route("/transfers/{id}/sip", get(sip::instruction))
+        .route("/sip/returns", post(sip::returns))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

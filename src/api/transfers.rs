@@ -93,11 +93,20 @@ pub async fn cancel(
         return Err(not_found(&id));
     };
     let reason = "cancelled via DELETE /v1/transfers/{id}";
-    if store::finish(&mut tx, &id, BridgeState::Cancelled, Some(reason), None).await? {
+    if store::finish(
+        &mut tx,
+        &id,
+        BridgeState::Cancelled,
+        Some(reason),
+        None,
+        None,
+    )
+    .await?
+    {
         transfer.state = BridgeState::Cancelled;
         transfer.reason = Some(reason.into());
-        let actions = app.router.plan(&transfer, BridgeState::Cancelled, None);
-        repo::enqueue(&mut tx, &actions).await?;
+        let plan = app.router.plan(&transfer, BridgeState::Cancelled, None);
+        repo::enqueue(&mut tx, &plan.actions).await?;
     }
     tx.commit().await?;
     app.tracker.untrack(id.clone()).await;

@@ -97,6 +97,8 @@ pub struct Transfer {
     pub polls: u32,
     /// Why the transfer ended FAILED or CANCELLED.
     pub reason: Option<String>,
+    /// The SIP instruction made at completion, if a route asked for one.
+    pub sip: Option<Value>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }

@@ -5,4 +5,6 @@ mod helpers;
 
 mod agent;
 mod api;
+mod cli;
 mod lifecycle;
+mod sip;
