@@ -41,7 +41,15 @@ impl App {
         let upstream = UpstreamClient::new(&config.upstream, budget)
             .context("building the upstream client")?;
         let amqp = AmqpPublisher::new(config.amqp.clone());
-        let sinks = Sinks { amqp: amqp.clone() };
+        let sinks = Sinks {
+            amqp: amqp.clone(),
+            webhook: config
+                .webhook
+                .client()
+                .context("building the webhook client")?,
+            webhook_secrets: config.webhook.signing_secrets(),
+            webhook_retry: config.webhook.retry.clone(),
+        };
         let dispatcher = Dispatcher::new(
             store.clone(),
             sinks,

@@ -50,6 +50,7 @@ pub struct Config {
     pub outbox: OutboxConfig,
     pub telemetry: TelemetryConfig,
     pub sip: crate::sip::SipConfig,
+    pub webhook: crate::delivery::webhook::WebhookConfig,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
 }
@@ -114,6 +115,8 @@ pub struct AmqpConfig {
     pub pbx_exchange: String,
     pub audit_exchange: String,
     pub audit_queue: String,
+    /// Shown in the broker's connection list (`rabbitmqctl list_connections`).
+    pub connection_name: String,
     /// Return unroutable SIP instructions (and retry them) instead of letting
     /// the broker drop them; on when a PBX adapter consumes `transfer.pbx`.
     pub pbx_mandatory: bool,
@@ -215,10 +218,38 @@ impl Config {
                 "must be an amqp:// or amqps:// URL",
             ));
         }
+        self.validate_webhook()?;
         self.sip
             .validate()
             .map_err(|e| ConfigError::invalid("sip", e.to_string()))?;
         crate::routing::validate_routes(&self.routes, &self.sip)
+    }
+
+    fn validate_webhook(&self) -> Result<(), ConfigError> {
+        let webhook = &self.webhook;
+        if let Some(url) = &webhook.default_url {
+            crate::delivery::webhook::check_url(&webhook.policy(), url)
+                .map_err(|e| ConfigError::invalid("webhook.default_url", e.to_string()))?;
+            if webhook.secret.is_none() {
+                return Err(ConfigError::invalid(
+                    "webhook.secret",
+                    "required when webhook.default_url is set (whsec_<base64>)",
+                ));
+            }
+        }
+        if webhook.retry.schedule.is_empty() {
+            return Err(ConfigError::invalid(
+                "webhook.retry.schedule",
+                "needs at least one attempt",
+            ));
+        }
+        if !(0.0..=1.0).contains(&webhook.retry.jitter) {
+            return Err(ConfigError::invalid(
+                "webhook.retry.jitter",
+                "must be between 0 and 1",
+            ));
+        }
+        nonzero_duration("webhook.timeout", webhook.timeout)
     }
 
     /// The effective configuration as TOML with every secret redacted.

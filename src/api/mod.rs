@@ -66,12 +66,17 @@ impl AppState {
         Ok(view)
     }
 
+    /// Refuse an unusable callback at registration, not hours later: bad
+    /// scheme, a forbidden address (resolved now), or no signing secret.
     async fn check_callback(&self, url: &str) -> Result<(), ApiError> {
-        let parsed =
-            reqwest::Url::parse(url).map_err(|e| ApiError::Invalid(format!("callbackUrl: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
+        let webhook = &self.config.webhook;
+        crate::delivery::webhook::check_url_resolved(&webhook.policy(), url)
+            .await
+            .map_err(|e| ApiError::Invalid(format!("callbackUrl: {e}")))?;
+        if webhook.secret.is_none() {
             return Err(ApiError::Invalid(
-                "callbackUrl must be an http(s) URL".into(),
+                "callbackUrl needs webhook.secret on the bridge (BRIDGE_WEBHOOK__SECRET=whsec_...)"
+                    .into(),
             ));
         }
         Ok(())

@@ -38,6 +38,8 @@ pub struct Router {
     pbx_exchange: String,
     pbx_mandatory: bool,
     sip: SipConfig,
+    /// Callback for transfers registered without one.
+    default_webhook: Option<String>,
 }
 
 impl Router {
@@ -49,6 +51,7 @@ impl Router {
             pbx_exchange: config.amqp.pbx_exchange.clone(),
             pbx_mandatory: config.amqp.pbx_mandatory,
             sip: config.sip.clone(),
+            default_webhook: config.webhook.default_url.clone(),
         }
     }
 
@@ -71,6 +74,24 @@ impl Router {
             self.route_actions(route, transfer, resource, &mut event, &mut actions);
         }
         let suffix = state.event_suffix();
+        let webhook = transfer
+            .callback_url
+            .as_ref()
+            .or(self.default_webhook.as_ref());
+        // Every outcome (not registration) goes to the IVR, unless the
+        // matched route turned webhooks off.
+        if let Some(url) = webhook
+            && state.is_terminal()
+            && route.is_none_or(|r| r.webhook)
+        {
+            actions.push(Action {
+                id: transfer.id.action_id(&format!("webhook.{suffix}")),
+                transfer_id: transfer.id.clone(),
+                kind: "webhook".into(),
+                target: Target::Webhook { url: url.clone() },
+                body: String::new(),
+            });
+        }
         actions.push(amqp_action(
             &event,
             transfer,

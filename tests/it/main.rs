@@ -7,4 +7,6 @@ mod agent;
 mod api;
 mod cli;
 mod lifecycle;
+mod receiver;
 mod sip;
+mod webhook;
