@@ -6,6 +6,7 @@ mod helpers;
 mod agent;
 mod api;
 mod cli;
+mod durability;
 mod lifecycle;
 mod receiver;
 mod sip;
