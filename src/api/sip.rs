@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -25,11 +26,20 @@ const MESSAGE_SIP: &str = "message/sip";
 
 /// `GET /v1/transfers/{id}/sip`: JSON, or the raw message with
 /// `Accept: message/sip` (FreeSWITCH mod_curl, Asterisk CURL()).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatQuery {
+    /// `sip` for the raw message, for HTTP clients that cannot set `Accept`.
+    format: Option<String>,
+}
+
 pub async fn instruction(
     State(app): State<AppState>,
     IdPath(id): IdPath,
     headers: HeaderMap,
+    query: Result<Query<FormatQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query?;
     let transfer = app.find(&id).await?;
     let Some(sip) = transfer.sip else {
         return Err(ApiError::NotFound(format!(
@@ -37,10 +47,11 @@ pub async fn instruction(
             transfer.state
         )));
     };
-    let wants_raw = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.to_ascii_lowercase().contains(MESSAGE_SIP));
+    let wants_raw = query.format.as_deref() == Some("sip")
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.to_ascii_lowercase().contains(MESSAGE_SIP));
     if wants_raw {
         let message = sip["message"].as_str().unwrap_or_default().to_string();
         return Ok(([(header::CONTENT_TYPE, MESSAGE_SIP)], message).into_response());

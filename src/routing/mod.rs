@@ -159,7 +159,13 @@ impl Router {
                         "pbx.{}",
                         instruction.method.to_string().to_ascii_lowercase()
                     );
-                    event.sip = serde_json::to_value(&instruction).ok();
+                    event.sip = serde_json::to_value(&instruction).ok().map(|mut json| {
+                        // Where the call goes next, for dialplans that read
+                        // one field: the Refer-To URI of a REFER, else the
+                        // request-URI (a placeholder for BYE).
+                        json["target"] = refer_target(&instruction).into();
+                        json
+                    });
                     actions.push(amqp_action(
                         event,
                         transfer,
@@ -220,6 +226,20 @@ fn amqp_action(
         }),
         body: String::new(),
     }
+}
+
+fn refer_target(instruction: &crate::sip::SipInstruction) -> String {
+    instruction
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("Refer-To"))
+        .map(|(_, value)| {
+            value
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+        .unwrap_or_else(|| instruction.request_uri.clone())
 }
 
 fn truncate(mut key: String) -> String {

@@ -89,6 +89,17 @@ async fn system_outcome_publishes_a_parseable_refer() {
         .unwrap();
     assert_eq!(raw.headers()["content-type"], "message/sip");
     assert_eq!(raw.text().await.unwrap(), message);
+    let by_query = app
+        .http
+        .get(format!("{url}?format=sip"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_query.text().await.unwrap(), message);
+    assert_eq!(
+        sip["target"].as_str().unwrap(),
+        refer_to.trim_start_matches('<').trim_end_matches('>')
+    );
 
     // Round trip: the Refer-To read back by /v1/sip/returns gives the variables.
     let uri = refer_to.trim_start_matches('<').trim_end_matches('>');
