@@ -49,6 +49,7 @@ pub struct Config {
     pub amqp: AmqpConfig,
     pub outbox: OutboxConfig,
     pub telemetry: TelemetryConfig,
+    pub shutdown: ShutdownConfig,
     pub sip: crate::sip::SipConfig,
     pub webhook: crate::delivery::webhook::WebhookConfig,
     #[serde(default)]
@@ -66,6 +67,10 @@ pub struct HttpConfig {
     )]
     pub api_tokens: Vec<SecretString>,
     pub max_body_bytes: usize,
+    /// Registrations per second per bearer token (all callers share one
+    /// bucket when auth is off), with `register_burst` in reserve.
+    pub register_rate_per_s: u32,
+    pub register_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -143,6 +148,18 @@ pub struct OutboxConfig {
     pub retry_max: Duration,
 }
 
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// After the signal: keep answering (registrations and /readyz say 503)
+    /// so load balancers stop sending traffic before the listener closes.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// Then wait at most this long for in-flight polls and deliveries.
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -205,6 +222,8 @@ impl Config {
         positive("outbox.batch_size", self.outbox.batch_size)?;
         positive("outbox.concurrency", self.outbox.concurrency as u32)?;
         positive("http.max_body_bytes", self.http.max_body_bytes as u32)?;
+        positive("http.register_rate_per_s", self.http.register_rate_per_s)?;
+        positive("http.register_burst", self.http.register_burst)?;
         let store = self.store.url.expose_secret();
         if !store.starts_with("sqlite:") {
             return Err(ConfigError::invalid(

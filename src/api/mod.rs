@@ -4,6 +4,8 @@ mod auth;
 pub mod error;
 mod extract;
 mod health;
+mod limit;
+pub mod openapi;
 mod register;
 mod request_id;
 mod sip;
@@ -18,6 +20,7 @@ use axum::routing::{get, post};
 use tokio::sync::Notify;
 
 pub use error::ApiError;
+pub use limit::RegisterLimiter;
 pub use register::RegisterRequest;
 pub use view::{ListResponse, TransferView};
 
@@ -41,6 +44,9 @@ pub struct AppState {
     pub outbox_wake: Arc<Notify>,
     pub amqp: AmqpPublisher,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Fired at shutdown: registrations answer 503 from then on.
+    pub draining: tokio_util::sync::CancellationToken,
+    pub register_limit: Arc<RegisterLimiter>,
 }
 
 impl AppState {
@@ -104,6 +110,15 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route(
+            "/openapi.json",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    openapi::document(),
+                )
+            }),
+        )
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))

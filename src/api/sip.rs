@@ -14,13 +14,14 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::IdPath;
+use super::extract::{ApiBytes, IdPath};
+use super::view::TransferView;
 use crate::outbox::repo;
 use crate::sip::{ParsedReturn, ReturnInput, parse_return};
 use crate::store::{self, NewTransfer};
 use crate::transfer::{BridgeState, TransferId};
 use crate::upstream::model::{OutputContext, TransferMethod, TransferType};
-use crate::upstream::{CallTransfer, Status};
+use crate::upstream::{CallTransfer, ErrorEnvelope, Status};
 
 const MESSAGE_SIP: &str = "message/sip";
 
@@ -33,6 +34,14 @@ pub struct FormatQuery {
     format: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/transfers/{id}/sip", tag = "sip",
+    params(("id" = String, Path, description = "callTransferId"), ("format" = Option<String>, Query, description = "`sip` for the raw message")),
+    responses(
+        (status = 200, description = "The SIP instruction: JSON, or `message/sip` with Accept: message/sip or ?format=sip",
+            content((Object = "application/json"), (String = "message/sip"))),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
+        (status = 404, description = "Unknown transfer, or no instruction was made", body = ErrorEnvelope),
+    ), security(("bearer" = [])))]
 pub async fn instruction(
     State(app): State<AppState>,
     IdPath(id): IdPath,
@@ -68,10 +77,20 @@ struct ReturnBody {
 
 /// `POST /v1/sip/returns`: a Refer-To URI or a whole REFER/INVITE, as JSON
 /// (`{"referTo"}` or `{"message"}`), `text/plain` (a URI) or `message/sip`.
+#[utoipa::path(post, path = "/v1/sip/returns", tag = "sip",
+    request_body(description = "`{\"referTo\": uri}` or `{\"message\": text}` as JSON, a URI as text/plain, or a SIP message as message/sip",
+        content((Object = "application/json"), (String = "text/plain"), (String = "message/sip"))),
+    responses(
+        (status = 201, description = "Routed as a new completed transfer", body = TransferView),
+        (status = 200, description = "Completed a tracked transfer, or a repeat", body = TransferView),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
+        (status = 415, description = "Unsupported content type", body = ErrorEnvelope),
+        (status = 422, description = "Malformed URI or message (the reason says where)", body = ErrorEnvelope),
+    ), security(("bearer" = [])))]
 pub async fn returns(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let (text, is_message) = read_input(&headers, &body)?;
     let input = if is_message {

@@ -143,6 +143,11 @@ impl TestApp {
         }
     }
 
+    /// Signal shutdown without waiting for it (to observe the drain).
+    pub fn begin_stop(&self) {
+        self.stop.cancel();
+    }
+
     async fn wait_ready(&self) {
         for _ in 0..100 {
             if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await
