@@ -9,5 +9,6 @@ mod cli;
 mod durability;
 mod lifecycle;
 mod receiver;
+mod schema;
 mod sip;
 mod webhook;
