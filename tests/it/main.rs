@@ -6,6 +6,7 @@ mod helpers;
 mod agent;
 mod api;
 mod cli;
+mod compose;
 mod durability;
 mod lifecycle;
 mod receiver;
