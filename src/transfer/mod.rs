@@ -13,7 +13,7 @@ pub use id::{InvalidId, TransferId};
 use crate::upstream::Status;
 
 /// The bridge's own lifecycle of a transfer (DESIGN.md, "Bridge states").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BridgeState {
     Tracking,
