@@ -24,7 +24,11 @@ use transfer_bridge::sip::{
 enum Target {
     /// `sip:<user>@<host>[:port]` from safe characters: the case the rsip
     /// property is about.
-    Simple { user: u32, host: u8, port: Option<u16> },
+    Simple {
+        user: u32,
+        host: u8,
+        port: Option<u16>,
+    },
     /// Anything at all (tel:, IPv6, garbage): must only not panic.
     Raw(String),
     None,
@@ -102,8 +106,16 @@ fn check(input: Input) {
         Target::Raw(raw) => (Some(raw), false),
         Target::None => (None, method == Method::Bye),
     };
-    let tv: Map<String, Value> = input.transfer_variables.into_iter().map(|(k, v)| (k, v.json())).collect();
-    let rv: Map<String, Value> = input.reference_variables.into_iter().map(|(k, v)| (k, v.json())).collect();
+    let tv: Map<String, Value> = input
+        .transfer_variables
+        .into_iter()
+        .map(|(k, v)| (k, v.json()))
+        .collect();
+    let rv: Map<String, Value> = input
+        .reference_variables
+        .into_iter()
+        .map(|(k, v)| (k, v.json()))
+        .collect();
     let req = RenderRequest {
         method,
         target: target.as_deref(),
@@ -121,7 +133,10 @@ fn check(input: Input) {
     };
     for (name, value) in &sip.headers {
         assert!(!name.contains(['\r', '\n', ':']), "header name {name:?}");
-        assert!(!value.contains(['\r', '\n']), "header {name} value {value:?}");
+        assert!(
+            !value.contains(['\r', '\n']),
+            "header {name} value {value:?}"
+        );
     }
     if simple {
         rsip_agrees(&sip);
@@ -137,7 +152,12 @@ fn rsip_agrees(sip: &SipInstruction) {
     let rsip::SipMessage::Request(request) = parsed else {
         panic!("rsip reads a response");
     };
-    assert_eq!(request.headers.iter().count(), sip.headers.len(), "{}", sip.message);
+    assert_eq!(
+        request.headers.iter().count(),
+        sip.headers.len(),
+        "{}",
+        sip.message
+    );
 }
 
 /// Header values lose surrounding SP/HTAB in plain headers (RFC 3261 §7.3.1).
@@ -146,8 +166,14 @@ fn lws(s: &str) -> &str {
 }
 
 fn reads_back(req: &RenderRequest<'_>, prefix: &str, sip: &SipInstruction, got: &ParsedReturn) {
-    assert_eq!(got.external_conversation_id.as_deref().map(lws), Some(lws(req.external_conversation_id)));
-    assert_eq!(got.transfer_type.as_deref().map(lws), Some(lws(req.transfer_type)));
+    assert_eq!(
+        got.external_conversation_id.as_deref().map(lws),
+        Some(lws(req.external_conversation_id))
+    );
+    assert_eq!(
+        got.transfer_type.as_deref().map(lws),
+        Some(lws(req.transfer_type))
+    );
     let maps = [
         ("tv-", req.transfer_variables, &got.transfer_variables),
         ("rv-", req.reference_variables, &got.reference_variables),
