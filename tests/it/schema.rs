@@ -89,12 +89,15 @@ fn sample() -> Value {
     serde_json::to_value(event).unwrap()
 }
 
+/// What a mutation breaks, and how.
+type Mutation = (&'static str, fn(&mut Value));
+
 #[test]
 fn the_schema_rejects_mutated_events() {
     let (schema, validator) = checked_in();
     let good = sample();
     assert_conforms(&schema, &validator, &good);
-    let mutations: [(&str, fn(&mut Value)); 10] = [
+    let mutations: [Mutation; 10] = [
         ("missing nullable field", |e| {
             drop(e.as_object_mut().unwrap().remove("route"))
         }),
