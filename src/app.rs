@@ -1,7 +1,6 @@
 //! The App: every part wired together, run on a listener until a token fires.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
@@ -15,8 +14,8 @@ use crate::delivery::{AmqpPublisher, Sinks};
 use crate::outbox::Dispatcher;
 use crate::routing::Router;
 use crate::store::Store;
-use crate::tracker::{FixedPolicy, Phase, PollDeps, TrackState, Tracker};
-use crate::upstream::{Budget, Status, UpstreamClient};
+use crate::tracker::{PollDeps, TrackState, Tracker, policy_from_config};
+use crate::upstream::{Budget, UpstreamClient};
 
 /// A built but not yet running bridge. Tests build one per case on a fresh
 /// store and run it on port 0.
@@ -34,10 +33,7 @@ impl App {
         let store = Store::connect(config.store.url.expose_secret())
             .await
             .context("opening the store")?;
-        let budget = Arc::new(Budget::new(
-            config.upstream.rate_limit_per_s,
-            config.upstream.daily_budget,
-        ));
+        let budget = Arc::new(Budget::new(&config.upstream));
         let upstream = UpstreamClient::new(&config.upstream, budget)
             .context("building the upstream client")?;
         let amqp = AmqpPublisher::new(config.amqp.clone());
@@ -135,7 +131,8 @@ impl App {
             router: Router::new(&self.config),
             outbox_wake: self.dispatcher.waker(),
             config: self.config.polling.clone(),
-            policy: Arc::new(FixedPolicy::from_config(&self.config.polling)),
+            policy: policy_from_config(&self.config.polling),
+            auth_fail_after: self.config.upstream.auth_fail_after,
         }
     }
 
@@ -147,14 +144,12 @@ impl App {
             .await
             .context("reading tracked transfers")?;
         let count = pending.len();
+        // What each transfer's last resource said lets the policy schedule
+        // it (an ACTIVE one at its expiry, say) instead of a GET for all at once.
         for transfer in pending {
-            let mut state = TrackState::new(transfer.id.clone(), transfer.created_at);
-            state.polls = transfer.polls;
-            state.phase = transfer
-                .upstream_status
-                .as_deref()
-                .map_or(Phase::Unknown, |s| Phase::of(&Status::from(s)));
-            tracker.track(state, Duration::ZERO).await;
+            tracker
+                .track_per_policy(TrackState::resumed(&transfer))
+                .await;
         }
         if count > 0 {
             tracing::info!(count, "resumed tracking after restart");

@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::routing::RouteConfig;
 
+mod tracking;
+
+pub use tracking::{PolicyKind, PollingConfig, TrustSignals, UpstreamConfig};
+
 /// The commented reference configuration, compiled in as the defaults.
 pub const DEFAULTS_TOML: &str = include_str!("../config/bridge.toml");
 
@@ -71,37 +75,6 @@ pub struct HttpConfig {
     /// bucket when auth is off), with `register_burst` in reserve.
     pub register_rate_per_s: u32,
     pub register_burst: u32,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
-    pub base_url: String,
-    pub api_id: String,
-    #[serde(serialize_with = "redact")]
-    pub api_secret: SecretString,
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    pub rate_limit_per_s: u32,
-    pub daily_budget: u32,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PollingConfig {
-    #[serde(with = "humantime_serde")]
-    pub active_interval: Duration,
-    #[serde(with = "humantime_serde")]
-    pub ongoing_interval: Duration,
-    #[serde(with = "humantime_serde")]
-    pub backoff_initial: Duration,
-    #[serde(with = "humantime_serde")]
-    pub backoff_max: Duration,
-    #[serde(with = "humantime_serde")]
-    pub max_tracking_time: Duration,
-    #[serde(with = "humantime_serde")]
-    pub not_found_grace: Duration,
-    pub max_in_flight: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -218,6 +191,7 @@ impl Config {
         nonzero_duration("polling.active_interval", self.polling.active_interval)?;
         nonzero_duration("polling.ongoing_interval", self.polling.ongoing_interval)?;
         nonzero_duration("polling.backoff_initial", self.polling.backoff_initial)?;
+        self.validate_budget()?;
         positive("polling.max_in_flight", self.polling.max_in_flight as u32)?;
         positive("outbox.batch_size", self.outbox.batch_size)?;
         positive("outbox.concurrency", self.outbox.concurrency as u32)?;

@@ -1,7 +1,6 @@
 //! `POST /v1/transfers`: validation, optional upstream create, idempotent insert.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -11,7 +10,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::outbox::repo;
 use crate::store::{self, NewTransfer, Registered};
-use crate::tracker::{Phase, TrackState};
+use crate::tracker::TrackState;
 use crate::transfer::{BridgeState, Transfer, TransferId};
 use crate::upstream::{CreateCallTransfer, Disposition, Fetched, UpstreamError};
 
@@ -94,14 +93,12 @@ pub async fn register(
 
 async fn start_tracking(app: &AppState, t: &Transfer, created: Option<&Fetched>) {
     let mut state = TrackState::new(t.id.clone(), t.created_at);
-    let mut first_poll = Duration::ZERO;
     if let Some(f) = created {
-        // The create response already told us the status: no GET needed yet.
-        state.phase = Phase::of(&f.resource.status);
-        state.expires_at = f.resource.expires_at();
-        first_poll = app.config.polling.active_interval;
+        // The create response already told us the status (and expiresAt):
+        // the policy schedules the first GET from it.
+        state.phase = state.learn(&f.resource);
     }
-    app.tracker.track(state, first_poll).await;
+    app.tracker.track_per_policy(state).await;
 }
 
 fn resolve_id(req: &RegisterRequest) -> Result<TransferId, ApiError> {

@@ -65,6 +65,8 @@ async fn demo() -> anyhow::Result<()> {
     config.upstream.api_id = SIM_ID.into();
     config.upstream.api_secret = SecretString::from(SIM_SECRET);
     config.store.url = SecretString::from(format!("sqlite://{}/demo.db", dir.display()));
+    // Demo timelines last seconds, not minutes: poll on a short fixed interval.
+    config.polling.policy = crate::config::PolicyKind::Fixed;
     config.polling.active_interval = Duration::from_millis(200);
     config.polling.ongoing_interval = Duration::from_millis(200);
     config.outbox.poll_interval = Duration::from_millis(100);

@@ -1,9 +1,12 @@
 //! Poll scheduling: every TRACKING transfer is polled until the upstream says
 //! COMPLETED or EXPIRED, or the bridge gives up (FAILED).
 
+mod adaptive;
+mod durations;
 mod policy;
 mod poll;
 mod scheduler;
+mod signals;
 mod state;
 
 use std::time::Duration;
@@ -12,8 +15,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use policy::{FixedPolicy, PollPolicy, backoff};
-pub use poll::{PollDeps, Step, finish, poll_once};
+pub use adaptive::AdaptivePolicy;
+pub use durations::Durations;
+pub use policy::{
+    Completion, FixedPolicy, PollPolicy, backoff, from_config as policy_from_config, jittered,
+};
+pub use poll::{PollDeps, Step, fail_auth, finish, poll_once};
+pub use signals::SignalAware;
 pub use state::{Phase, TrackState};
 
 use crate::transfer::TransferId;
@@ -45,7 +53,13 @@ impl Tracker {
 
     /// Start tracking; the first poll happens after `delay`.
     pub async fn track(&self, state: TrackState, delay: Duration) {
-        let _ = self.tx.send(Command::Track(state, delay)).await;
+        let _ = self.tx.send(Command::Track(state, Some(delay))).await;
+    }
+
+    /// Start tracking when the policy says: at once if the upstream status
+    /// is unknown, else as if `state` had just been polled.
+    pub async fn track_per_policy(&self, state: TrackState) {
+        let _ = self.tx.send(Command::Track(state, None)).await;
     }
 
     pub async fn untrack(&self, id: TransferId) {

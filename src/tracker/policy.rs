@@ -1,17 +1,58 @@
-//! When to poll next: the seam where budget-aware policies slot in.
+//! When to poll next: the policy seam, the fixed policy, backoff, jitter.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::adaptive::AdaptivePolicy;
+use super::signals::SignalAware;
 use super::state::{Phase, TrackState};
-use crate::config::PollingConfig;
+use crate::config::{PolicyKind, PollingConfig};
 
 /// Chooses the delay before the next GET of a transfer.
 pub trait PollPolicy: Send + Sync + 'static {
     /// Delay after a successful poll that did not end tracking.
     fn next_delay(&self, state: &TrackState) -> Duration;
 
-    /// Called when a transfer completes, so a policy can learn durations.
-    fn observe_completion(&self, _state: &TrackState) {}
+    /// Delay before the first poll of a newly tracked transfer: at once when
+    /// its status is unknown, so a wrong id or an expired number shows early.
+    fn first_delay(&self, state: &TrackState) -> Duration {
+        match state.phase {
+            Phase::Unknown => Duration::ZERO,
+            _ => self.next_delay(state),
+        }
+    }
+
+    /// A transfer completed, so a policy can learn from it.
+    fn observe_completion(&self, _completion: &Completion) {}
+}
+
+/// What a completed transfer teaches a policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Completion {
+    /// How long the agent had the call (upstream `completedAt` minus
+    /// `callReceivedAt`), when the upstream said both.
+    pub length: Option<Duration>,
+    /// A returned-call signal arrived before the bridge saw it complete.
+    pub signalled: bool,
+}
+
+/// The policy `polling.policy` names, leaning on signals per
+/// `polling.trust_signals`.
+pub fn from_config(cfg: &PollingConfig) -> Arc<dyn PollPolicy> {
+    let inner: Box<dyn PollPolicy> = match cfg.policy {
+        PolicyKind::Adaptive => Box::new(AdaptivePolicy::from_config(cfg)),
+        PolicyKind::Fixed => Box::new(FixedPolicy::from_config(cfg)),
+    };
+    Arc::new(SignalAware::new(inner, cfg))
+}
+
+/// Scale by a random factor in `1 ± jitter`, so transfers registered
+/// together drift apart instead of polling in lockstep.
+pub fn jittered(delay: Duration, jitter: f64) -> Duration {
+    if jitter <= 0.0 || delay.is_zero() {
+        return delay;
+    }
+    delay.mul_f64(rand::random_range(1.0 - jitter..1.0 + jitter))
 }
 
 /// One interval per upstream status, straight from `[polling]`.

@@ -6,17 +6,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::policy::{PollPolicy, backoff};
-use super::state::{Phase, TrackState};
+use super::policy::{Completion, PollPolicy, backoff, jittered};
+use super::state::TrackState;
 use crate::config::PollingConfig;
 use crate::outbox::repo;
 use crate::routing::Router;
 use crate::store::{self, Store, StoreError};
 use crate::transfer::BridgeState;
-use crate::upstream::{Disposition, Fetched, Priority, UpstreamClient, UpstreamError};
+use crate::upstream::model::parse_time;
+use crate::upstream::{
+    CallTransfer, CircuitStatus, Disposition, Fetched, Priority, UpstreamClient, UpstreamError,
+};
 
 /// Everything a poll needs; cheap to clone.
 #[derive(Clone)]
@@ -28,6 +32,9 @@ pub struct PollDeps {
     pub outbox_wake: Arc<Notify>,
     pub config: PollingConfig,
     pub policy: Arc<dyn PollPolicy>,
+    /// `upstream.auth_fail_after`: how long refused credentials are waited
+    /// out before transfers that come due end FAILED.
+    pub auth_fail_after: Duration,
 }
 
 /// What the scheduler should do next with this transfer.
@@ -46,37 +53,47 @@ pub async fn poll_once(deps: &PollDeps, st: &mut TrackState) -> Step {
         return finish_or_retry(deps, st, BridgeState::Failed, Some(reason), None).await;
     }
     st.polls += 1;
-    let priority = if st.returned {
+    let priority = if st.in_signal_window(deps.config.returned_window) {
         Priority::Signal
     } else {
         Priority::Routine
     };
-    let result = deps.upstream.get(st.id.as_str(), priority).await;
-    metrics::counter!("bridge_upstream_requests_total", "outcome" => outcome_label(&result))
-        .increment(1);
-    match result {
-        Ok(fetched) => on_resource(deps, st, fetched).await,
+    let sent = Instant::now();
+    match deps.upstream.get(st.id.as_str(), priority).await {
+        Ok(fetched) => on_resource(deps, st, fetched, sent).await,
         Err(e) => on_error(deps, st, e).await,
     }
 }
 
-async fn on_resource(deps: &PollDeps, st: &mut TrackState, fetched: Fetched) -> Step {
+/// The circuit has been open past `auth_fail_after`: end this transfer
+/// without spending a request on it.
+pub async fn fail_auth(deps: &PollDeps, st: &mut TrackState) -> Step {
+    let reason = match deps.upstream.budget().circuit().status() {
+        CircuitStatus::Open { error, .. } => format!("auth refused: {error}"),
+        CircuitStatus::Closed => "auth refused".to_string(),
+    };
+    finish_or_retry(deps, st, BridgeState::Failed, Some(reason), None).await
+}
+
+async fn on_resource(
+    deps: &PollDeps,
+    st: &mut TrackState,
+    fetched: Fetched,
+    sent: Instant,
+) -> Step {
     st.failures = 0;
     let status = fetched.resource.status.clone();
     if let Some(done) = BridgeState::after_upstream(&status) {
         if done == BridgeState::Completed {
-            deps.policy.observe_completion(st);
+            deps.policy.observe_completion(&Completion {
+                length: conversation_length(&fetched.resource),
+                signalled: st.signalled_at.is_some(),
+            });
         }
         return finish_or_retry(deps, st, done, None, Some(&fetched)).await;
     }
-    let phase = Phase::of(&status);
-    if let Some(expires) = fetched.resource.expires_at() {
-        st.expires_at = Some(expires);
-    }
+    let phase = st.learn(&fetched.resource);
     if phase != st.phase {
-        if phase == Phase::Ongoing {
-            st.ongoing_since = Some(Instant::now());
-        }
         st.phase = phase;
         let write = async {
             let mut conn = deps.store.pool().acquire().await?;
@@ -84,10 +101,31 @@ async fn on_resource(deps: &PollDeps, st: &mut TrackState, fetched: Fetched) -> 
         };
         if let Err(e) = write.await {
             tracing::warn!(call_transfer_id = %st.id, error = %e, "cannot record upstream status; will retry");
-            st.phase = Phase::Unknown;
+            st.phase = super::state::Phase::Unknown;
         }
     }
-    Step::Again(deps.policy.next_delay(st))
+    // Intervals run from send to send: the time this GET (and the write
+    // above) took is part of the wait, not added to it.
+    Step::Again(next_delay(deps, st).saturating_sub(sent.elapsed()))
+}
+
+/// After a signal, re-poll at doubling intervals (in case the upstream lags
+/// the PBX) for `returned_window`; otherwise whatever the policy says.
+fn next_delay(deps: &PollDeps, st: &TrackState) -> Duration {
+    if let Some(at) = st.signalled_at {
+        let since = at.elapsed();
+        let delay = since.max(deps.config.returned_interval);
+        if since + delay <= deps.config.returned_window {
+            return delay;
+        }
+    }
+    jittered(deps.policy.next_delay(st), deps.config.jitter)
+}
+
+/// How long the agent had the call, by the upstream's own clock.
+fn conversation_length(resource: &CallTransfer) -> Option<Duration> {
+    let received = parse_time(resource.call_received_at.as_deref()?)?;
+    (resource.completed_at()? - received).try_into().ok()
 }
 
 async fn on_error(deps: &PollDeps, st: &mut TrackState, e: UpstreamError) -> Step {
@@ -108,11 +146,17 @@ async fn on_error(deps: &PollDeps, st: &mut TrackState, e: UpstreamError) -> Ste
         Disposition::FatalForTransfer => {
             finish_or_retry(deps, st, BridgeState::Failed, Some(e.to_string()), None).await
         }
-        Disposition::FatalForBridge => {
-            tracing::error!(call_transfer_id = %st.id, error = %e, "upstream refused our credentials");
-            let reason = format!("auth refused: {e}");
-            finish_or_retry(deps, st, BridgeState::Failed, Some(reason), None).await
-        }
+        // The circuit is open now (the client saw the refusal); the scheduler
+        // holds every transfer until it closes or `auth_fail_after` passes.
+        Disposition::FatalForBridge => match deps.upstream.budget().circuit().status() {
+            CircuitStatus::Open { open_for, .. } if open_for < deps.auth_fail_after => {
+                Step::Again(Duration::ZERO)
+            }
+            _ => {
+                let reason = format!("auth refused: {e}");
+                finish_or_retry(deps, st, BridgeState::Failed, Some(reason), None).await
+            }
+        },
     }
 }
 
@@ -174,15 +218,30 @@ pub async fn finish(
     repo::enqueue(&mut tx, &actions).await?;
     tx.commit().await?;
     metrics::counter!("bridge_transfers_finished_total", "state" => state.as_str()).increment(1);
-    metrics::histogram!("bridge_polls_per_transfer").record(f64::from(st.polls));
+    record_finish(st, state, fetched);
     tracing::info!(call_transfer_id = %st.id, state = %state, polls = st.polls, actions = actions.len(), "transfer finished");
     deps.outbox_wake.notify_one();
     Ok(())
 }
 
-fn outcome_label(result: &Result<Fetched, UpstreamError>) -> &'static str {
-    match result {
-        Ok(_) => "ok",
-        Err(e) => e.label(),
+/// Requests per transfer and, for completions, how late the bridge saw them.
+fn record_finish(st: &TrackState, state: BridgeState, fetched: Option<&Fetched>) {
+    let signal = if st.signalled_at.is_some() {
+        "true"
+    } else {
+        "false"
+    };
+    metrics::histogram!("bridge_upstream_requests_per_transfer", "state" => state.as_str(), "signal" => signal)
+        .record(f64::from(st.polls));
+    if state != BridgeState::Completed {
+        return;
+    }
+    if let Some(done) = fetched.and_then(|f| f.resource.completed_at()) {
+        let lag = (OffsetDateTime::now_utc() - done).as_seconds_f64().max(0.0);
+        metrics::histogram!("bridge_detection_lag_seconds", "signal" => signal).record(lag);
+    }
+    if let Some(at) = st.signalled_at {
+        metrics::histogram!("bridge_signal_to_detection_seconds")
+            .record(at.elapsed().as_secs_f64());
     }
 }

@@ -1,21 +1,30 @@
-//! The tracker loop: a timer wheel (tokio-util's `DelayQueue`) of transfers
-//! and a bounded set of in-flight polls. No task lives per transfer.
+//! The tracker loop: two timer wheels (tokio-util's `DelayQueue`) of
+//! transfers and bounded in-flight polls. No task lives per transfer.
+//!
+//! Returned-call signals have their own wheel and their own in-flight lane,
+//! so a caller who is back is never queued behind routine polls. Routine
+//! polls start only when the budget's pace admits them; until then they wait
+//! in the wheel, where a signal can still pull them out. While the auth circuit is open, nothing
+//! is polled but one probe at a time; past `auth_fail_after`, transfers that
+//! come due end FAILED without a request.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::{DelayQueue, delay_queue};
 
-use super::poll::{PollDeps, Step, poll_once};
-use super::state::TrackState;
+use super::poll::{PollDeps, Step, fail_auth, poll_once};
+use super::state::{Phase, TrackState};
 use crate::transfer::TransferId;
 
 pub(super) enum Command {
-    Track(TrackState, Duration),
+    /// Start tracking; `None` asks the policy for the first delay.
+    Track(TrackState, Option<Duration>),
     Untrack(TransferId),
     /// Poll now with priority; replies whether the transfer is tracked.
     PollNow(TransferId, oneshot::Sender<bool>),
@@ -23,34 +32,75 @@ pub(super) enum Command {
     Polls(TransferId, oneshot::Sender<Option<u32>>),
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Signal,
+    Routine,
+}
+
 struct Entry {
-    key: Option<delay_queue::Key>,
+    key: Option<(Lane, delay_queue::Key)>,
     /// `None` while a poll of it is in flight (the poll owns the state).
     state: Option<TrackState>,
     /// A signal arrived mid-poll: poll again right after.
     again: bool,
     polls: u32,
+    /// For the per-status gauge.
+    phase: Phase,
 }
 
-type Polling = BoxFuture<'static, (TrackState, Step)>;
+/// What the auth circuit allows right now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Gate {
+    Open,
+    /// One request may go, to find out whether credentials work again.
+    Probe,
+    /// Past `auth_fail_after`: due transfers fail (or probe, when due).
+    Fail {
+        probe: bool,
+    },
+    /// Nothing goes before this instant (or a circuit change).
+    Hold(Instant),
+}
+
+struct Done {
+    lane: Lane,
+    probe: bool,
+    state: TrackState,
+    step: Step,
+}
+
+type Polling = BoxFuture<'static, Done>;
 
 pub(super) struct Scheduler {
     deps: PollDeps,
-    queue: DelayQueue<TransferId>,
+    routine: DelayQueue<TransferId>,
+    signal: DelayQueue<TransferId>,
     entries: HashMap<TransferId, Entry>,
     inflight: FuturesUnordered<Polling>,
+    /// In flight per lane: [signal, routine].
+    busy: [usize; 2],
     max_in_flight: usize,
+    probing: bool,
+    circuit: watch::Receiver<bool>,
+    by_phase: [usize; 3],
 }
 
 impl Scheduler {
     pub(super) fn new(deps: PollDeps) -> Self {
         let max_in_flight = deps.config.max_in_flight;
+        let circuit = deps.upstream.budget().circuit().subscribe();
         Self {
             deps,
-            queue: DelayQueue::new(),
+            routine: DelayQueue::new(),
+            signal: DelayQueue::new(),
             entries: HashMap::new(),
             inflight: FuturesUnordered::new(),
+            busy: [0; 2],
             max_in_flight,
+            probing: false,
+            circuit,
+            by_phase: [0; 3],
         }
     }
 
@@ -61,12 +111,30 @@ impl Scheduler {
         drain: Duration,
     ) {
         loop {
-            let room = self.inflight.len() < self.max_in_flight;
+            let gate = self.gate();
+            let go = !matches!(gate, Gate::Hold(_));
+            let signal_room = go && self.busy[0] < self.max_in_flight;
+            let mut routine_room = go && self.busy[1] < self.max_in_flight;
+            // Routine polls wait in the wheel for the budget's pace, not in flight.
+            let paced = match (routine_room, gate) {
+                (true, Gate::Open) => self.deps.upstream.budget().routine_wait(),
+                _ => None,
+            };
+            routine_room &= paced.is_none();
+            let wake = match gate {
+                Gate::Hold(until) => Some(until),
+                _ => paced,
+            };
+            let wake_at = wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => break,
                 Some(cmd) = rx.recv() => self.command(cmd),
-                Some((st, step)) = self.inflight.next(), if !self.inflight.is_empty() => self.settle(st, step),
-                Some(expired) = self.queue.next(), if room => self.start(expired.into_inner()),
+                Some(done) = self.inflight.next(), if !self.inflight.is_empty() => self.settle(done),
+                Some(due) = self.signal.next(), if signal_room => self.start(Lane::Signal, due.into_inner(), gate),
+                Some(due) = self.routine.next(), if routine_room => self.start(Lane::Routine, due.into_inner(), gate),
+                Ok(()) = self.circuit.changed() => {}
+                _ = tokio::time::sleep_until(wake_at), if wake.is_some() => {}
             }
         }
         // Stop taking work, then let in-flight polls finish (their results are
@@ -79,30 +147,36 @@ impl Scheduler {
         }
     }
 
+    fn gate(&self) -> Gate {
+        let Some((open_for, probe_at)) = self.deps.upstream.budget().circuit().open_state() else {
+            return Gate::Open;
+        };
+        let probe = !self.probing && probe_at <= Instant::now();
+        if open_for >= self.deps.auth_fail_after {
+            return Gate::Fail { probe };
+        }
+        if probe {
+            return Gate::Probe;
+        }
+        let fail_at = Instant::now() + (self.deps.auth_fail_after - open_for);
+        // A probe in flight settles through `inflight`, which wakes us anyway.
+        Gate::Hold(if self.probing {
+            fail_at
+        } else {
+            probe_at.min(fail_at)
+        })
+    }
+
     fn command(&mut self, cmd: Command) {
         match cmd {
-            Command::Track(state, delay) => {
-                if self.entries.contains_key(&state.id) {
-                    return;
-                }
-                let key = self.queue.insert(state.id.clone(), delay);
-                let entry = Entry {
-                    key: Some(key),
-                    polls: state.polls,
-                    state: Some(state),
-                    again: false,
-                };
-                self.entries
-                    .insert(entry.state.as_ref().expect("just set").id.clone(), entry);
-                self.gauge();
-            }
+            Command::Track(state, delay) => self.track(state, delay),
             Command::Untrack(id) => {
-                if let Some(entry) = self.entries.remove(&id)
-                    && let Some(key) = entry.key
-                {
-                    self.queue.remove(&key);
+                if let Some(entry) = self.entries.remove(&id) {
+                    if let Some((lane, key)) = entry.key {
+                        self.wheel(lane).remove(&key);
+                    }
+                    self.count(entry.phase, None);
                 }
-                self.gauge();
             }
             Command::PollNow(id, reply) => {
                 let _ = reply.send(self.poll_now(&id));
@@ -113,24 +187,45 @@ impl Scheduler {
         }
     }
 
+    fn track(&mut self, state: TrackState, delay: Option<Duration>) {
+        if self.entries.contains_key(&state.id) {
+            return;
+        }
+        let delay = delay.unwrap_or_else(|| self.deps.policy.first_delay(&state));
+        let id = state.id.clone();
+        let key = self.routine.insert(id.clone(), delay);
+        self.count(None, state.phase);
+        let entry = Entry {
+            key: Some((Lane::Routine, key)),
+            polls: state.polls,
+            phase: state.phase,
+            state: Some(state),
+            again: false,
+        };
+        self.entries.insert(id, entry);
+    }
+
     fn poll_now(&mut self, id: &TransferId) -> bool {
         let Some(entry) = self.entries.get_mut(id) else {
             return false;
         };
         match (&mut entry.state, entry.key.take()) {
-            (Some(state), Some(key)) => {
-                state.returned = true;
-                // Jump the queue: due now, ahead of routine polls.
-                self.queue.remove(&key);
-                let key = self.queue.insert(id.clone(), Duration::ZERO);
-                entry.key = Some(key);
+            (Some(state), Some((lane, key))) => {
+                state.signalled_at = Some(Instant::now());
+                // Jump the queue: due now, in the signal lane.
+                match lane {
+                    Lane::Signal => self.signal.remove(&key),
+                    Lane::Routine => self.routine.remove(&key),
+                };
+                let key = self.signal.insert(id.clone(), Duration::ZERO);
+                entry.key = Some((Lane::Signal, key));
             }
             _ => entry.again = true,
         }
         true
     }
 
-    fn start(&mut self, id: TransferId) {
+    fn start(&mut self, lane: Lane, id: TransferId, gate: Gate) {
         let Some(entry) = self.entries.get_mut(&id) else {
             return;
         };
@@ -138,37 +233,103 @@ impl Scheduler {
         let Some(mut state) = entry.state.take() else {
             return;
         };
+        let (probe, fail) = match gate {
+            Gate::Probe | Gate::Fail { probe: true } => (true, false),
+            Gate::Fail { probe: false } => (false, true),
+            Gate::Open | Gate::Hold(_) => (false, false),
+        };
+        if lane == Lane::Routine
+            && gate == Gate::Open
+            && !self.deps.upstream.budget().admit_routine()
+        {
+            // The pace moved on since we looked: back in line.
+            entry.key = Some((lane, self.routine.insert(id, Duration::ZERO)));
+            entry.state = Some(state);
+            return;
+        }
+        self.probing |= probe;
+        self.busy[lane as usize] += 1;
         let deps = self.deps.clone();
         self.inflight.push(Box::pin(async move {
-            let step = poll_once(&deps, &mut state).await;
-            (state, step)
+            let step = if fail {
+                fail_auth(&deps, &mut state).await
+            } else {
+                poll_once(&deps, &mut state).await
+            };
+            Done {
+                lane,
+                probe,
+                state,
+                step,
+            }
         }));
     }
 
-    fn settle(&mut self, mut state: TrackState, step: Step) {
+    fn settle(&mut self, done: Done) {
+        let Done {
+            lane,
+            probe,
+            mut state,
+            step,
+        } = done;
+        self.busy[lane as usize] -= 1;
+        self.probing &= !probe;
         let Some(entry) = self.entries.get_mut(&state.id) else {
             return; // untracked while in flight
         };
         entry.polls = state.polls;
+        let was = std::mem::replace(&mut entry.phase, state.phase);
         match step {
             Step::Done => {
                 self.entries.remove(&state.id);
-                self.gauge();
+                self.count(was, None);
             }
             Step::Again(delay) => {
                 let delay = if std::mem::take(&mut entry.again) {
-                    state.returned = true;
+                    state.signalled_at = Some(Instant::now());
                     Duration::ZERO
                 } else {
                     delay
                 };
-                entry.key = Some(self.queue.insert(state.id.clone(), delay));
+                let window = self.deps.config.returned_window;
+                let lane = match state.in_signal_window(window) {
+                    true => Lane::Signal,
+                    false => Lane::Routine,
+                };
+                let key = match lane {
+                    Lane::Signal => self.signal.insert(state.id.clone(), delay),
+                    Lane::Routine => self.routine.insert(state.id.clone(), delay),
+                };
+                entry.key = Some((lane, key));
                 entry.state = Some(state);
+                let now = entry.phase;
+                self.count(was, now);
             }
         }
     }
 
-    fn gauge(&self) {
-        metrics::gauge!("bridge_tracked_transfers").set(self.entries.len() as f64);
+    fn wheel(&mut self, lane: Lane) -> &mut DelayQueue<TransferId> {
+        match lane {
+            Lane::Signal => &mut self.signal,
+            Lane::Routine => &mut self.routine,
+        }
+    }
+
+    /// Move one transfer between per-status counts and publish them.
+    fn count(&mut self, from: impl Into<Option<Phase>>, to: impl Into<Option<Phase>>) {
+        let (from, to) = (from.into(), to.into());
+        if from == to {
+            return;
+        }
+        if let Some(phase) = from {
+            self.by_phase[phase as usize] -= 1;
+        }
+        if let Some(phase) = to {
+            self.by_phase[phase as usize] += 1;
+        }
+        for phase in [Phase::Unknown, Phase::Active, Phase::Ongoing] {
+            let n = self.by_phase[phase as usize] as f64;
+            metrics::gauge!("bridge_tracked_transfers", "status" => phase.label()).set(n);
+        }
     }
 }

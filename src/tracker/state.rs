@@ -1,11 +1,14 @@
 //! What the tracker keeps in memory per transfer: small on purpose, since a
 //! bridge may track 100k transfers at once.
 
+use std::time::Duration;
+
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use crate::transfer::TransferId;
-use crate::upstream::Status;
+use crate::transfer::{Transfer, TransferId};
+use crate::upstream::model::parse_time;
+use crate::upstream::{CallTransfer, Status};
 
 /// The upstream status, folded into what scheduling needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +20,15 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The `status` label of the tracked-transfers gauge.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Active => "active",
+            Self::Ongoing => "ongoing",
+        }
+    }
+
     pub fn of(status: &Status) -> Self {
         match status {
             Status::Active => Self::Active,
@@ -32,15 +44,17 @@ pub struct TrackState {
     /// Registration time: the not-found grace and tracking limit count from it.
     pub registered_at: OffsetDateTime,
     pub phase: Phase,
-    /// When the bridge first saw ONGOING (conversation age for policies).
+    /// When the conversation began: upstream `callReceivedAt`, else when the
+    /// bridge first saw ONGOING. Policies schedule by the conversation's age.
     pub ongoing_since: Option<Instant>,
     /// `phoneNumber.expiresAt`, when the upstream gave one.
     pub expires_at: Option<OffsetDateTime>,
     pub polls: u32,
     /// Consecutive failed polls, for backoff.
     pub failures: u32,
-    /// The PBX said the call came back: poll with priority.
-    pub returned: bool,
+    /// The last time the PBX said the call came back. Within
+    /// `polling.returned_window` of it, polls go first and re-poll quickly.
+    pub signalled_at: Option<Instant>,
 }
 
 impl TrackState {
@@ -53,12 +67,87 @@ impl TrackState {
             expires_at: None,
             polls: 0,
             failures: 0,
-            returned: false,
+            signalled_at: None,
         }
+    }
+
+    /// A transfer a previous run left TRACKING, with what its last stored
+    /// resource says, so the policy can schedule it without a GET first.
+    pub fn resumed(transfer: &Transfer) -> Self {
+        let mut state = Self::new(transfer.id.clone(), transfer.created_at);
+        state.polls = transfer.polls;
+        let resource = transfer
+            .upstream
+            .as_ref()
+            .and_then(|raw| serde_json::from_value::<CallTransfer>(raw.clone()).ok());
+        if let Some(resource) = resource {
+            state.phase = state.learn(&resource);
+        }
+        state
+    }
+
+    /// Take what scheduling needs from a resource; returns the new phase.
+    pub fn learn(&mut self, resource: &CallTransfer) -> Phase {
+        let phase = Phase::of(&resource.status);
+        if let Some(expires) = resource.expires_at() {
+            self.expires_at = Some(expires);
+        }
+        if phase == Phase::Ongoing && self.ongoing_since.is_none() {
+            let received = resource.call_received_at.as_deref().and_then(parse_time);
+            self.ongoing_since = Some(received.map_or_else(Instant::now, instant_of));
+        }
+        phase
     }
 
     pub fn age(&self) -> std::time::Duration {
         let age = OffsetDateTime::now_utc() - self.registered_at;
         age.try_into().unwrap_or_default()
+    }
+
+    /// Within `window` of a returned-call signal.
+    pub fn in_signal_window(&self, window: Duration) -> bool {
+        self.signalled_at.is_some_and(|at| at.elapsed() <= window)
+    }
+}
+
+/// The tokio instant at which the wall clock read `wall` (now, if later).
+fn instant_of(wall: OffsetDateTime) -> Instant {
+    let ago: Duration = (OffsetDateTime::now_utc() - wall)
+        .try_into()
+        .unwrap_or_default();
+    Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn a_resumed_transfer_keeps_what_its_last_resource_said() {
+        let received = OffsetDateTime::now_utc() - time::Duration::seconds(90);
+        let raw = json!({"id": "t1", "externalConversationId": "c", "status": "ONGOING",
+            "createdAt": "2030-01-01T00:00:00Z", "type": "PHONE_NUMBER",
+            "callReceivedAt": received.format(&time::format_description::well_known::Rfc3339).unwrap(),
+            "phoneNumber": {"expiresAt": "2030-01-01T00:01:00Z"}});
+        let transfer = Transfer {
+            id: TransferId::parse("t1").unwrap(),
+            state: crate::transfer::BridgeState::Tracking,
+            upstream_status: Some("ONGOING".into()),
+            upstream: Some(raw),
+            callback_url: None,
+            metadata: Default::default(),
+            polls: 7,
+            reason: None,
+            sip: None,
+            created_at: OffsetDateTime::now_utc(),
+            updated_at: OffsetDateTime::now_utc(),
+        };
+        let state = TrackState::resumed(&transfer);
+        assert_eq!(state.phase, Phase::Ongoing);
+        assert_eq!(state.polls, 7);
+        assert!(state.expires_at.is_some());
+        let age = state.ongoing_since.unwrap().elapsed().as_secs();
+        assert!((89..=91).contains(&age), "{age}");
     }
 }

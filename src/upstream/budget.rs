@@ -2,21 +2,50 @@
 //!
 //! The vendor enforces a spike limit (requests/s) and a daily quota that
 //! resets at 00:00 UTC; past either, every call gets 429 (UPSTREAM.md,
-//! "Rate limits"). A 429 therefore pauses the whole client, not one transfer.
+//! "Rate limits"). So, for every request, in this order:
+//! - routine polls are paced so the rest of the day's budget lasts until the
+//!   reset (`pace::Pacer`): under load they slow down together, none starve;
+//! - a 429 pauses the whole client (its `Retry-After`, else 1, 2, 4 s);
+//! - the daily budget is never exceeded, and routine polls stop short of
+//!   `signal_reserve`, which only returned-call signals and creates spend;
+//! - the spike limit spaces requests evenly, signals first.
+//!
+//! Credentials refused (401/403) open the [`AuthCircuit`], which the tracker
+//! consults before polling at all.
+
+mod clock;
+mod pace;
+#[cfg(test)]
+mod tests;
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use time::{Date, OffsetDateTime};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
+pub use clock::{TokioClock, UtcClock};
+
+use super::circuit::AuthCircuit;
 use super::client::Fetched;
 use super::error::UpstreamError;
+use crate::config::UpstreamConfig;
+use pace::{Load, Pacer};
 
-/// The vendor's first 429 back-off step when no `Retry-After` is given.
-const DEFAULT_429_PAUSE: Duration = Duration::from_secs(1);
+/// Spacing margin of the spike limiter: requests are replenished at
+/// 1/1.02 of the steady rate, so network jitter of up to ~20 ms cannot put
+/// one more request than the limit into a 1-second window the upstream counts.
+const SPIKE_HEADROOM: f64 = 1.02;
+
+/// The longest 429 pause without `Retry-After` (vendor guidance: 1, 2, 4 s).
+const MAX_429_STEP: u32 = 2;
 
 /// Who is asking; returned-call signals and creates are served first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,60 +54,133 @@ pub enum Priority {
     Routine,
 }
 
+type SpikeLimiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
+
 pub struct Budget {
-    limiter: DefaultDirectRateLimiter,
+    spike: SpikeLimiter,
+    spike_clock: TokioClock,
     daily_limit: u32,
+    signal_reserve: u32,
+    pacing_window: Duration,
     state: Mutex<State>,
+    /// Signals waiting for a spike token; routine requests yield to them.
+    signals_waiting: AtomicUsize,
+    signals_idle: Notify,
+    /// One request at a time waits on the spike limiter, so order is ours.
+    turn: tokio::sync::Mutex<()>,
+    circuit: AuthCircuit,
 }
 
 struct State {
-    /// No request leaves before this instant (set by 429s).
-    paused_until: Option<Instant>,
+    clock: UtcClock,
     day: Date,
     used_today: u32,
+    /// No request leaves before this instant (set by 429s).
+    paused_until: Option<Instant>,
+    consecutive_429: u32,
+    pacer: Pacer,
+    load: Load,
+}
+
+/// The budget as `/readyz` and the metrics show it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetSnapshot {
+    pub daily_limit: u32,
+    pub used_today: u32,
+    pub remaining: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub resets_at: OffsetDateTime,
+    pub resets_in_s: f64,
+    /// Requests/s over the last few minutes.
+    pub load_per_s: f64,
+    /// The routine pace that would make the budget last until the reset.
+    pub even_pace_per_s: f64,
+    /// Routine polls are being spread (load above the even pace).
+    pub pacing: bool,
+    /// When the budget runs out at the current load; `None`: not before reset.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub exhausted_at: Option<OffsetDateTime>,
+    pub exhausted_in_s: Option<f64>,
+    /// Remaining 429 pause, in milliseconds.
+    pub paused_ms: u64,
 }
 
 impl Budget {
-    pub fn new(rate_limit_per_s: u32, daily_limit: u32) -> Self {
-        let rate = NonZeroU32::new(rate_limit_per_s).unwrap_or(NonZeroU32::MIN);
+    pub fn new(config: &UpstreamConfig) -> Self {
+        Self::with_clock(config, UtcClock::system())
+    }
+
+    pub fn with_clock(config: &UpstreamConfig, clock: UtcClock) -> Self {
+        let quota = spike_quota(config.rate_limit_per_s);
+        let spike_clock = TokioClock::default();
+        let now = Instant::now();
         Self {
-            limiter: RateLimiter::direct(Quota::per_second(rate)),
-            daily_limit,
+            spike: RateLimiter::direct_with_clock(quota, spike_clock),
+            spike_clock,
+            daily_limit: config.daily_budget,
+            signal_reserve: config.signal_reserve.min(config.daily_budget),
+            pacing_window: config.pacing_window,
             state: Mutex::new(State {
-                paused_until: None,
-                day: OffsetDateTime::now_utc().date(),
+                day: clock.now().date(),
+                clock,
                 used_today: 0,
+                paused_until: None,
+                consecutive_429: 0,
+                pacer: Pacer::new(now),
+                load: Load::new(now),
             }),
+            signals_waiting: AtomicUsize::new(0),
+            signals_idle: Notify::new(),
+            turn: tokio::sync::Mutex::new(()),
+            circuit: AuthCircuit::new(config.auth_probe_initial, config.auth_probe_max),
         }
+    }
+
+    pub fn circuit(&self) -> &AuthCircuit {
+        &self.circuit
     }
 
     /// Wait until a request may leave, then count it against today's budget.
-    pub async fn acquire(&self, _priority: Priority) {
+    /// Routine polls are expected to have been admitted by
+    /// [`Self::admit_routine`] first, so they wait in the tracker's timer
+    /// wheel rather than in flight.
+    pub async fn acquire(&self, priority: Priority) {
         loop {
-            let pause = self.lock().paused_until;
-            match pause {
-                Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
-                _ => break,
+            if let Some(until) = self.blocked_until(priority) {
+                tokio::time::sleep_until(until).await;
+                continue;
+            }
+            self.spike_token(priority).await;
+            if self.try_count(priority) {
+                return;
             }
         }
-        self.limiter.until_ready().await;
-        let mut state = self.lock();
-        state.roll_day();
-        state.used_today = state.used_today.saturating_add(1);
-        metrics::gauge!("bridge_upstream_budget_remaining")
-            .set(self.daily_limit.saturating_sub(state.used_today) as f64);
     }
 
-    /// Learn from an answer: a 429 pauses every request, not just this one.
+    /// Learn from an answer: a 429 pauses every request, not just this one;
+    /// 401/403 (and the answers that prove credentials) drive the circuit.
     pub fn observe(&self, result: &Result<Fetched, UpstreamError>) {
-        if let Err(UpstreamError::Status {
-            status: 429,
-            retry_after,
-            ..
-        }) = result
-        {
-            let pause = retry_after.unwrap_or(DEFAULT_429_PAUSE);
-            self.pause_for(pause);
+        self.circuit.record(result);
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(e) => e.label(),
+        };
+        metrics::counter!("bridge_upstream_requests_total", "outcome" => outcome).increment(1);
+        let mut state = self.lock();
+        match result {
+            Err(UpstreamError::Status {
+                status: 429,
+                retry_after,
+                ..
+            }) => {
+                let step = state.consecutive_429.min(MAX_429_STEP);
+                state.consecutive_429 += 1;
+                drop(state);
+                let pause = retry_after.unwrap_or(Duration::from_secs(1 << step));
+                self.pause_for(pause);
+            }
+            _ => state.consecutive_429 = 0,
         }
     }
 
@@ -101,38 +203,203 @@ impl Budget {
         self.daily_limit.saturating_sub(state.used_today)
     }
 
+    pub fn snapshot(&self) -> BudgetSnapshot {
+        let mut state = self.lock();
+        state.roll_day();
+        self.snapshot_of(&state)
+    }
+
+    fn snapshot_of(&self, state: &State) -> BudgetSnapshot {
+        let now = Instant::now();
+        let (reset_at, resets_at) = state.clock.next_reset();
+        let resets_in = reset_at.saturating_duration_since(now);
+        let remaining = self.daily_limit.saturating_sub(state.used_today);
+        let load = state.load.rate_at(now);
+        let exhausted_in = Duration::from_secs_f64((f64::from(remaining) / load).min(1e9));
+        let exhausted_in = (exhausted_in < resets_in).then_some(exhausted_in);
+        BudgetSnapshot {
+            daily_limit: self.daily_limit,
+            used_today: state.used_today,
+            remaining,
+            resets_at,
+            resets_in_s: resets_in.as_secs_f64(),
+            load_per_s: load,
+            even_pace_per_s: self.even_pace(state, resets_in),
+            pacing: state.pacer.is_pacing(),
+            exhausted_at: exhausted_in.map(|d| state.clock.now() + d),
+            exhausted_in_s: exhausted_in.map(|d| d.as_secs_f64()),
+            paused_ms: state
+                .paused_until
+                .map_or(0, |u| u.saturating_duration_since(now).as_millis() as u64),
+        }
+    }
+
+    /// Routine requests/s that spend what routine polls may still spend
+    /// evenly until the reset.
+    fn even_pace(&self, state: &State, resets_in: Duration) -> f64 {
+        let routine_left = self
+            .limit_for(Priority::Routine)
+            .saturating_sub(state.used_today);
+        f64::from(routine_left) / resets_in.as_secs_f64().max(1.0)
+    }
+
+    /// When the next routine poll may start: `None` now, else when to ask
+    /// again (the even pace, a 429 pause, or the reset once the routine part
+    /// of the budget is spent). Takes nothing.
+    pub fn routine_wait(&self) -> Option<Instant> {
+        let mut state = self.lock();
+        state.roll_day();
+        let now = Instant::now();
+        if let Some(until) = state.paused_until.filter(|u| *u > now) {
+            return Some(until);
+        }
+        let reset = state.clock.next_reset().0;
+        if state.used_today >= self.limit_for(Priority::Routine) {
+            return Some(reset);
+        }
+        let rate = self.even_pace(&state, reset.saturating_duration_since(now));
+        let wait = state.pacer.wait(now, rate, self.pacing_window);
+        (!wait.is_zero()).then(|| now + wait.min(reset.saturating_duration_since(now)))
+    }
+
+    /// Start a routine poll now if the pace allows; false: ask
+    /// [`Self::routine_wait`] when.
+    pub fn admit_routine(&self) -> bool {
+        if self.routine_wait().is_some() {
+            return false;
+        }
+        self.lock().pacer.take();
+        true
+    }
+
+    fn limit_for(&self, priority: Priority) -> u32 {
+        match priority {
+            Priority::Signal => self.daily_limit,
+            Priority::Routine => self.daily_limit - self.signal_reserve,
+        }
+    }
+
+    /// Why this request cannot go now, as the instant to look again.
+    fn blocked_until(&self, priority: Priority) -> Option<Instant> {
+        let mut state = self.lock();
+        state.roll_day();
+        if let Some(until) = state.paused_until.filter(|u| *u > Instant::now()) {
+            return Some(until);
+        }
+        (state.used_today >= self.limit_for(priority)).then(|| state.clock.next_reset().0)
+    }
+
+    /// Count the request unless a pause or the daily cap arrived meanwhile.
+    fn try_count(&self, priority: Priority) -> bool {
+        let mut state = self.lock();
+        state.roll_day();
+        let paused = state.paused_until.is_some_and(|u| u > Instant::now());
+        if paused || state.used_today >= self.limit_for(priority) {
+            return false;
+        }
+        state.used_today += 1;
+        state.load.record(Instant::now());
+        let snapshot = self.snapshot_of(&state);
+        drop(state);
+        publish(&snapshot);
+        true
+    }
+
+    /// A spike-limiter token; a signal overtakes every routine request that
+    /// is still waiting.
+    async fn spike_token(&self, priority: Priority) {
+        if priority == Priority::Signal {
+            let _waiting = SignalWaiting::enter(self);
+            let _turn = self.turn.lock().await;
+            return self.spike_ready().await;
+        }
+        loop {
+            self.no_signal_waiting().await;
+            let turn = self.turn.lock().await;
+            if self.signals_waiting.load(Ordering::SeqCst) > 0 {
+                drop(turn);
+                continue;
+            }
+            return self.spike_ready().await;
+        }
+    }
+
+    async fn spike_ready(&self) {
+        while let Err(not_until) = self.spike.check() {
+            let wait = not_until.wait_time_from(self.spike_clock.now());
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn no_signal_waiting(&self) {
+        loop {
+            let idle = self.signals_idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.signals_waiting.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A poisoned lock only means another thread panicked mid-update of two
-        // counters; the values are still usable.
+        // A poisoned lock only means another thread panicked mid-update of a
+        // few counters; the values are still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-impl State {
-    fn roll_day(&mut self) {
-        let today = OffsetDateTime::now_utc().date();
-        if today != self.day {
-            self.day = today;
-            self.used_today = 0;
+/// Counts a waiting signal for as long as it waits (dropped futures too).
+struct SignalWaiting<'a>(&'a Budget);
+
+impl<'a> SignalWaiting<'a> {
+    fn enter(budget: &'a Budget) -> Self {
+        budget.signals_waiting.fetch_add(1, Ordering::SeqCst);
+        Self(budget)
+    }
+}
+
+impl Drop for SignalWaiting<'_> {
+    fn drop(&mut self) {
+        if self.0.signals_waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.signals_idle.notify_waiters();
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A burst of 5% of the limit and the rest as a steady rate: any 1-second
+/// window holds the burst plus `rate - 1` more, at most the limit. The burst matters at
+/// high limits, where sub-millisecond spacing would otherwise need sleeps
+/// shorter than the timer's 1 ms resolution.
+fn spike_quota(limit: u32) -> Quota {
+    let limit = limit.max(1);
+    let burst = (limit / 20).max(1);
+    let steady = f64::from(limit - burst + 1);
+    let period = Duration::from_secs_f64(SPIKE_HEADROOM / steady);
+    Quota::with_period(period)
+        .expect("period is positive")
+        .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
+}
 
-    #[tokio::test(start_paused = true)]
-    async fn a_429_pauses_every_request() {
-        let budget = Budget::new(1000, 10);
-        budget.observe(&Err(UpstreamError::Status {
-            status: 429,
-            envelope: None,
-            retry_after: Some(Duration::from_secs(3)),
-        }));
-        let start = Instant::now();
-        budget.acquire(Priority::Routine).await;
-        assert!(start.elapsed() >= Duration::from_secs(3));
-        assert_eq!(budget.remaining_today(), 9);
+impl State {
+    fn roll_day(&mut self) {
+        if self.clock.now().date() != self.day {
+            self.clock.resync();
+            self.day = self.clock.now().date();
+            self.used_today = 0;
+            self.pacer.reset(Instant::now());
+        }
     }
+}
+
+fn publish(s: &BudgetSnapshot) {
+    metrics::gauge!("bridge_upstream_budget_remaining").set(f64::from(s.remaining));
+    metrics::gauge!("bridge_upstream_budget_load_per_second").set(s.load_per_s);
+    metrics::gauge!("bridge_upstream_budget_even_pace_per_second").set(s.even_pace_per_s);
+    metrics::gauge!("bridge_upstream_budget_pacing").set(f64::from(u8::from(s.pacing)));
+    metrics::gauge!("bridge_upstream_budget_resets_in_seconds").set(s.resets_in_s);
+    // +Inf: the budget lasts until the reset at the current load.
+    let exhausted = s.exhausted_in_s.unwrap_or(f64::INFINITY);
+    metrics::gauge!("bridge_upstream_budget_exhausted_in_seconds").set(exhausted);
 }

@@ -1,12 +1,14 @@
 //! The GenerativeAgent call-transfer API: typed model, client, request budget.
 
 pub mod budget;
+pub mod circuit;
 pub mod client;
 pub mod create;
 pub mod error;
 pub mod model;
 
-pub use budget::{Budget, Priority};
+pub use budget::{Budget, BudgetSnapshot, Priority};
+pub use circuit::{AuthCircuit, CircuitStatus};
 pub use client::{Fetched, UpstreamClient};
 pub use create::CreateCallTransfer;
 pub use error::{Disposition, ErrorBody, ErrorEnvelope, UpstreamError};

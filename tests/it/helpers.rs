@@ -16,7 +16,7 @@ use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use transfer_bridge::App;
-use transfer_bridge::config::Config;
+use transfer_bridge::config::{Config, PolicyKind};
 use transfer_bridge::simulator::{self, Script, SimHandle};
 
 pub const SIM_ID: &str = "test-id";
@@ -88,6 +88,9 @@ pub async fn test_config(sim: &SimHandle, dir: &std::path::Path) -> Config {
     config.amqp.reconnect_initial = Duration::from_millis(100);
     config.amqp.reconnect_max = Duration::from_millis(500);
     config.amqp.confirm_timeout = Duration::from_secs(5);
+    // Scripted timelines last milliseconds: poll on a short fixed interval
+    // (tests of the adaptive policy set it themselves).
+    config.polling.policy = PolicyKind::Fixed;
     config.polling.active_interval = Duration::from_millis(100);
     config.polling.ongoing_interval = Duration::from_millis(100);
     config.polling.backoff_initial = Duration::from_millis(50);

@@ -94,18 +94,35 @@ async fn not_found_past_the_grace_period_fails() {
     );
 }
 
+/// Refused credentials open the bridge-wide circuit instead of failing
+/// transfers one poll at a time; transfers that come due once it has stayed
+/// open past `upstream.auth_fail_after` end FAILED with "auth refused", and
+/// they cost no request each.
 #[tokio::test]
 async fn refused_credentials_fail_the_transfer() {
-    let app = spawn_app_with(|c| c.upstream.api_secret = "wrong".to_string().into()).await;
-    let id = unique("auth");
-    app.script(&id, json!({"timeline": [{"status": "ACTIVE"}]}));
-    app.register_id(&id).await;
-    let view = app.settled(&id).await;
-    assert_eq!(view["state"], "FAILED");
-    assert!(
-        view["reason"].as_str().unwrap().contains("auth refused"),
-        "{view}"
-    );
+    let app = spawn_app_with(|c| {
+        c.upstream.api_secret = "wrong".to_string().into();
+        c.upstream.auth_fail_after = Duration::from_millis(800);
+        c.upstream.auth_probe_initial = Duration::from_millis(300);
+    })
+    .await;
+    let ids: Vec<String> = (0..5).map(|_| unique("auth")).collect();
+    for id in &ids {
+        app.script(id, json!({"timeline": [{"status": "ACTIVE"}]}));
+        app.register_id(id).await;
+    }
+    for id in &ids {
+        let view = app.settled(id).await;
+        assert_eq!(view["state"], "FAILED");
+        assert!(
+            view["reason"].as_str().unwrap().contains("auth refused"),
+            "{view}"
+        );
+    }
+    // Five first polls (perhaps fewer) plus a few probes; not a poll per
+    // transfer per interval.
+    let gets = app.sim.counters().gets;
+    assert!(gets <= 8, "{gets} GETs");
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod helpers;
 
 mod agent;
 mod api;
+mod budget;
 mod cli;
 mod compose;
 mod durability;

@@ -1,0 +1,141 @@
+//! End-to-end benchmark: the bridge against its simulator and the local
+//! RabbitMQ, every poll policy in one run.
+//!
+//! `cargo bench --bench e2e` (RabbitMQ on 127.0.0.1:5672, or AMQP_URL).
+//! `E2E_TRANSFERS` (measured per run, default 300), `E2E_WARMUP` (run first
+//! and not counted, default 150) and `E2E_COMPRESSION` (default 50) size it.
+
+mod burst;
+mod memory;
+mod population;
+mod proc;
+mod report;
+mod stand;
+mod tracking;
+
+use tokio::runtime::{Builder, Runtime};
+use transfer_bridge::config::{PolicyKind, TrustSignals};
+
+use stand::Env;
+use tracking::Scenario;
+
+/// Fixed intervals compared, real seconds.
+const FIXED: [f64; 3] = [1.0, 5.0, 15.0];
+/// Keep the simulator and bridge under this many GETs/s on 2 cores.
+const MAX_RPS: f64 = 2500.0;
+
+fn main() -> anyhow::Result<()> {
+    let env_or = |key: &str, default: f64| {
+        std::env::var(key)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let transfers = env_or("E2E_TRANSFERS", 300.0) as usize;
+    let warmup = env_or("E2E_WARMUP", 150.0) as usize;
+    let compression = env_or("E2E_COMPRESSION", 50.0);
+    let amqp = std::env::var("AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    // Separate runtimes, so CPU can be told apart by thread name.
+    let sim_rt = runtime("sim-", 1)?;
+    let bridge_rt = runtime("bridge-", 2)?;
+    let harness = Builder::new_current_thread().enable_all().build()?;
+    let only = std::env::var("E2E_ONLY").unwrap_or_default();
+    let wanted = |part: &str| only.is_empty() || only.split(',').any(|p| p == part);
+    harness.block_on(async {
+        let env = Env::new(
+            sim_rt.handle().clone(),
+            bridge_rt.handle().clone(),
+            amqp,
+            compression,
+            (transfers, warmup),
+        )
+        .await?;
+        let clock = std::time::Instant::now();
+        let stage = |name: &str| eprintln!("[{:>6.1} s] {name}", clock.elapsed().as_secs_f64());
+        let memory = match wanted("memory") {
+            true => Some(memory::run(&env, 100_000).await?),
+            false => None,
+        };
+        stage("memory");
+        let (mut fixed, mut adaptive) = (Vec::new(), Vec::new());
+        if wanted("frontier") {
+            for seconds in FIXED {
+                let concurrency = concurrency(seconds, compression);
+                let f = scenario(
+                    format!("fixed {seconds} s"),
+                    PolicyKind::Fixed,
+                    seconds,
+                    None,
+                    concurrency,
+                );
+                fixed.push(tracking::run(&env, &f).await?);
+                stage(&f.name);
+                // Aimed at the p95 a fixed interval's schedule gives: 0.95 of it.
+                let name = format!("adaptive, target p95 {:.2} s", 0.95 * seconds);
+                let a = scenario(
+                    name,
+                    PolicyKind::Adaptive,
+                    0.95 * seconds,
+                    None,
+                    concurrency,
+                );
+                adaptive.push(tracking::run(&env, &a).await?);
+                stage(&a.name);
+            }
+        }
+        let mut signalled = Vec::new();
+        if wanted("signals") {
+            for trust in [TrustSignals::Always, TrustSignals::Auto] {
+                let name = format!("adaptive 5 s + signals (trust {trust:?})").to_lowercase();
+                let s = scenario(name, PolicyKind::Adaptive, 5.0, Some(trust), 200);
+                signalled.push(tracking::run(&env, &s).await?);
+                stage(&s.name);
+            }
+        }
+        let burst = match wanted("burst") {
+            true => Some(burst::run(&env, 10_000).await?),
+            false => None,
+        };
+        stage("burst");
+        let rows: Vec<_> = fixed
+            .iter()
+            .zip(&adaptive)
+            .flat_map(|(f, a)| [f.clone(), a.clone()])
+            .chain(signalled)
+            .collect();
+        report::table(&rows, compression);
+        report::frontier(&fixed, &adaptive);
+        report::others(burst.as_ref(), memory.as_ref(), proc::status_kib("VmHWM"));
+        anyhow::Ok(())
+    })
+}
+
+fn runtime(name: &'static str, threads: usize) -> std::io::Result<Runtime> {
+    Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name(name)
+        .enable_all()
+        .build()
+}
+
+/// As many concurrent transfers as keep a fixed interval under `MAX_RPS`.
+fn concurrency(seconds: f64, compression: f64) -> usize {
+    (MAX_RPS * seconds / compression).clamp(20.0, 300.0) as usize
+}
+
+fn scenario(
+    name: String,
+    policy: PolicyKind,
+    seconds: f64,
+    signals: Option<TrustSignals>,
+    concurrency: usize,
+) -> Scenario {
+    Scenario {
+        name,
+        policy,
+        seconds,
+        signals,
+        concurrency,
+    }
+}

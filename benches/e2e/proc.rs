@@ -1,0 +1,74 @@
+//! Process figures from /proc: CPU by thread group, resident memory.
+
+use std::fs;
+
+/// CPU seconds so far: the whole process, and the threads that are not the
+/// bridge's (the simulator's runtime, named `sim-*`, and the harness on the
+/// main thread).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    total: f64,
+    others: f64,
+}
+
+impl Cpu {
+    pub fn now() -> Self {
+        let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the ")" of comm: utime is the 12th, stime the 13th.
+        let after = stat.rsplit(')').next().unwrap_or("");
+        let field = |i: usize| {
+            after
+                .split_whitespace()
+                .nth(i)
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        // Clock ticks are 100 Hz on Linux.
+        let total = (field(11).unwrap_or(0.0) + field(12).unwrap_or(0.0)) / 100.0;
+        let pid = std::process::id().to_string();
+        let mut others = 0.0;
+        for task in fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let tid = task.file_name().to_string_lossy().to_string();
+            let comm = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if tid == pid || comm.starts_with("sim-") {
+                others += thread_seconds(&task.path());
+            }
+        }
+        Self { total, others }
+    }
+
+    /// Bridge CPU seconds between two samples.
+    pub fn bridge_since(&self, earlier: &Cpu) -> f64 {
+        ((self.total - earlier.total) - (self.others - earlier.others)).max(0.0)
+    }
+}
+
+fn thread_seconds(task: &std::path::Path) -> f64 {
+    // schedstat: nanoseconds on CPU, first field.
+    fs::read_to_string(task.join("schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |ns| ns / 1e9)
+}
+
+/// `VmRSS` or `VmHWM` (peak) in KiB.
+pub fn status_kib(key: &str) -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The `q` quantile of sorted values (nearest rank).
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}

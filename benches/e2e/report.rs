@@ -1,0 +1,95 @@
+//! The table, the frontier, and the other figures.
+
+use crate::burst::Burst;
+use crate::memory::Memory;
+use crate::tracking::Outcome;
+
+pub fn table(outcomes: &[Outcome], compression: f64) {
+    println!();
+    println!(
+        "Durations log-normal (median 150 s, sigma 0.7) after 10 s ACTIVE, compressed {compression}x; lags in real-time seconds (compressed x {compression}); signal lag in real ms."
+    );
+    println!(
+        "| scenario | transfers | concurrency | GETs/transfer | lag p50 / p95 / p99 (s) | signal->seen p50 / p95 / p99 (ms) | completions/s | CPU s / 1k transfers | peak GETs in 1 s (limit) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for o in outcomes {
+        let signal = o.signal_lag_ms.map_or("-".to_string(), |l| {
+            format!("{:.1} / {:.1} / {:.1}", l[0], l[1], l[2])
+        });
+        println!(
+            "| {} | {} | {} | {:.2} | {:.2} / {:.2} / {:.2} | {} | {:.1} | {:.2} | {} ({}) |",
+            o.scenario.name,
+            o.transfers,
+            o.scenario.concurrency,
+            o.gets_per_transfer,
+            o.lag[0],
+            o.lag[1],
+            o.lag[2],
+            signal,
+            o.completions_per_s,
+            o.cpu_per_1k,
+            o.peak_window.0,
+            o.peak_window.1,
+        );
+    }
+}
+
+/// Without signals: each policy's (GETs per transfer, p95 lag) points, and
+/// whether each adaptive point dominates the fixed interval it was aimed at.
+pub fn frontier(fixed: &[Outcome], adaptive: &[Outcome]) {
+    if fixed.is_empty() {
+        return;
+    }
+    println!();
+    let points = |name: &str, set: &[Outcome]| {
+        let list: Vec<String> = set
+            .iter()
+            .map(|o| format!("({:.1} GETs, {:.2} s)", o.gets_per_transfer, o.lag[1]))
+            .collect();
+        println!("frontier {name}: {}", list.join(" "));
+    };
+    points("fixed", fixed);
+    points("adaptive", adaptive);
+    for (f, a) in fixed.iter().zip(adaptive) {
+        let gets = a.gets_per_transfer / f.gets_per_transfer - 1.0;
+        let p95 = a.lag[1] / f.lag[1] - 1.0;
+        let dominates = a.gets_per_transfer <= f.gets_per_transfer && a.lag[1] <= f.lag[1];
+        println!(
+            "{} vs {}: GETs {:+.0}%, p95 lag {:+.1}% -> {}",
+            a.scenario.name,
+            f.scenario.name,
+            gets * 100.0,
+            p95 * 100.0,
+            if dominates {
+                "dominates"
+            } else {
+                "does not dominate"
+            }
+        );
+    }
+}
+
+pub fn others(burst: Option<&Burst>, memory: Option<&Memory>, peak_rss_kib: u64) {
+    println!();
+    if let Some(burst) = burst {
+        println!(
+            "{} completing at once: {} agent messages received, {} publishes confirmed, drained in {:.1} s ({:.0} completions/s)",
+            burst.transfers,
+            burst.received,
+            burst.confirmed,
+            burst.drain_s,
+            burst.transfers as f64 / burst.drain_s
+        );
+    }
+    if let Some(memory) = memory {
+        println!(
+            "memory: {:.0} bytes RSS per tracked transfer at {} tracked",
+            memory.bytes_per_transfer, memory.tracked
+        );
+    }
+    println!(
+        "peak RSS of the whole run: {:.0} MiB",
+        peak_rss_kib as f64 / 1024.0
+    );
+}

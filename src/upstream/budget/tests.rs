@@ -1,0 +1,196 @@
+use std::sync::Arc;
+
+use time::macros::datetime;
+
+use super::*;
+use crate::config::Config;
+
+fn config(rate: u32, daily: u32, reserve: u32) -> UpstreamConfig {
+    let mut config = Config::from_figment(Config::embedded()).unwrap().upstream;
+    config.rate_limit_per_s = rate;
+    config.daily_budget = daily;
+    config.signal_reserve = reserve;
+    config.pacing_window = Duration::from_secs(900);
+    config
+}
+
+fn status(code: u16, retry_after: Option<u64>) -> Result<Fetched, UpstreamError> {
+    Err(UpstreamError::Status {
+        status: code,
+        envelope: None,
+        retry_after: retry_after.map(Duration::from_secs),
+    })
+}
+
+/// Start `n` acquires at once; the offsets (from start) at which each got
+/// through, in completion order.
+async fn burst(budget: &Arc<Budget>, n: usize, priority: Priority) -> Vec<Duration> {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let budget = budget.clone();
+            tokio::spawn(async move {
+                budget.acquire(priority).await;
+                start.elapsed()
+            })
+        })
+        .collect();
+    let mut done = Vec::new();
+    for task in tasks {
+        done.push(task.await.unwrap());
+    }
+    done.sort();
+    done
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_pauses_every_request() {
+    let budget = Budget::new(&config(1000, 10, 0));
+    budget.observe(&status(429, Some(3)));
+    let start = Instant::now();
+    budget.acquire(Priority::Signal).await;
+    assert!(start.elapsed() >= Duration::from_secs(3));
+    assert_eq!(budget.remaining_today(), 9);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_without_retry_after_backs_off_one_two_four() {
+    let budget = Budget::new(&config(1000, 100, 0));
+    let mut pauses = Vec::new();
+    for _ in 0..4 {
+        budget.observe(&status(429, None));
+        pauses.push(budget.snapshot().paused_ms / 1000);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    assert_eq!(pauses, [1, 2, 4, 4]);
+    budget.observe(&status(404, None));
+    budget.observe(&status(429, None));
+    assert_eq!(
+        budget.snapshot().paused_ms,
+        1000,
+        "a non-429 answer resets the steps"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_second_holds_more_than_the_spike_limit() {
+    for limit in [10, 100, 1000] {
+        let budget = Arc::new(Budget::new(&config(limit, 1_000_000, 0)));
+        let done = burst(&budget, 3 * limit as usize + 7, Priority::Routine).await;
+        let mut most = 0;
+        for (i, at) in done.iter().enumerate() {
+            let window = done[i..]
+                .iter()
+                .take_while(|t| **t - *at < Duration::from_secs(1));
+            most = most.max(window.count());
+        }
+        assert!(most <= limit as usize, "{limit}/s: {most} in one second");
+        // ...and the limit is used, not wasted: over 90% of it.
+        assert!(
+            most * 10 > limit as usize * 9,
+            "{limit}/s: only {most} in one second"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn signals_overtake_waiting_routine_requests() {
+    let budget = Arc::new(Budget::new(&config(10, 10_000, 0)));
+    let routine = {
+        let budget = budget.clone();
+        tokio::spawn(async move { burst(&budget, 30, Priority::Routine).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    budget.acquire(Priority::Signal).await;
+    // One spike period (102 ms), not the 2.5 s of routine requests queued ahead.
+    assert!(
+        start.elapsed() <= Duration::from_millis(210),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(routine.await.unwrap().len(), 30);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_daily_budget_is_never_exceeded_and_resets_at_utc_midnight() {
+    // A day-long pacing window: this test is about the cap, not the pace.
+    let mut config = config(1000, 10, 3);
+    config.pacing_window = Duration::from_secs(86_400);
+    let clock = UtcClock::starting_at(datetime!(2030-01-01 23:00 UTC));
+    let budget = Arc::new(Budget::with_clock(&config, clock));
+    // Routine requests stop short of the signal reserve...
+    let routine = burst(&budget, 9, Priority::Routine).await;
+    assert!(routine[6] < Duration::from_secs(60), "{routine:?}");
+    assert!(
+        routine[7] >= Duration::from_secs(3590),
+        "waited for the reset: {routine:?}"
+    );
+    // ...which signals spend, and then they wait for the reset too.
+    let clock = UtcClock::starting_at(datetime!(2030-01-01 23:00 UTC));
+    let budget = Arc::new(Budget::with_clock(&config, clock));
+    let _ = burst(&budget, 7, Priority::Routine).await;
+    let signals = burst(&budget, 4, Priority::Signal).await;
+    assert!(signals[2] < Duration::from_secs(1), "{signals:?}");
+    assert!(signals[3] >= Duration::from_secs(3590), "{signals:?}");
+    assert_eq!(budget.snapshot().used_today, 1, "a new day after midnight");
+}
+
+/// Start `n` routine polls the way the tracker does: admitted by the pace,
+/// waiting (in its wheel) when not. Offsets at which each got through.
+async fn admitted(budget: &Budget, n: usize) -> Vec<Duration> {
+    let start = Instant::now();
+    let mut done = Vec::new();
+    while done.len() < n {
+        match budget.routine_wait() {
+            None => {
+                assert!(budget.admit_routine());
+                budget.acquire(Priority::Routine).await;
+                done.push(start.elapsed());
+            }
+            Some(until) => tokio::time::sleep_until(until).await,
+        }
+    }
+    done
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_low_budget_spreads_routine_polls_instead_of_starving_them() {
+    // Noon, 1000 left (100 reserved): 900 routine requests over 12 h is an
+    // even pace of one per 48 s; the 15-minute window lets ~18 through at once.
+    let clock = UtcClock::starting_at(datetime!(2030-01-01 12:00 UTC));
+    let budget = Budget::with_clock(&config(1000, 1000, 100), clock);
+    let done = admitted(&budget, 30).await;
+    let immediate = done.iter().filter(|t| **t < Duration::from_secs(1)).count();
+    assert_eq!(immediate, 18, "{done:?}");
+    let gaps: Vec<u64> = done[18..]
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs())
+        .collect();
+    assert!(gaps.iter().all(|g| (47..=50).contains(g)), "{gaps:?}");
+    assert!(budget.snapshot().pacing);
+    assert!(budget.routine_wait().is_some());
+    // A signal does not wait for the pace.
+    let start = Instant::now();
+    budget.acquire(Priority::Signal).await;
+    assert!(start.elapsed() < Duration::from_millis(200));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_forecast_extrapolates_the_current_load() {
+    let clock = UtcClock::starting_at(datetime!(2030-01-01 00:00 UTC));
+    let budget = Budget::with_clock(&config(1000, 10_000, 0), clock);
+    assert!(
+        budget.snapshot().exhausted_at.is_none(),
+        "idle: lasts all day"
+    );
+    // 2 requests/s for 20 minutes: ~7,600 left at 2/s is about an hour.
+    for _ in 0..2400 {
+        budget.acquire(Priority::Signal).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let snapshot = budget.snapshot();
+    let left = snapshot.exhausted_in_s.expect("runs out before midnight");
+    let expected = f64::from(snapshot.remaining) / 2.0;
+    assert!((left / expected - 1.0).abs() < 0.1, "{left} vs {expected}");
+}

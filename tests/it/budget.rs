@@ -1,0 +1,261 @@
+//! The upstream budget end to end, counted at the simulator: the spike
+//! limit, 429 pauses, the auth circuit, returned-call signals.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use transfer_bridge::config::{PolicyKind, TrustSignals};
+use transfer_bridge::simulator::Fault;
+
+use crate::helpers::*;
+
+/// Unix-ms arrival times at the simulator, oldest first, optionally for one id.
+async fn arrivals(app: &TestApp, id: Option<&str>) -> Vec<i64> {
+    let url = format!("{}/_sim/requests", app.sim.base_url());
+    let requests: Vec<Value> = app
+        .http
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    requests
+        .iter()
+        .filter(|r| r["method"] == "GET")
+        .filter(|r| id.is_none_or(|id| r["id"] == id))
+        .map(|r| r["atMs"].as_i64().unwrap())
+        .collect()
+}
+
+/// The most requests that arrived within any `window_ms` window.
+fn busiest(times: &[i64], window_ms: i64) -> usize {
+    (0..times.len())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|t| **t - times[i] < window_ms)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+async fn returned(app: &TestApp, id: &str) -> u16 {
+    let url = format!("{}/v1/transfers/{id}/returned", app.base);
+    app.http.post(url).send().await.unwrap().status().as_u16()
+}
+
+async fn readyz(app: &TestApp) -> (u16, Value) {
+    let response = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_limiter_never_exceeds_the_rps_limit_under_a_burst() {
+    let app = spawn_app_with(|c| {
+        c.upstream.rate_limit_per_s = 20;
+        c.polling.max_in_flight = 64;
+    })
+    .await;
+    // 60 transfers polled every 100 ms want 600 requests/s.
+    for _ in 0..60 {
+        let id = unique("burst");
+        app.script(&id, json!({"timeline": [{"status": "ACTIVE"}]}));
+        app.register_id(&id).await;
+    }
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let times = arrivals(&app, None).await;
+    assert!(
+        times.len() >= 50,
+        "the limit was binding: {} requests",
+        times.len()
+    );
+    assert!(
+        busiest(&times, 1000) <= 20,
+        "{} in one second",
+        busiest(&times, 1000)
+    );
+}
+
+#[tokio::test]
+async fn retry_after_pauses_the_whole_client() {
+    let app = spawn_app().await;
+    let first = unique("slow");
+    app.sim.inject(
+        Fault {
+            retry_after: Some("2".into()),
+            id: Some(first.clone()),
+            ..Fault::status(429)
+        }
+        .times(1),
+    );
+    app.script(&first, json!({"timeline": [{"status": "ACTIVE"}]}));
+    app.register_id(&first).await;
+    for _ in 0..4 {
+        let id = unique("bystander");
+        app.script(&id, json!({"timeline": [{"status": "ACTIVE"}]}));
+        app.register_id(&id).await;
+    }
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let limited = arrivals(&app, Some(&first)).await[0];
+    let all = arrivals(&app, None).await;
+    // Nothing (for any transfer) between the 429 and its Retry-After, apart
+    // from requests already on the wire when it arrived.
+    let during: Vec<i64> = all
+        .iter()
+        .map(|t| t - limited)
+        .filter(|d| (100..1900).contains(d))
+        .collect();
+    assert!(
+        during.is_empty(),
+        "requests during the pause at +{during:?} ms"
+    );
+    assert!(all.iter().any(|t| t - limited >= 2000), "polling resumed");
+    assert_eq!(app.sim.counters().by_status.get(&429), Some(&1));
+}
+
+#[tokio::test]
+async fn the_auth_circuit_opens_and_closes() {
+    let app = spawn_app_with(|c| {
+        c.upstream.auth_probe_initial = Duration::from_millis(300);
+        c.upstream.auth_fail_after = Duration::from_secs(30);
+    })
+    .await;
+    app.sim.inject(Fault::status(401).times(3));
+    let ids: Vec<String> = (0..3).map(|_| unique("circuit")).collect();
+    for id in &ids {
+        app.script(id, completes_with(json!({"transferType": "SYSTEM"})));
+        app.register_id(id).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, body) = readyz(&app).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["checks"]["upstream"]["circuit"], "open", "{body}");
+    // Probes after 300, then 600 ms use up the fault; then everything completes.
+    for id in &ids {
+        assert_eq!(app.settled(id).await["state"], "COMPLETED");
+    }
+    let (status, body) = readyz(&app).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checks"]["upstream"]["circuit"], "closed");
+    assert_eq!(app.sim.counters().by_status.get(&401), Some(&3));
+    // While open, requests went one probe at a time, backing off.
+    let times = arrivals(&app, None).await;
+    let (start, refused) = (times[0], &times[..3]);
+    assert!(refused[1] - start >= 250, "{times:?}");
+    assert!(refused[2] - refused[1] >= 500, "{times:?}");
+}
+
+/// With the adaptive policy the next routine poll of an ONGOING call is far
+/// away; the signal is what finds the completion.
+#[tokio::test]
+async fn a_returned_signal_costs_exactly_one_get_when_the_upstream_shows_completed() {
+    let app = spawn_app_with(|c| c.polling.policy = PolicyKind::Adaptive).await;
+    let id = unique("signal");
+    app.script(
+        &id,
+        json!({"timeline": [{"status": "ONGOING", "forMs": 300}, {"status": "COMPLETED"}],
+            "outputContext": {"transferType": "SYSTEM"}}),
+    );
+    app.register_id(&id).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before = app.sim.gets(&id);
+    assert_eq!(app.view(&id).await["state"], "TRACKING");
+    assert_eq!(returned(&app, &id).await, 202);
+    let view = app.settled(&id).await;
+    assert_eq!(view["state"], "COMPLETED");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.sim.gets(&id) - before, 1);
+}
+
+#[tokio::test]
+async fn a_signal_ahead_of_the_upstream_is_followed_by_quick_re_polls() {
+    let app = spawn_app_with(|c| {
+        c.polling.policy = PolicyKind::Adaptive;
+        c.polling.returned_interval = Duration::from_millis(100);
+    })
+    .await;
+    let id = unique("early");
+    app.script(
+        &id,
+        json!({"timeline": [{"status": "ONGOING", "forMs": 500}, {"status": "COMPLETED"}],
+            "outputContext": {"transferType": "SYSTEM"}}),
+    );
+    app.register_id(&id).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let before = app.sim.gets(&id);
+    assert_eq!(returned(&app, &id).await, 202);
+    let signalled = std::time::Instant::now();
+    assert_eq!(app.settled(&id).await["state"], "COMPLETED");
+    // The upstream lagged 350 ms: re-polls at ~100, 200, 400 ms found it.
+    assert!(signalled.elapsed() < Duration::from_millis(1500));
+    let spent = app.sim.gets(&id) - before;
+    assert!((2..=5).contains(&spent), "{spent} GETs");
+}
+
+/// The PBX signals every call: not even a first look before the signal,
+/// so the whole transfer costs one GET.
+#[tokio::test]
+async fn trusted_signals_leave_routine_polls_as_a_rare_safety_net() {
+    let app = spawn_app_with(|c| {
+        c.polling.policy = PolicyKind::Adaptive;
+        c.polling.trust_signals = TrustSignals::Always;
+    })
+    .await;
+    let id = unique("trusted");
+    app.script(
+        &id,
+        json!({"timeline": [{"status": "ONGOING", "forMs": 300}, {"status": "COMPLETED"}],
+            "outputContext": {"transferType": "SYSTEM"}}),
+    );
+    app.register_id(&id).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(app.sim.gets(&id), 0, "quiet until the signal");
+    assert_eq!(returned(&app, &id).await, 202);
+    assert_eq!(app.settled(&id).await["state"], "COMPLETED");
+    assert_eq!(app.sim.gets(&id), 1);
+}
+
+/// A tiny daily budget: routine polls are paced (or, near midnight, stop at
+/// the signal reserve) and the total never exceeds the budget, yet a
+/// returned call still gets its GET at once.
+#[tokio::test]
+async fn a_spent_budget_still_serves_returned_signals() {
+    let app = spawn_app_with(|c| {
+        c.upstream.daily_budget = 30;
+        c.upstream.signal_reserve = 5;
+    })
+    .await;
+    for _ in 0..10 {
+        let id = unique("spender");
+        app.script(&id, json!({"timeline": [{"status": "ACTIVE"}]}));
+        app.register_id(&id).await;
+    }
+    let back = unique("back");
+    app.script(
+        &back,
+        json!({"timeline": [{"status": "ONGOING", "forMs": 200}, {"status": "COMPLETED"}],
+            "outputContext": {"transferType": "SYSTEM"}}),
+    );
+    app.register_id(&back).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let routine = app.sim.counters().gets;
+    assert!(routine <= 25, "{routine} routine GETs");
+    assert_eq!(returned(&app, &back).await, 202);
+    assert_eq!(app.settled(&back).await["state"], "COMPLETED");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let gets = app.sim.counters().gets;
+    assert!(gets <= 30, "{gets}");
+    // The bridge's own count is the simulator's.
+    let (_, body) = readyz(&app).await;
+    let budget = &body["checks"]["upstream"]["budget"];
+    assert_eq!(budget["usedToday"].as_u64(), Some(gets), "{budget}");
+    assert_eq!(budget["remaining"].as_u64(), Some(30 - gets), "{budget}");
+}
