@@ -13,7 +13,8 @@
 //! rewards flatter intervals, and 0.35 spent 1-4% fewer GETs at the same p95
 //! in offline replays of log-normal calls learned online. `scale`
 //! is chosen so the predicted p95 lag on the learned distribution is
-//! `target_lag`, and recalibrated as durations are learned.
+//! `target_lag`, recalibrated as durations are learned, and corrected by the
+//! lags actually measured (`feedback.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -22,6 +23,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::durations::Durations;
+use super::feedback::LagFeedback;
 use super::policy::{Completion, PollPolicy};
 use super::state::{Phase, TrackState};
 use crate::config::PollingConfig;
@@ -47,7 +49,16 @@ struct Bounds {
 #[derive(Debug, Clone)]
 struct Model {
     durations: Durations,
+    /// What the model says meets the target...
     scale: f64,
+    /// ...and what the measured lags say about the model.
+    feedback: LagFeedback,
+}
+
+impl Model {
+    fn scale(&self) -> f64 {
+        self.scale * self.feedback.correction()
+    }
 }
 
 pub struct AdaptivePolicy {
@@ -75,7 +86,11 @@ impl AdaptivePolicy {
         let scale = calibrate(&durations, &bounds);
         Self {
             bounds,
-            model: Arc::new(RwLock::new(Model { durations, scale })),
+            model: Arc::new(RwLock::new(Model {
+                durations,
+                scale,
+                feedback: LagFeedback::new(bounds.target_lag),
+            })),
             calibrating: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -83,7 +98,7 @@ impl AdaptivePolicy {
     /// Seconds until the next poll of a conversation of age `age` seconds.
     pub fn gap(&self, age: f64) -> f64 {
         let model = self.read();
-        gap(&model.durations, model.scale, &self.bounds, age)
+        gap(&model.durations, model.scale(), &self.bounds, age)
     }
 
     /// The p95 lag this policy expects on what it has learned, seconds.
@@ -145,17 +160,19 @@ impl PollPolicy for AdaptivePolicy {
     }
 
     fn observe_completion(&self, completion: &Completion) {
+        let mut model = self.model.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(lag) = completion.lag {
+            model.feedback.observe(lag.as_secs_f64());
+        }
         let Some(duration) = completion.length else {
             return;
         };
-        let seen = {
-            let mut model = self.model.write().unwrap_or_else(|p| p.into_inner());
-            model.durations.observe(duration);
-            model.durations.seen()
-        };
+        model.durations.observe(duration);
+        let seen = model.durations.seen();
+        drop(model);
         metrics::histogram!("bridge_conversation_seconds").record(duration.as_secs_f64());
         // Early on every doubling counts; later, every hundred.
-        if seen.is_power_of_two() || seen % RECALIBRATE_EVERY == 0 {
+        if seen.is_power_of_two() || seen.is_multiple_of(RECALIBRATE_EVERY) {
             self.recalibrate();
         }
     }

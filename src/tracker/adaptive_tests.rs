@@ -54,6 +54,7 @@ fn learned(cfg: &PollingConfig, population: &[f64]) -> AdaptivePolicy {
         policy.observe_completion(&Completion {
             length: Some(Duration::from_secs_f64(population[i * 7919 % n])),
             signalled: false,
+            lag: None,
         });
     }
     policy
@@ -167,6 +168,7 @@ fn learning_online_from_a_wrong_prior_still_saves_gets() {
             policy.observe_completion(&Completion {
                 length: Some(Duration::from_secs_f64(call)),
                 signalled: false,
+                lag: None,
             });
         }
         lags.sort_by(f64::total_cmp);

@@ -3,6 +3,7 @@
 
 mod adaptive;
 mod durations;
+mod feedback;
 mod policy;
 mod poll;
 mod scheduler;

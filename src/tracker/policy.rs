@@ -34,6 +34,8 @@ pub struct Completion {
     pub length: Option<Duration>,
     /// A returned-call signal arrived before the bridge saw it complete.
     pub signalled: bool,
+    /// How late a routine poll found it (`None` when a signal did).
+    pub lag: Option<Duration>,
 }
 
 /// The policy `polling.policy` names, leaning on signals per

@@ -85,9 +85,19 @@ async fn on_resource(
     let status = fetched.resource.status.clone();
     if let Some(done) = BridgeState::after_upstream(&status) {
         if done == BridgeState::Completed {
+            let signalled = st.signalled_at.is_some();
+            let lag = fetched
+                .resource
+                .completed_at()
+                .filter(|_| !signalled)
+                .map(|done| {
+                    let late = OffsetDateTime::now_utc() - done;
+                    Duration::try_from(late).unwrap_or_default()
+                });
             deps.policy.observe_completion(&Completion {
                 length: conversation_length(&fetched.resource),
-                signalled: st.signalled_at.is_some(),
+                signalled,
+                lag,
             });
         }
         return finish_or_retry(deps, st, done, None, Some(&fetched)).await;

@@ -109,6 +109,7 @@ mod tests {
         Completion {
             length: Some(Duration::from_secs(60)),
             signalled,
+            lag: None,
         }
     }
 
