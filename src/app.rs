@@ -1,7 +1,6 @@
 //! The App: every part wired together, run on a listener until a token fires.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
@@ -9,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, RegisterLimiter};
 use crate::config::Config;
 use crate::delivery::{AmqpPublisher, Sinks};
 use crate::outbox::Dispatcher;
@@ -38,7 +37,15 @@ impl App {
         let upstream = UpstreamClient::new(&config.upstream, budget)
             .context("building the upstream client")?;
         let amqp = AmqpPublisher::new(config.amqp.clone());
-        let sinks = Sinks { amqp: amqp.clone() };
+        let sinks = Sinks {
+            amqp: amqp.clone(),
+            webhook: config
+                .webhook
+                .client()
+                .context("building the webhook client")?,
+            webhook_secrets: config.webhook.signing_secrets(),
+            webhook_retry: config.webhook.retry.clone(),
+        };
         let dispatcher = Dispatcher::new(
             store.clone(),
             sinks,
@@ -62,26 +69,27 @@ impl App {
         &self.dispatcher
     }
 
-    /// Serve until `shutdown` fires: stop accepting, drain polls and
-    /// deliveries up to the configured deadline, then close the broker
-    /// connection and the store. Whatever is left stays durable.
+    /// Serve until `shutdown` fires. Then: answer 503 to registrations and
+    /// /readyz for `shutdown.grace`, stop listening, let in-flight polls and
+    /// deliveries finish up to `shutdown.deadline`, close the broker and the
+    /// store. Whatever is left stays durable for the next start.
     pub async fn run(
         self,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let drain = self
-            .config
-            .outbox
-            .claim_timeout
-            .min(Duration::from_secs(15));
+        let drain = self.config.shutdown.deadline;
+        let grace = self.config.shutdown.grace;
         let tasks = TaskTracker::new();
+        // Polling and delivery go on through the grace period; they stop
+        // taking work only once the listener is closed.
+        let work_stop = CancellationToken::new();
         // The broker outlives the dispatcher's drain, so it has its own token.
         let broker_stop = CancellationToken::new();
         let broker = tokio::spawn(self.amqp.clone().run(broker_stop.clone()));
-        let tracker = Tracker::spawn(self.poll_deps(), &tasks, shutdown.clone(), drain);
+        let tracker = Tracker::spawn(self.poll_deps(), &tasks, work_stop.clone(), drain);
         self.resume(&tracker).await?;
-        tasks.spawn(self.dispatcher.clone().run(shutdown.clone(), drain));
+        tasks.spawn(self.dispatcher.clone().run(work_stop.clone(), drain));
         let state = AppState {
             config: self.config.clone(),
             store: self.store.clone(),
@@ -91,12 +99,22 @@ impl App {
             outbox_wake: self.dispatcher.waker(),
             amqp: self.amqp.clone(),
             metrics: crate::telemetry::metrics_handle(),
+            draining: shutdown.clone(),
+            register_limit: Arc::new(RegisterLimiter::new(&self.config.http)),
         };
         tracing::info!(addr = %listener.local_addr()?, "transfer-bridge listening");
         axum::serve(listener, api::app(state))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .with_graceful_shutdown(async move {
+                shutdown.cancelled().await;
+                tracing::info!(
+                    grace_ms = grace.as_millis() as u64,
+                    "draining: registrations now get 503"
+                );
+                tokio::time::sleep(grace).await;
+            })
             .await
             .context("serving HTTP")?;
+        work_stop.cancel();
         tasks.close();
         tasks.wait().await;
         broker_stop.cancel();

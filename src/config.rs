@@ -53,6 +53,9 @@ pub struct Config {
     pub amqp: AmqpConfig,
     pub outbox: OutboxConfig,
     pub telemetry: TelemetryConfig,
+    pub shutdown: ShutdownConfig,
+    pub sip: crate::sip::SipConfig,
+    pub webhook: crate::delivery::webhook::WebhookConfig,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
 }
@@ -68,6 +71,10 @@ pub struct HttpConfig {
     )]
     pub api_tokens: Vec<SecretString>,
     pub max_body_bytes: usize,
+    /// Registrations per second per bearer token (all callers share one
+    /// bucket when auth is off), with `register_burst` in reserve.
+    pub register_rate_per_s: u32,
+    pub register_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -86,6 +93,11 @@ pub struct AmqpConfig {
     pub pbx_exchange: String,
     pub audit_exchange: String,
     pub audit_queue: String,
+    /// Shown in the broker's connection list (`rabbitmqctl list_connections`).
+    pub connection_name: String,
+    /// Return unroutable SIP instructions (and retry them) instead of letting
+    /// the broker drop them; on when a PBX adapter consumes `transfer.pbx`.
+    pub pbx_mandatory: bool,
     #[serde(with = "humantime_serde")]
     pub confirm_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -107,6 +119,18 @@ pub struct OutboxConfig {
     pub retry_initial: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// After the signal: keep answering (registrations and /readyz say 503)
+    /// so load balancers stop sending traffic before the listener closes.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// Then wait at most this long for in-flight polls and deliveries.
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -172,6 +196,8 @@ impl Config {
         positive("outbox.batch_size", self.outbox.batch_size)?;
         positive("outbox.concurrency", self.outbox.concurrency as u32)?;
         positive("http.max_body_bytes", self.http.max_body_bytes as u32)?;
+        positive("http.register_rate_per_s", self.http.register_rate_per_s)?;
+        positive("http.register_burst", self.http.register_burst)?;
         let store = self.store.url.expose_secret();
         if !store.starts_with("sqlite:") {
             return Err(ConfigError::invalid(
@@ -185,7 +211,38 @@ impl Config {
                 "must be an amqp:// or amqps:// URL",
             ));
         }
-        crate::routing::validate_routes(&self.routes)
+        self.validate_webhook()?;
+        self.sip
+            .validate()
+            .map_err(|e| ConfigError::invalid("sip", e.to_string()))?;
+        crate::routing::validate_routes(&self.routes, &self.sip)
+    }
+
+    fn validate_webhook(&self) -> Result<(), ConfigError> {
+        let webhook = &self.webhook;
+        if let Some(url) = &webhook.default_url {
+            crate::delivery::webhook::check_url(&webhook.policy(), url)
+                .map_err(|e| ConfigError::invalid("webhook.default_url", e.to_string()))?;
+            if webhook.secret.is_none() {
+                return Err(ConfigError::invalid(
+                    "webhook.secret",
+                    "required when webhook.default_url is set (whsec_<base64>)",
+                ));
+            }
+        }
+        if webhook.retry.schedule.is_empty() {
+            return Err(ConfigError::invalid(
+                "webhook.retry.schedule",
+                "needs at least one attempt",
+            ));
+        }
+        if !(0.0..=1.0).contains(&webhook.retry.jitter) {
+            return Err(ConfigError::invalid(
+                "webhook.retry.jitter",
+                "must be between 0 and 1",
+            ));
+        }
+        nonzero_duration("webhook.timeout", webhook.timeout)
     }
 
     /// The effective configuration as TOML with every secret redacted.
@@ -307,7 +364,7 @@ mod tests {
         let config = Config::from_figment(Figment::from(Toml::string(DEFAULTS_TOML))).unwrap();
         assert_eq!(config.amqp.agent_exchange, "transfer.agent");
         assert_eq!(config.http.max_body_bytes, 65536);
-        assert_eq!(config.routes.len(), 1);
+        assert_eq!(config.routes.len(), 2);
     }
 
     #[test]

@@ -44,10 +44,30 @@ enum Command {
         )]
         api_secret: String,
     },
+    /// SIP tools.
+    Sip {
+        #[command(subcommand)]
+        command: SipCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SipCommand {
+    /// Print the SIP instruction a call-transfer JSON (an upstream GET body,
+    /// from FILE or `-` for stdin) produces under the active routes.
+    Render {
+        #[arg(value_name = "FILE|-")]
+        input: String,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print only the SIP message text instead of the JSON instruction.
+        #[arg(long)]
+        raw: bool,
     },
 }
 
@@ -68,6 +88,9 @@ async fn main() -> ExitCode {
             command: ConfigCommand::Check { config },
         } => config_check(config),
         Command::Serve { config } => serve(config).await,
+        Command::Sip {
+            command: SipCommand::Render { input, config, raw },
+        } => sip_render(&input, config, raw),
         Command::Demo => demo::run().await,
         Command::Simulator {
             bind,
@@ -96,6 +119,46 @@ fn config_check(config: Option<PathBuf>) -> ExitCode {
     }
     eprintln!("config ok");
     ExitCode::SUCCESS
+}
+
+fn sip_render(input: &str, config: Option<PathBuf>, raw: bool) -> ExitCode {
+    let config = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let text = if input == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(input)
+    };
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot read {input}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let resource: transfer_bridge::upstream::CallTransfer = match serde_json::from_str(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{input} is not a call transfer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match transfer_bridge::routing::Router::new(&config).instruction_for(&resource) {
+        Ok(sip) if raw => {
+            print!("{}", sip["message"].as_str().unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(sip) => {
+            println!("{}", serde_json::to_string_pretty(&sip).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            eprintln!("no SIP instruction: {reason}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn serve(config: Option<PathBuf>) -> ExitCode {

@@ -40,8 +40,8 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     /// 413: body over `http.max_body_bytes`.
-    #[error("request body is larger than {0} bytes")]
-    TooLarge(usize),
+    #[error("request body is larger than http.max_body_bytes allows")]
+    TooLarge,
     /// 415: body is not `application/json` (or another accepted type).
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -70,7 +70,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -123,7 +123,7 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => {
                 Self::UnsupportedMediaType("expected Content-Type: application/json".into())
             }
-            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge(0),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge,
             other => Self::BadRequest(other.body_text()),
         }
     }

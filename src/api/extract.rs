@@ -40,3 +40,21 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
             .map_err(|e| ApiError::NotFound(format!("no such transfer: {e}")))
     }
 }
+
+/// A raw body whose rejections (413 over `http.max_body_bytes`, a broken
+/// stream) are answered in the envelope.
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(Self(bytes)),
+            Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::TooLarge)
+            }
+            Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
+        }
+    }
+}

@@ -11,14 +11,19 @@ use super::AppState;
 use crate::upstream::CircuitStatus;
 
 /// The process is up and serving.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Up", body = Object)))]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when the store takes writes, the broker channel is open and the
-/// upstream accepts our credentials (the auth circuit is closed). The body
-/// names each part so an operator sees which one failed; the upstream part
-/// also carries the request budget and its exhaustion forecast.
+/// Ready when the store takes writes, the broker channel is open, the
+/// upstream accepts our credentials (the auth circuit is closed) and the
+/// bridge is not draining for shutdown. The body names each part so an
+/// operator sees which one failed; the upstream part also carries the
+/// request budget and its exhaustion forecast.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses(
+    (status = 200, description = "Ready; `checks` names each part", body = Object),
+    (status = 503, description = "Not ready (or draining); the failing part has ok=false", body = Object)))]
 pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     let store = match app.store.check_writable().await {
         Ok(()) => json!({"ok": true}),
@@ -26,14 +31,15 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     };
     let broker = json!({"ok": app.amqp.is_connected()});
     let upstream = upstream_check(&app);
-    let ready = store["ok"] == true && broker["ok"] == true && upstream["ok"] == true;
+    let draining = app.draining.is_cancelled();
+    let ready = store["ok"] == true && broker["ok"] == true && upstream["ok"] == true && !draining;
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = json!({
-        "status": if ready { "ready" } else { "not ready" },
+        "status": if draining { "draining" } else if ready { "ready" } else { "not ready" },
         "checks": {"store": store, "broker": broker, "upstream": upstream},
     });
     (status, Json(body))
@@ -60,6 +66,7 @@ fn upstream_check(app: &AppState) -> Value {
 }
 
 /// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     (
         [(

@@ -4,8 +4,11 @@ mod auth;
 pub mod error;
 mod extract;
 mod health;
+mod limit;
+pub mod openapi;
 mod register;
 mod request_id;
+mod sip;
 mod transfers;
 mod view;
 
@@ -17,6 +20,7 @@ use axum::routing::{get, post};
 use tokio::sync::Notify;
 
 pub use error::ApiError;
+pub use limit::RegisterLimiter;
 pub use register::RegisterRequest;
 pub use view::{ListResponse, TransferView};
 
@@ -40,6 +44,9 @@ pub struct AppState {
     pub outbox_wake: Arc<Notify>,
     pub amqp: AmqpPublisher,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Fired at shutdown: registrations answer 503 from then on.
+    pub draining: tokio_util::sync::CancellationToken,
+    pub register_limit: Arc<RegisterLimiter>,
 }
 
 impl AppState {
@@ -65,12 +72,17 @@ impl AppState {
         Ok(view)
     }
 
+    /// Refuse an unusable callback at registration, not hours later: bad
+    /// scheme, a forbidden address (resolved now), or no signing secret.
     async fn check_callback(&self, url: &str) -> Result<(), ApiError> {
-        let parsed =
-            reqwest::Url::parse(url).map_err(|e| ApiError::Invalid(format!("callbackUrl: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
+        let webhook = &self.config.webhook;
+        crate::delivery::webhook::check_url_resolved(&webhook.policy(), url)
+            .await
+            .map_err(|e| ApiError::Invalid(format!("callbackUrl: {e}")))?;
+        if webhook.secret.is_none() {
             return Err(ApiError::Invalid(
-                "callbackUrl must be an http(s) URL".into(),
+                "callbackUrl needs webhook.secret on the bridge (BRIDGE_WEBHOOK__SECRET=whsec_...)"
+                    .into(),
             ));
         }
         Ok(())
@@ -87,6 +99,8 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/transfers/{id}/returned", post(transfers::returned))
         .route("/transfers/{id}/redeliver", post(transfers::redeliver))
+        .route("/transfers/{id}/sip", get(sip::instruction))
+        .route("/sip/returns", post(sip::returns))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
@@ -96,6 +110,15 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route(
+            "/openapi.json",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    openapi::document(),
+                )
+            }),
+        )
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))

@@ -68,12 +68,12 @@ pub async fn register(
     let registered = store::register(&mut tx, &new).await?;
     let transfer = match registered {
         Registered::Created(t) => {
-            let actions = app.router.plan(
+            let plan = app.router.plan(
                 &t,
                 BridgeState::Tracking,
                 upstream.as_ref().map(|f| &f.resource),
             );
-            repo::enqueue(&mut tx, &actions).await?;
+            repo::enqueue(&mut tx, &plan.actions).await?;
             tx.commit().await?;
             app.outbox_wake.notify_one();
             start_tracking(app, &t, upstream.as_ref()).await;

@@ -14,21 +14,51 @@ use super::view::{ListResponse, TransferView};
 use crate::outbox::repo;
 use crate::store;
 use crate::transfer::{BridgeState, TransferId};
+use crate::upstream::ErrorEnvelope;
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
 
 /// `POST /v1/transfers`: 201 new, 200 identical repeat, 409 conflict, 422 invalid.
+#[utoipa::path(post, path = "/v1/transfers", tag = "transfers", request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered; tracking started", body = TransferView),
+        (status = 200, description = "Identical repeat of an earlier registration", body = TransferView),
+        (status = 400, description = "Body is not JSON", body = ErrorEnvelope),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
+        (status = 409, description = "Same callTransferId registered with another body", body = ErrorEnvelope),
+        (status = 413, description = "Body over http.max_body_bytes", body = ErrorEnvelope),
+        (status = 415, description = "Not application/json", body = ErrorEnvelope),
+        (status = 422, description = "Invalid registration (or create body refused upstream)", body = ErrorEnvelope),
+        (status = 429, description = "Registration rate limit of this token", body = ErrorEnvelope),
+        (status = 502, description = "Upstream create failed", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down", body = ErrorEnvelope),
+    ), security(("bearer" = [])))]
 pub async fn create(
     State(app): State<AppState>,
+    token: Option<axum::Extension<super::limit::TokenId>>,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
+    if app.draining.is_cancelled() {
+        return Err(ApiError::Unavailable(
+            "shutting down; register with another instance or retry shortly".into(),
+        ));
+    }
+    app.register_limit
+        .check(token.map(|t| t.0))
+        .map_err(ApiError::TooMany)?;
     let (status, transfer) = register(&app, body).await?;
     let view = app.view(transfer).await?;
     Ok((status, Json(view)).into_response())
 }
 
 /// `GET /v1/transfers/{id}`: the bridge's view, with its actions.
+#[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers", params(("id" = String, Path, description = "callTransferId")),
+    responses(
+        (status = 200, description = "The bridge's view of the transfer", body = TransferView),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
+        (status = 404, description = "Unknown transfer", body = ErrorEnvelope),
+    ), security(("bearer" = [])))]
 pub async fn get_one(
     State(app): State<AppState>,
     IdPath(id): IdPath,
@@ -37,15 +67,25 @@ pub async fn get_one(
     Ok(Json(app.view(transfer).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// TRACKING, COMPLETED, EXPIRED, FAILED or CANCELLED.
     state: Option<String>,
+    /// 1-500, default 50.
     limit: Option<u32>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
 /// `GET /v1/transfers?state=&limit=&cursor=`
+#[utoipa::path(get, path = "/v1/transfers", tag = "transfers", params(ListQuery),
+    responses(
+        (status = 200, description = "A page of transfers, oldest first", body = ListResponse),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
+        (status = 422, description = "Bad state, limit or cursor", body = ErrorEnvelope),
+    ), security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -84,6 +124,12 @@ pub async fn list(
 
 /// `DELETE /v1/transfers/{id}`: stop tracking. Idempotent: a transfer that
 /// already ended is returned unchanged.
+#[utoipa::path(delete, path = "/v1/transfers/{id}", tag = "transfers", params(("id" = String, Path, description = "callTransferId")),
+    responses(
+        (status = 200, description = "CANCELLED (or already ended)", body = TransferView),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
+        (status = 404, description = "Unknown transfer", body = ErrorEnvelope),
+    ), security(("bearer" = [])))]
 pub async fn cancel(
     State(app): State<AppState>,
     IdPath(id): IdPath,
@@ -93,11 +139,20 @@ pub async fn cancel(
         return Err(not_found(&id));
     };
     let reason = "cancelled via DELETE /v1/transfers/{id}";
-    if store::finish(&mut tx, &id, BridgeState::Cancelled, Some(reason), None).await? {
+    if store::finish(
+        &mut tx,
+        &id,
+        BridgeState::Cancelled,
+        Some(reason),
+        None,
+        None,
+    )
+    .await?
+    {
         transfer.state = BridgeState::Cancelled;
         transfer.reason = Some(reason.into());
-        let actions = app.router.plan(&transfer, BridgeState::Cancelled, None);
-        repo::enqueue(&mut tx, &actions).await?;
+        let plan = app.router.plan(&transfer, BridgeState::Cancelled, None);
+        repo::enqueue(&mut tx, &plan.actions).await?;
     }
     tx.commit().await?;
     app.tracker.untrack(id.clone()).await;
@@ -107,6 +162,13 @@ pub async fn cancel(
 }
 
 /// `POST /v1/transfers/{id}/returned`: the PBX saw the call come back.
+#[utoipa::path(post, path = "/v1/transfers/{id}/returned", tag = "transfers", params(("id" = String, Path, description = "callTransferId")),
+    responses(
+        (status = 202, description = "Polling now, ahead of routine polls", body = TransferView),
+        (status = 200, description = "Already ended; nothing to poll", body = TransferView),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
+        (status = 404, description = "Unknown transfer", body = ErrorEnvelope),
+    ), security(("bearer" = [])))]
 pub async fn returned(
     State(app): State<AppState>,
     IdPath(id): IdPath,
@@ -123,6 +185,12 @@ pub async fn returned(
 }
 
 /// `POST /v1/transfers/{id}/redeliver`: enqueue its actions again, same ids.
+#[utoipa::path(post, path = "/v1/transfers/{id}/redeliver", tag = "transfers", params(("id" = String, Path, description = "callTransferId")),
+    responses(
+        (status = 202, description = "Actions enqueued again (see requeued)", body = TransferView),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
+        (status = 404, description = "Unknown transfer", body = ErrorEnvelope),
+    ), security(("bearer" = [])))]
 pub async fn redeliver(
     State(app): State<AppState>,
     IdPath(id): IdPath,

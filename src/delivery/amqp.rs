@@ -212,7 +212,8 @@ impl AmqpPublisher {
 
 /// Connect, open a confirm channel and declare the bridge's topology.
 async fn connect(cfg: &AmqpConfig) -> Result<(Connection, Channel), lapin::Error> {
-    let props = ConnectionProperties::default().with_connection_name(LongString::from(APP_ID));
+    let props = ConnectionProperties::default()
+        .with_connection_name(LongString::from(cfg.connection_name.as_str()));
     let conn = Connection::connect(cfg.url.expose_secret(), props).await?;
     let channel = conn.create_channel().await?;
     channel

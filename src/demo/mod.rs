@@ -10,10 +10,12 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 mod consumer;
+mod receiver;
 
 use crate::App;
 use crate::config::{Config, mask_url_password};
 use crate::delivery::Outcome;
+use crate::delivery::webhook::WebhookSecret;
 use crate::simulator::{self, Script, SimHandle};
 
 const SIM_ID: &str = "demo-id";
@@ -69,6 +71,12 @@ async fn demo() -> anyhow::Result<()> {
     config.polling.ongoing_interval = Duration::from_millis(200);
     config.outbox.poll_interval = Duration::from_millis(100);
     let _consumer = consumer::bind(&broker, &config.amqp).await?;
+    // Outcome webhooks to a local "IVR": loopback must be allowed explicitly.
+    let secret = WebhookSecret::generate();
+    config.webhook.default_url = Some(receiver::start(secret.clone()).await?);
+    config.webhook.secret = Some(secret);
+    config.webhook.allow_http = true;
+    config.webhook.allowed_cidrs = vec!["127.0.0.0/8".parse().expect("valid CIDR")];
 
     let app = App::build(config).await?;
     let mut reports = app.dispatcher().subscribe();
@@ -91,6 +99,7 @@ async fn demo() -> anyhow::Result<()> {
     let ids = register_samples(&sim, &base).await?;
     let finished = wait_until_settled(&base, &ids).await?;
     print_table(&finished);
+    print_sip(&base, &ids).await?;
     stop.cancel();
     running.await??;
     let _ = std::fs::remove_dir_all(&dir);
@@ -259,6 +268,22 @@ async fn wait_ready(base: &str) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     anyhow::bail!("the bridge did not become ready within 10 s")
+}
+
+/// Show the SIP message the SYSTEM sample produced, as a dialplan fetches it.
+async fn print_sip(base: &str, ids: &[String]) -> anyhow::Result<()> {
+    let Some(system) = ids.iter().find(|id| id.ends_with("-system")) else {
+        return Ok(());
+    };
+    let message = reqwest::get(format!("{base}/v1/transfers/{system}/sip?format=sip"))
+        .await?
+        .text()
+        .await?;
+    println!(
+        "\nGET /v1/transfers/{system}/sip?format=sip\n{}",
+        message.replace("\r\n", "\n")
+    );
+    Ok(())
 }
 
 async fn probe_broker(url: &str) -> anyhow::Result<()> {

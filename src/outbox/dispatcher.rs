@@ -157,24 +157,14 @@ impl Dispatcher {
         });
     }
 
-    /// Broker publishes back off exponentially and never give up: an AMQP
-    /// action is only ever settled by a confirm.
     fn retry_delay(
         &self,
         action: &Action,
         attempts: u32,
         hint: Option<Duration>,
     ) -> Option<Duration> {
-        match &action.target {
-            Target::Amqp(_) => {
-                let exp = self
-                    .config
-                    .retry_initial
-                    .saturating_mul(1 << attempts.saturating_sub(1).min(16));
-                Some(exp.min(self.config.retry_max))
-            }
-            Target::Webhook { .. } => hint.or(Some(self.config.retry_initial)),
-        }
+        let amqp = (self.config.retry_initial, self.config.retry_max);
+        self.sinks.retry_delay(&action.target, attempts, hint, amqp)
     }
 
     /// Mark failed and, in the same transaction, record a `delivery.failed`

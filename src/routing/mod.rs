@@ -6,24 +6,40 @@
 
 pub mod event;
 mod rules;
+mod sip_action;
 mod template;
 
 pub use event::TransferEvent;
 pub use rules::{AmqpRoute, MatchConfig, RouteConfig, validate_routes};
+pub use sip_action::SipRoute;
 
 use crate::config::Config;
 use crate::outbox::{Action, AmqpTarget, Target};
+use crate::sip::SipConfig;
 use crate::transfer::{BridgeState, Transfer};
 use crate::upstream::CallTransfer;
 
 /// AMQP short strings (routing keys) hold at most 255 bytes.
 const MAX_ROUTING_KEY: usize = 255;
 
+/// What a state change produces: the event (its `sip` is the instruction the
+/// API serves) and the actions that carry it.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub event: TransferEvent,
+    pub actions: Vec<Action>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Router {
     routes: Vec<RouteConfig>,
     audit_exchange: String,
     agent_exchange: String,
+    pbx_exchange: String,
+    pbx_mandatory: bool,
+    sip: SipConfig,
+    /// Callback for transfers registered without one.
+    default_webhook: Option<String>,
 }
 
 impl Router {
@@ -32,16 +48,21 @@ impl Router {
             routes: config.routes.clone(),
             audit_exchange: config.amqp.audit_exchange.clone(),
             agent_exchange: config.amqp.agent_exchange.clone(),
+            pbx_exchange: config.amqp.pbx_exchange.clone(),
+            pbx_mandatory: config.amqp.pbx_mandatory,
+            sip: config.sip.clone(),
+            default_webhook: config.webhook.default_url.clone(),
         }
     }
 
-    /// The actions for `transfer` entering `state`. Pure: nothing is sent here.
+    /// The event and actions for `transfer` entering `state`. Pure: nothing
+    /// is sent here.
     pub fn plan(
         &self,
         transfer: &Transfer,
         state: BridgeState,
         resource: Option<&CallTransfer>,
-    ) -> Vec<Action> {
+    ) -> Plan {
         let mut event = TransferEvent::for_state(transfer, state, resource);
         let route = match state {
             BridgeState::Completed => self.routes.iter().find(|r| r.matcher.matches(&event)),
@@ -49,36 +70,34 @@ impl Router {
         };
         event.route = route.map(|r| r.name.clone());
         let mut actions = Vec::new();
-        if let Some(route) = route
-            && let Some(amqp) = &route.amqp
-        {
-            match template::render(&amqp.routing_key, &event) {
-                Ok(key) => actions.push(amqp_action(
-                    &event,
-                    transfer,
-                    &route.name,
-                    amqp.exchange.as_deref().unwrap_or(&self.agent_exchange),
-                    truncate(key),
-                    amqp.mandatory,
-                )),
-                Err(e) => {
-                    // The outcome still reaches the audit trail, with the reason.
-                    tracing::error!(route = %route.name, error = %e, "routing key template failed");
-                    event.reason = Some(format!(
-                        "route {}: routing key template failed: {e}",
-                        route.name
-                    ));
-                }
-            }
+        if let Some(route) = route {
+            self.route_actions(route, transfer, resource, &mut event, &mut actions);
         }
-        let audit_key = format!("transfer.{}", state.event_suffix());
-        let audit_name = format!("audit.{}", state.event_suffix());
+        let suffix = state.event_suffix();
+        let webhook = transfer
+            .callback_url
+            .as_ref()
+            .or(self.default_webhook.as_ref());
+        // Every outcome (not registration) goes to the IVR, unless the
+        // matched route turned webhooks off.
+        if let Some(url) = webhook
+            && state.is_terminal()
+            && route.is_none_or(|r| r.webhook)
+        {
+            actions.push(Action {
+                id: transfer.id.action_id(&format!("webhook.{suffix}")),
+                transfer_id: transfer.id.clone(),
+                kind: "webhook".into(),
+                target: Target::Webhook { url: url.clone() },
+                body: String::new(),
+            });
+        }
         actions.push(amqp_action(
             &event,
             transfer,
-            &audit_name,
+            &format!("audit.{suffix}"),
             &self.audit_exchange,
-            audit_key,
+            format!("transfer.{suffix}"),
             true,
         ));
         // Bodies are rendered after every field is final, so each action of
@@ -87,7 +106,100 @@ impl Router {
         for action in &mut actions {
             action.body.clone_from(&body);
         }
-        actions
+        Plan { event, actions }
+    }
+
+    /// What `sip render` prints: the SIP instruction a COMPLETED upstream
+    /// resource produces under the active routes.
+    pub fn instruction_for(&self, resource: &CallTransfer) -> Result<serde_json::Value, String> {
+        let id = crate::transfer::TransferId::parse(&resource.id).map_err(|e| e.to_string())?;
+        let now = time::OffsetDateTime::now_utc();
+        let transfer = Transfer {
+            id,
+            state: BridgeState::Tracking,
+            upstream_status: Some(resource.status.to_string()),
+            upstream: None,
+            callback_url: None,
+            metadata: Default::default(),
+            polls: 0,
+            reason: None,
+            sip: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let plan = self.plan(&transfer, BridgeState::Completed, Some(resource));
+        match (plan.event.sip, plan.event.reason, plan.event.route) {
+            (Some(sip), _, _) => Ok(sip),
+            (None, Some(reason), _) => Err(reason),
+            (None, None, Some(route)) => Err(format!(
+                "route {route} matched but makes no SIP instruction"
+            )),
+            (None, None, None) => Err(format!(
+                "no route matches transferType {}",
+                plan.event.transfer_type.as_deref().unwrap_or("NONE")
+            )),
+        }
+    }
+
+    /// The route's SIP instruction and publishes. A failure of one is
+    /// recorded in the event's `reason` and the rest still go out.
+    fn route_actions(
+        &self,
+        route: &RouteConfig,
+        transfer: &Transfer,
+        resource: Option<&CallTransfer>,
+        event: &mut TransferEvent,
+        actions: &mut Vec<Action>,
+    ) {
+        let mut problems = Vec::new();
+        if let Some(sip) = &route.sip {
+            match sip.render(&self.sip, event, resource) {
+                Ok(instruction) => {
+                    let key = format!(
+                        "pbx.{}",
+                        instruction.method.to_string().to_ascii_lowercase()
+                    );
+                    event.sip = serde_json::to_value(&instruction).ok().map(|mut json| {
+                        // Where the call goes next, for dialplans that read
+                        // one field: the Refer-To URI of a REFER, else the
+                        // request-URI (a placeholder for BYE).
+                        json["target"] = refer_target(&instruction).into();
+                        json
+                    });
+                    actions.push(amqp_action(
+                        event,
+                        transfer,
+                        "pbx",
+                        &self.pbx_exchange,
+                        key,
+                        self.pbx_mandatory,
+                    ));
+                }
+                Err(e) => problems.push(format!("route {}: no SIP instruction: {e}", route.name)),
+            }
+        }
+        if let Some(amqp) = &route.amqp {
+            let exchange = amqp.exchange.as_deref().unwrap_or(&self.agent_exchange);
+            match template::render(&amqp.routing_key, event) {
+                Ok(key) => actions.push(amqp_action(
+                    event,
+                    transfer,
+                    &route.name,
+                    exchange,
+                    truncate(key),
+                    amqp.mandatory,
+                )),
+                Err(e) => problems.push(format!(
+                    "route {}: routing key template failed: {e}",
+                    route.name
+                )),
+            }
+        }
+        if !problems.is_empty() {
+            // The outcome still reaches the audit trail, with the reason.
+            tracing::error!(call_transfer_id = %transfer.id, problems = ?problems, "route could not run in full");
+            event.reason = Some(problems.join("; "));
+        }
     }
 }
 
@@ -114,6 +226,20 @@ fn amqp_action(
         }),
         body: String::new(),
     }
+}
+
+fn refer_target(instruction: &crate::sip::SipInstruction) -> String {
+    instruction
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("Refer-To"))
+        .map(|(_, value)| {
+            value
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+        .unwrap_or_else(|| instruction.request_uri.clone())
 }
 
 fn truncate(mut key: String) -> String {

@@ -21,6 +21,7 @@ fn transfer() -> Transfer {
         metadata: [("queue".to_string(), "gold".to_string())].into(),
         polls: 3,
         reason: None,
+        sip: None,
         created_at: now,
         updated_at: now,
     }
@@ -46,11 +47,13 @@ fn target(action: &Action) -> &AmqpTarget {
 #[test]
 fn agent_outcome_goes_to_the_agent_exchange_and_audit() {
     let router = Router::new(&config());
-    let actions = router.plan(
-        &transfer(),
-        BridgeState::Completed,
-        Some(&completed("AGENT", "billing")),
-    );
+    let actions = router
+        .plan(
+            &transfer(),
+            BridgeState::Completed,
+            Some(&completed("AGENT", "billing")),
+        )
+        .actions;
     assert_eq!(actions.len(), 2);
     assert_eq!(actions[0].id, "ct-1.agent");
     let agent = target(&actions[0]);
@@ -72,11 +75,13 @@ fn agent_outcome_goes_to_the_agent_exchange_and_audit() {
 fn disconnect_and_unknown_types_only_reach_audit() {
     let router = Router::new(&config());
     for kind in ["CALLER_DISCONNECT", "SOMETHING_NEW"] {
-        let actions = router.plan(
-            &transfer(),
-            BridgeState::Completed,
-            Some(&completed(kind, "x")),
-        );
+        let actions = router
+            .plan(
+                &transfer(),
+                BridgeState::Completed,
+                Some(&completed(kind, "x")),
+            )
+            .actions;
         assert_eq!(actions.len(), 1, "{kind}");
         assert_eq!(actions[0].kind, "audit");
     }
@@ -93,18 +98,22 @@ fn glob_and_variable_matchers() {
         .unwrap(),
     );
     let router = Router::new(&cfg);
-    let actions = router.plan(
-        &transfer(),
-        BridgeState::Completed,
-        Some(&completed("AGENT", "billing")),
-    );
+    let actions = router
+        .plan(
+            &transfer(),
+            BridgeState::Completed,
+            Some(&completed("AGENT", "billing")),
+        )
+        .actions;
     assert_eq!(actions[0].id, "ct-1.vip");
     assert_eq!(target(&actions[0]).routing_key, "vip.high");
-    let other = router.plan(
-        &transfer(),
-        BridgeState::Completed,
-        Some(&completed("AGENT", "sales")),
-    );
+    let other = router
+        .plan(
+            &transfer(),
+            BridgeState::Completed,
+            Some(&completed("AGENT", "sales")),
+        )
+        .actions;
     assert_eq!(other[0].id, "ct-1.agent");
 }
 
@@ -116,6 +125,8 @@ fn missing_task_still_gives_a_usable_key() {
         "createdAt": "x", "type": "SIP", "outputContext": {"transferType": "AGENT"}
     }))
     .unwrap();
-    let actions = router.plan(&transfer(), BridgeState::Completed, Some(&resource));
+    let actions = router
+        .plan(&transfer(), BridgeState::Completed, Some(&resource))
+        .actions;
     assert_eq!(target(&actions[0]).routing_key, "agent.none");
 }

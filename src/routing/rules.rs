@@ -20,6 +20,10 @@ pub struct RouteConfig {
     /// Publish the event to an exchange.
     #[serde(default)]
     pub amqp: Option<AmqpRoute>,
+    /// Make a SIP instruction for the PBX (published to the PBX exchange,
+    /// embedded in the event, served at `/v1/transfers/{id}/sip`).
+    #[serde(default)]
+    pub sip: Option<super::sip_action::SipRoute>,
     /// Send the webhook for this outcome (when a callback URL is known).
     #[serde(default = "yes")]
     pub webhook: bool,
@@ -99,7 +103,10 @@ impl MatchConfig {
 }
 
 /// Checks `config check` reports, each with the rule's index and reason.
-pub fn validate_routes(routes: &[RouteConfig]) -> Result<(), ConfigError> {
+pub fn validate_routes(
+    routes: &[RouteConfig],
+    sip: &crate::sip::SipConfig,
+) -> Result<(), ConfigError> {
     let mut seen = std::collections::HashSet::new();
     for (i, route) in routes.iter().enumerate() {
         let key = |field: &str| format!("routes[{i}].{field}");
@@ -149,6 +156,10 @@ pub fn validate_routes(routes: &[RouteConfig]) -> Result<(), ConfigError> {
             super::template::check(&amqp.routing_key)
                 .map_err(|e| ConfigError::invalid(key("amqp.routing_key"), e))?;
         }
+        if let Some(route_sip) = &route.sip {
+            super::sip_action::check(route_sip, sip)
+                .map_err(|(field, e)| ConfigError::invalid(key(field), e))?;
+        }
     }
     Ok(())
 }
@@ -165,16 +176,20 @@ mod tests {
     fn reports_bad_rules_with_index() {
         let good = route("name = \"a\"");
         let bad = route("name = \"b\"\nmatch = { task = \"[x\" }");
-        let err = validate_routes(&[good.clone(), bad])
+        let sip = crate::sip::SipConfig::default();
+        let err = validate_routes(&[good.clone(), bad], &sip)
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("routes[1].match.task: bad glob"), "{err}");
-        let dup = validate_routes(&[good.clone(), good.clone()])
+        let dup = validate_routes(&[good.clone(), good.clone()], &sip)
             .unwrap_err()
             .to_string();
         assert!(dup.contains("routes[1].name"), "{dup}");
         let tpl = route("name = \"c\"\namqp = { exchange = \"x\", routing_key = \"{{ oops\" }");
-        let err = validate_routes(&[tpl]).unwrap_err().to_string();
+        let err = validate_routes(&[tpl], &sip).unwrap_err().to_string();
         assert!(err.starts_with("routes[0].amqp.routing_key"), "{err}");
+        let profile = route("name = \"d\"\nsip = { profile = \"nope\" }");
+        let err = validate_routes(&[profile], &sip).unwrap_err().to_string();
+        assert!(err.starts_with("routes[0].sip.profile"), "{err}");
     }
 }

@@ -41,7 +41,7 @@ macro_rules! select {
     ($rest:literal) => {
         concat!(
             "SELECT seq, id, state, upstream_status, upstream_json, callback_url, metadata_json, \
-             polls, reason, created_at, updated_at, request_json FROM transfers ",
+             polls, reason, created_at, updated_at, request_json, sip_json FROM transfers ",
             $rest
         )
     };
@@ -164,16 +164,18 @@ pub async fn finish(
     state: BridgeState,
     reason: Option<&str>,
     polls: Option<u32>,
+    sip: Option<&Value>,
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
-        "UPDATE transfers SET state = $2, reason = $3, polls = COALESCE($4, polls), updated_at = $5 \
-         WHERE id = $1 AND state = 'TRACKING'",
+        "UPDATE transfers SET state = $2, reason = $3, polls = COALESCE($4, polls), updated_at = $5, \
+         sip_json = $6 WHERE id = $1 AND state = 'TRACKING'",
     )
     .bind(id.as_str())
     .bind(state.as_str())
     .bind(reason)
     .bind(polls)
     .bind(now_text())
+    .bind(sip.map(Value::to_string))
     .execute(conn)
     .await?
     .rows_affected();
@@ -185,6 +187,7 @@ fn from_row(row: &SqliteRow) -> Result<Transfer, StoreError> {
     let state: String = row.try_get("state")?;
     let upstream: Option<String> = row.try_get("upstream_json")?;
     let metadata: String = row.try_get("metadata_json")?;
+    let sip: Option<String> = row.try_get("sip_json")?;
     let corrupt = |what: &str| StoreError::Corrupt(format!("transfer {id}: {what}"));
     Ok(Transfer {
         id: TransferId::parse(&id).map_err(|e| corrupt(&e.to_string()))?,
@@ -198,6 +201,10 @@ fn from_row(row: &SqliteRow) -> Result<Transfer, StoreError> {
         metadata: serde_json::from_str(&metadata).map_err(|_| corrupt("metadata_json"))?,
         polls: row.try_get::<i64, _>("polls")?.clamp(0, u32::MAX as i64) as u32,
         reason: row.try_get("reason")?,
+        sip: sip
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|_| corrupt("sip_json"))?,
         created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
         updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
     })

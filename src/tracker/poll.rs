@@ -211,16 +211,20 @@ pub async fn finish(
     let Some(mut transfer) = store::fetch(&mut tx, &st.id).await? else {
         return Ok(());
     };
-    if !store::finish(&mut tx, &st.id, state, reason, Some(st.polls)).await? {
-        // Cancelled (or finished) meanwhile: that change already has its actions.
-        return Ok(());
-    }
     transfer.state = state;
     transfer.reason = reason.map(str::to_owned);
     transfer.polls = st.polls;
-    let actions = deps
+    let plan = deps
         .router
         .plan(&transfer, state, fetched.map(|f| &f.resource));
+    let sip = plan.event.sip.as_ref();
+    // A route that could not run in full says why in the event; keep it.
+    let reason = reason.or(plan.event.reason.as_deref());
+    if !store::finish(&mut tx, &st.id, state, reason, Some(st.polls), sip).await? {
+        // Cancelled (or finished) meanwhile: that change already has its actions.
+        return Ok(());
+    }
+    let actions = plan.actions;
     repo::enqueue(&mut tx, &actions).await?;
     tx.commit().await?;
     metrics::counter!("bridge_transfers_finished_total", "state" => state.as_str()).increment(1);

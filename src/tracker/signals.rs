@@ -117,6 +117,7 @@ mod tests {
     fn trust_follows_the_share_of_signalled_completions() {
         let mut cfg = Config::from_figment(Config::embedded()).unwrap().polling;
         cfg.ongoing_interval = Duration::from_secs(5);
+        cfg.signal_trust = 0.9;
         let policy = SignalAware::new(Box::new(FixedPolicy::from_config(&cfg)), &cfg);
         let mut state = TrackState::new(
             TransferId::parse("t").unwrap(),
@@ -133,9 +134,8 @@ mod tests {
         );
         policy.observe_completion(&done(true));
         assert_eq!(policy.next_delay(&state), cfg.safety_interval);
-        // The PBX integration breaks: a few unsignalled completions later,
-        // normal polling is back.
-        // (20 of 23 is under the default 0.9.)
+        // The PBX integration breaks: a few unsignalled completions later
+        // (20 of 23 = 0.87 < 0.9), normal polling is back.
         for _ in 0..3 {
             policy.observe_completion(&done(false));
         }

@@ -139,6 +139,7 @@ mod tests {
             metadata: Default::default(),
             polls: 7,
             reason: None,
+            sip: None,
             created_at: OffsetDateTime::now_utc(),
             updated_at: OffsetDateTime::now_utc(),
         };

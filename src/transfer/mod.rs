@@ -13,7 +13,7 @@ pub use id::{InvalidId, TransferId};
 use crate::upstream::Status;
 
 /// The bridge's own lifecycle of a transfer (DESIGN.md, "Bridge states").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BridgeState {
     Tracking,
@@ -97,6 +97,8 @@ pub struct Transfer {
     pub polls: u32,
     /// Why the transfer ended FAILED or CANCELLED.
     pub reason: Option<String>,
+    /// The SIP instruction made at completion, if a route asked for one.
+    pub sip: Option<Value>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }

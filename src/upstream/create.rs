@@ -20,6 +20,10 @@ pub struct CreateCallTransfer {
     pub sip: Option<super::model::SipReturn>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_context: Option<InputContext>,
+    /// Fields this build does not know, sent on as received, so a field the
+    /// vendor adds later reaches the upstream through the bridge.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -101,7 +105,8 @@ mod tests {
         let body: CreateCallTransfer = serde_json::from_value(json!({
             "id": "t1", "externalConversationId": "c1", "type": "SIP",
             "sip": {"returnTransferType": "REFER", "returnURI": "sip:x@y"},
-            "inputContext": {"taskName": "welcome", "variables": {"a": 1}}
+            "inputContext": {"taskName": "welcome", "variables": {"a": 1}},
+            "futureField": {"x": 1}
         }))
         .unwrap();
         body.validate().unwrap();
@@ -109,6 +114,7 @@ mod tests {
         assert_eq!(out["sip"]["returnUri"], "sip:x@y");
         assert!(out["sip"].get("returnURI").is_none());
         assert_eq!(out["inputContext"]["inputVariables"]["a"], 1);
+        assert_eq!(out["futureField"]["x"], 1);
     }
 
     #[test]

@@ -1,0 +1,228 @@
+//! SIP endpoints: the instruction for a dialplan's HTTP lookup, and
+//! headers-only returns routed without any upstream call.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{ApiBytes, IdPath};
+use super::view::TransferView;
+use crate::outbox::repo;
+use crate::sip::{ParsedReturn, ReturnInput, parse_return};
+use crate::store::{self, NewTransfer};
+use crate::transfer::{BridgeState, TransferId};
+use crate::upstream::model::{OutputContext, TransferMethod, TransferType};
+use crate::upstream::{CallTransfer, ErrorEnvelope, Status};
+
+const MESSAGE_SIP: &str = "message/sip";
+
+/// `GET /v1/transfers/{id}/sip`: JSON, or the raw message with
+/// `Accept: message/sip` (FreeSWITCH mod_curl, Asterisk CURL()).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatQuery {
+    /// `sip` for the raw message, for HTTP clients that cannot set `Accept`.
+    format: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/transfers/{id}/sip", tag = "sip",
+    params(("id" = String, Path, description = "callTransferId"), ("format" = Option<String>, Query, description = "`sip` for the raw message")),
+    responses(
+        (status = 200, description = "The SIP instruction: JSON, or `message/sip` with Accept: message/sip or ?format=sip",
+            content((Object = "application/json"), (String = "message/sip"))),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
+        (status = 404, description = "Unknown transfer, or no instruction was made", body = ErrorEnvelope),
+    ), security(("bearer" = [])))]
+pub async fn instruction(
+    State(app): State<AppState>,
+    IdPath(id): IdPath,
+    headers: HeaderMap,
+    query: Result<Query<FormatQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let transfer = app.find(&id).await?;
+    let Some(sip) = transfer.sip else {
+        return Err(ApiError::NotFound(format!(
+            "transfer {id} has no SIP instruction (state {}; one is made when a route with `sip` matches its completion)",
+            transfer.state
+        )));
+    };
+    let wants_raw = query.format.as_deref() == Some("sip")
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.to_ascii_lowercase().contains(MESSAGE_SIP));
+    if wants_raw {
+        let message = sip["message"].as_str().unwrap_or_default().to_string();
+        return Ok(([(header::CONTENT_TYPE, MESSAGE_SIP)], message).into_response());
+    }
+    Ok(Json(sip).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReturnBody {
+    refer_to: Option<String>,
+    message: Option<String>,
+}
+
+/// `POST /v1/sip/returns`: a Refer-To URI or a whole REFER/INVITE, as JSON
+/// (`{"referTo"}` or `{"message"}`), `text/plain` (a URI) or `message/sip`.
+#[utoipa::path(post, path = "/v1/sip/returns", tag = "sip",
+    request_body(description = "`{\"referTo\": uri}` or `{\"message\": text}` as JSON, a URI as text/plain, or a SIP message as message/sip",
+        content((Object = "application/json"), (String = "text/plain"), (String = "message/sip"))),
+    responses(
+        (status = 201, description = "Routed as a new completed transfer", body = TransferView),
+        (status = 200, description = "Completed a tracked transfer, or a repeat", body = TransferView),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
+        (status = 415, description = "Unsupported content type", body = ErrorEnvelope),
+        (status = 422, description = "Malformed URI or message (the reason says where)", body = ErrorEnvelope),
+    ), security(("bearer" = [])))]
+pub async fn returns(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiBytes(body): ApiBytes,
+) -> Result<Response, ApiError> {
+    let (text, is_message) = read_input(&headers, &body)?;
+    let input = if is_message {
+        ReturnInput::Message(&text)
+    } else {
+        ReturnInput::ReferTo(&text)
+    };
+    let parsed = parse_return(input, &app.config.sip.header_prefix)
+        .map_err(|e| ApiError::Invalid(format!("cannot read the SIP return: {e}")))?;
+    let id = return_id(&parsed, &text)?;
+    let resource = completed_resource(&id, &parsed);
+    let (status, transfer_id) = complete(&app, &id, &resource).await?;
+    let transfer = app.find(&transfer_id).await?;
+    Ok((status, Json(app.view(transfer).await?)).into_response())
+}
+
+fn read_input(headers: &HeaderMap, body: &Bytes) -> Result<(String, bool), ApiError> {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ctype
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let text = || {
+        String::from_utf8(body.to_vec()).map_err(|_| ApiError::Invalid("body is not UTF-8".into()))
+    };
+    match essence.as_str() {
+        "application/json" => {
+            let parsed: ReturnBody = serde_json::from_slice(body)
+                .map_err(|e| ApiError::Invalid(format!("body: {e}")))?;
+            match (parsed.refer_to, parsed.message) {
+                (Some(uri), None) => Ok((uri, false)),
+                (None, Some(message)) => Ok((message, true)),
+                _ => Err(ApiError::Invalid(
+                    "give exactly one of referTo or message".into(),
+                )),
+            }
+        }
+        "text/plain" => Ok((text()?, false)),
+        MESSAGE_SIP => Ok((text()?, true)),
+        _ => Err(ApiError::UnsupportedMediaType(
+            "send application/json, text/plain (a URI) or message/sip".into(),
+        )),
+    }
+}
+
+/// The PBX's `X-ASAPP-CallTransferId` when present; otherwise a stable id
+/// derived from the conversation id (or the input), so a repeated POST of
+/// the same return dedupes instead of routing twice.
+fn return_id(parsed: &ParsedReturn, text: &str) -> Result<TransferId, ApiError> {
+    if let Some(id) = &parsed.call_transfer_id {
+        return TransferId::parse(id)
+            .map_err(|e| ApiError::Invalid(format!("X-ASAPP-CallTransferId: {e}")));
+    }
+    let seed = parsed.external_conversation_id.as_deref().unwrap_or(text);
+    let digest = Sha256::digest(seed.as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    Ok(TransferId::parse(&format!("sip-return-{hex}")).expect("hex ids are valid"))
+}
+
+fn completed_resource(id: &TransferId, parsed: &ParsedReturn) -> CallTransfer {
+    let now = crate::routing::event::now_rfc3339();
+    CallTransfer {
+        id: id.to_string(),
+        external_conversation_id: parsed.external_conversation_id.clone().unwrap_or_default(),
+        status: Status::Completed,
+        created_at: now.clone(),
+        kind: TransferMethod::Sip,
+        call_received_at: None,
+        completed_at: Some(now),
+        input_context: None,
+        output_context: Some(OutputContext {
+            transfer_type: parsed.transfer_type.as_deref().map(TransferType::from),
+            current_task_name: parsed.current_task_name.clone(),
+            reference_variables: parsed.reference_variables.clone(),
+            transfer_variables: parsed.transfer_variables.clone(),
+        }),
+        phone_number: None,
+        sip: None,
+    }
+}
+
+/// Record the return as the transfer's completion and route it, in one
+/// transaction. 201 when the transfer is new to the bridge, 200 otherwise.
+async fn complete(
+    app: &AppState,
+    id: &TransferId,
+    resource: &CallTransfer,
+) -> Result<(StatusCode, TransferId), ApiError> {
+    let raw = serde_json::to_value(resource).map_err(ApiError::internal)?;
+    let mut tx = app.store.begin().await?;
+    let (status, mut transfer) = match store::fetch(&mut tx, id).await? {
+        Some(existing) if existing.state.is_terminal() => return Ok((StatusCode::OK, id.clone())),
+        Some(existing) => (StatusCode::OK, existing),
+        None => {
+            let new = NewTransfer {
+                id: id.clone(),
+                callback_url: None,
+                metadata: BTreeMap::new(),
+                request_json: "sip-return".into(),
+                upstream_status: None,
+                upstream: None,
+            };
+            match store::register(&mut tx, &new).await? {
+                store::Registered::Created(t) => (StatusCode::CREATED, t),
+                _ => return Ok((StatusCode::OK, id.clone())),
+            }
+        }
+    };
+    store::record_upstream(&mut tx, id, "COMPLETED", &raw, transfer.polls).await?;
+    transfer.state = BridgeState::Completed;
+    let plan = app
+        .router
+        .plan(&transfer, BridgeState::Completed, Some(resource));
+    if store::finish(
+        &mut tx,
+        id,
+        BridgeState::Completed,
+        plan.event.reason.as_deref(),
+        None,
+        plan.event.sip.as_ref(),
+    )
+    .await?
+    {
+        repo::enqueue(&mut tx, &plan.actions).await?;
+    }
+    tx.commit().await?;
+    app.tracker.untrack(id.clone()).await;
+    app.outbox_wake.notify_one();
+    Ok((status, id.clone()))
+}
