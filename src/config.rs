@@ -355,50 +355,5 @@ mod secret_list {
 
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail's closure signature, not ours
-mod tests {
-    use super::*;
-    use figment::Jail;
-
-    #[test]
-    fn defaults_are_valid() {
-        let config = Config::from_figment(Figment::from(Toml::string(DEFAULTS_TOML))).unwrap();
-        assert_eq!(config.amqp.agent_exchange, "transfer.agent");
-        assert_eq!(config.http.max_body_bytes, 65536);
-        assert_eq!(config.routes.len(), 2);
-    }
-
-    #[test]
-    fn env_overrides_file_and_names_bad_keys() {
-        Jail::expect_with(|jail| {
-            jail.create_file("custom.toml", "[polling]\nongoing_interval = \"9s\"\n")?;
-            jail.set_env("BRIDGE_UPSTREAM__API_SECRET", "s3cr3t-value");
-            jail.set_env("BRIDGE_HTTP__API_TOKENS", "tok-a, tok-b");
-            let config = Config::load(Some(Path::new("custom.toml"))).unwrap();
-            assert_eq!(config.polling.ongoing_interval, Duration::from_secs(9));
-            assert_eq!(config.http.api_tokens.len(), 2);
-            let printed = config.redacted_toml();
-            assert!(!printed.contains("s3cr3t-value"), "{printed}");
-            assert!(!printed.contains("tok-a"));
-            assert!(!printed.contains("guest:guest"), "{printed}");
-            assert!(!format!("{config:?}").contains("s3cr3t-value"));
-
-            jail.set_env("BRIDGE_HTTP__MAX_BODY_BYTES", "lots");
-            let err = Config::load(None).unwrap_err().to_string();
-            assert!(
-                err.starts_with("http.max_body_bytes: invalid type"),
-                "{err}"
-            );
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn validation_names_the_key() {
-        Jail::expect_with(|jail| {
-            jail.set_env("BRIDGE_UPSTREAM__RATE_LIMIT_PER_S", "0");
-            let err = Config::load(None).unwrap_err().to_string();
-            assert_eq!(err, "upstream.rate_limit_per_s: must be greater than 0");
-            Ok(())
-        });
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

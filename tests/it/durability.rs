@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use transfer_bridge::simulator;
 
+use crate::crash::{Crashable, kill_broker_connection};
 use crate::helpers::*;
 
 const TRANSFERS: usize = 40;
