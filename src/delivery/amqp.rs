@@ -223,22 +223,29 @@ async fn connect(cfg: &AmqpConfig) -> Result<(Connection, Channel), lapin::Error
     Ok((conn, channel))
 }
 
-/// Durable topic exchanges and the durable audit queue bound to `#`, so
-/// audit records survive with no consumer attached.
-pub async fn declare_topology(channel: &Channel, cfg: &AmqpConfig) -> Result<(), lapin::Error> {
+/// One of the bridge's durable topic exchanges. Consumers that may start
+/// before the bridge declare with this too: a redeclaration with other
+/// arguments would be refused by the broker.
+pub async fn declare_exchange(channel: &Channel, name: &str) -> Result<(), lapin::Error> {
     let durable = ExchangeDeclareOptions {
         durable: true,
         ..Default::default()
     };
+    channel
+        .exchange_declare(
+            name.into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// Durable topic exchanges and the durable audit queue bound to `#`, so
+/// audit records survive with no consumer attached.
+pub async fn declare_topology(channel: &Channel, cfg: &AmqpConfig) -> Result<(), lapin::Error> {
     for exchange in [&cfg.agent_exchange, &cfg.pbx_exchange, &cfg.audit_exchange] {
-        channel
-            .exchange_declare(
-                exchange.as_str().into(),
-                ExchangeKind::Topic,
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
+        declare_exchange(channel, exchange).await?;
     }
     let queue = QueueDeclareOptions {
         durable: true,

@@ -2,12 +2,9 @@
 //! queue bound to the agent and PBX exchanges, printing what arrives.
 
 use futures::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Connection, ConnectionProperties};
 
 use crate::config::AmqpConfig;
 
@@ -19,10 +16,6 @@ pub struct DemoConsumer {
 pub async fn bind(url: &str, cfg: &AmqpConfig) -> anyhow::Result<DemoConsumer> {
     let conn = Connection::connect(url, ConnectionProperties::default()).await?;
     let channel = conn.create_channel().await?;
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
     let queue = channel
         .queue_declare(
             "".into(),
@@ -35,15 +28,8 @@ pub async fn bind(url: &str, cfg: &AmqpConfig) -> anyhow::Result<DemoConsumer> {
         )
         .await?;
     for (exchange, key) in [(&cfg.agent_exchange, "agent.#"), (&cfg.pbx_exchange, "#")] {
-        // Same arguments as the bridge's own declaration, so either may run first.
-        channel
-            .exchange_declare(
-                exchange.as_str().into(),
-                ExchangeKind::Topic,
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
+        // The bridge's own declaration, so either may run first.
+        crate::delivery::amqp::declare_exchange(&channel, exchange).await?;
         channel
             .queue_bind(
                 queue.name().clone(),
