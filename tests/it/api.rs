@@ -86,12 +86,7 @@ async fn invalid_input_gets_the_envelope() {
     let too_large = app.register(huge).await;
     assert_eq!(too_large.status(), 413);
     assert_envelope(&too_large.json().await.unwrap(), "413-01");
-    let missing = app
-        .http
-        .get(format!("{}/v1/transfers/nope", app.base))
-        .send()
-        .await
-        .unwrap();
+    let missing = app.get("/v1/transfers/nope").await;
     assert_eq!(missing.status(), 404);
     assert_envelope(&missing.json().await.unwrap(), "404-01");
     let request_id = app
@@ -131,12 +126,7 @@ async fn bearer_tokens_guard_v1_only() {
         .await
         .unwrap();
     assert_eq!(right.status(), 200);
-    let health = app
-        .http
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let health = app.get("/healthz").await;
     assert_eq!(health.status(), 200);
 }
 
@@ -176,21 +166,13 @@ async fn list_filters_by_state_and_pages() {
     }
     assert_eq!(seen, ids);
     let done: Value = app
-        .http
-        .get(format!("{}/v1/transfers?state=COMPLETED", app.base))
-        .send()
+        .get("/v1/transfers?state=COMPLETED")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert!(done["items"].as_array().unwrap().is_empty());
-    let bad = app
-        .http
-        .get(format!("{}/v1/transfers?state=NOPE", app.base))
-        .send()
-        .await
-        .unwrap();
+    let bad = app.get("/v1/transfers?state=NOPE").await;
     assert_eq!(bad.status(), 422);
 }
 

@@ -48,12 +48,7 @@ async fn returned(app: &TestApp, id: &str) -> u16 {
 }
 
 async fn readyz(app: &TestApp) -> (u16, Value) {
-    let response = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/readyz").await;
     (response.status().as_u16(), response.json().await.unwrap())
 }
 

@@ -109,12 +109,7 @@ async fn a_dropped_broker_connection_recovers_by_itself() {
     }
     assert_eq!(seen, ids);
     // Ready again once reconnected.
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
 }
 

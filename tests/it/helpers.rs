@@ -178,6 +178,15 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// `GET` a path of this bridge, e.g. `app.get("/v1/transfers")`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn view(&self, id: &str) -> Value {
         self.http
             .get(format!("{}/v1/transfers/{id}", self.base))

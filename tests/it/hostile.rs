@@ -34,12 +34,7 @@ async fn assert_4xx(app: &TestApp, response: reqwest::Response, what: &str) {
         error["requestId"].as_str().is_some_and(|r| !r.is_empty()),
         "{what}"
     );
-    let health = app
-        .http
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let health = app.get("/healthz").await;
     assert_eq!(health.status(), 200, "still serving after {what}");
 }
 
@@ -125,12 +120,7 @@ async fn malformed_bodies_and_content_types() {
         "nope=1",
         "limit=99999999999999999999",
     ] {
-        let response = app
-            .http
-            .get(format!("{}/v1/transfers?{query}", app.base))
-            .send()
-            .await
-            .unwrap();
+        let response = app.get(&format!("/v1/transfers?{query}")).await;
         assert_4xx(&app, response, query).await;
     }
 }

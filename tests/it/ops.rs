@@ -24,12 +24,7 @@ async fn shutdown_drains_with_503_then_finishes_in_flight_work() {
     assert_eq!(refused.status(), 503);
     let error: Value = refused.json().await.unwrap();
     assert_eq!(error["error"]["code"], "503-01");
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 503);
     assert_eq!(ready.json::<Value>().await.unwrap()["status"], "draining");
     // Tracking went on during the grace period: the completion is published.
@@ -80,15 +75,7 @@ async fn registration_is_rate_limited_per_token() {
 #[tokio::test]
 async fn openapi_and_metrics_are_served() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .http
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     let checked_in: Value = serde_json::from_str(include_str!("../../openapi.json")).unwrap();
     assert_eq!(doc, checked_in);
@@ -96,15 +83,7 @@ async fn openapi_and_metrics_are_served() {
     app.script(&id, json!({"timeline": [{"status": "EXPIRED"}]}));
     app.register_id(&id).await;
     app.settled(&id).await;
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get("/metrics").await.text().await.unwrap();
     for name in [
         "bridge_upstream_requests_total",
         "bridge_transfers_finished_total",

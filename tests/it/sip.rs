@@ -214,12 +214,7 @@ async fn no_instruction_is_a_clear_404() {
     let _agent = app.bind(&app.config.amqp.agent_exchange, "agent.#").await;
     app.register_id(&id).await;
     app.settled(&id).await;
-    let r = app
-        .http
-        .get(format!("{}/v1/transfers/{id}/sip", app.base))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get(&format!("/v1/transfers/{id}/sip")).await;
     assert_eq!(r.status(), 404);
     let error: Value = r.json().await.unwrap();
     assert!(
