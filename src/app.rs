@@ -14,7 +14,8 @@ use crate::delivery::{AmqpPublisher, Sinks};
 use crate::outbox::Dispatcher;
 use crate::routing::Router;
 use crate::store::Store;
-use crate::tracker::{PollDeps, TrackState, Tracker, policy_from_config};
+use crate::tracker::{Integrations, PollDeps, TrackState, Tracker, policy_from_config};
+use crate::transfer::Waiters;
 use crate::upstream::{Budget, UpstreamClient};
 
 /// A built but not yet running bridge. Tests build one per case on a fresh
@@ -25,6 +26,8 @@ pub struct App {
     upstream: UpstreamClient,
     amqp: AmqpPublisher,
     dispatcher: Dispatcher,
+    integrations: Arc<Integrations>,
+    waiters: Arc<Waiters>,
 }
 
 impl App {
@@ -52,12 +55,15 @@ impl App {
             config.outbox.clone(),
             config.amqp.audit_exchange.clone(),
         );
+        let waiters = Waiters::new(config.http.max_waiters);
         Ok(Self {
             config,
             store,
             upstream,
             amqp,
             dispatcher,
+            integrations: Integrations::new(),
+            waiters,
         })
     }
 
@@ -101,6 +107,7 @@ impl App {
             metrics: crate::telemetry::metrics_handle(),
             draining: shutdown.clone(),
             register_limit: Arc::new(RegisterLimiter::new(&self.config.http)),
+            waiters: self.waiters.clone(),
         };
         tracing::info!(addr = %listener.local_addr()?, "transfer-bridge listening");
         axum::serve(listener, api::app(state))
@@ -131,7 +138,9 @@ impl App {
             router: Router::new(&self.config),
             outbox_wake: self.dispatcher.waker(),
             config: self.config.polling.clone(),
-            policy: policy_from_config(&self.config.polling),
+            policy: policy_from_config(&self.config.polling, self.integrations.clone()),
+            integrations: self.integrations.clone(),
+            waiters: self.waiters.clone(),
             auth_fail_after: self.config.upstream.auth_fail_after,
         }
     }
@@ -147,8 +156,9 @@ impl App {
         // What each transfer's last resource said lets the policy schedule
         // it (an ACTIVE one at its expiry, say) instead of a GET for all at once.
         for transfer in pending {
+            let integration = tracker.integration(transfer.integration.as_deref());
             tracker
-                .track_per_policy(TrackState::resumed(&transfer))
+                .track_per_policy(TrackState::resumed(&transfer, integration))
                 .await;
         }
         if count > 0 {

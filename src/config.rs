@@ -75,6 +75,11 @@ pub struct HttpConfig {
     /// bucket when auth is off), with `register_burst` in reserve.
     pub register_rate_per_s: u32,
     pub register_burst: u32,
+    /// Longest `?wait=` a request may be held for; longer asks are capped.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// Requests held with `?wait=` at once; beyond it: 503 with Retry-After.
+    pub max_waiters: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -198,6 +203,10 @@ impl Config {
         positive("http.max_body_bytes", self.http.max_body_bytes as u32)?;
         positive("http.register_rate_per_s", self.http.register_rate_per_s)?;
         positive("http.register_burst", self.http.register_burst)?;
+        positive(
+            "http.max_waiters",
+            self.http.max_waiters.min(u32::MAX as usize) as u32,
+        )?;
         let store = self.store.url.expose_secret();
         if !store.starts_with("sqlite:") {
             return Err(ConfigError::invalid(

@@ -10,8 +10,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use transfer_bridge::routing::Router;
-use transfer_bridge::tracker::{Phase, PollDeps, TrackState, Tracker, policy_from_config};
+use transfer_bridge::tracker::{
+    Integrations, Phase, PollDeps, TrackState, Tracker, policy_from_config,
+};
 use transfer_bridge::transfer::TransferId;
+use transfer_bridge::transfer::Waiters;
 use transfer_bridge::upstream::{Budget, UpstreamClient};
 
 use crate::proc::status_kib;
@@ -32,13 +35,16 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Memory> {
         .bridge_rt
         .spawn(async move {
             let budget = Arc::new(Budget::new(&config.upstream));
+            let integrations = Integrations::new();
             let deps = PollDeps {
                 store: store.clone(),
                 upstream: UpstreamClient::new(&config.upstream, budget)?,
                 router: Router::new(&config),
                 outbox_wake: Arc::new(Notify::new()),
                 config: config.polling.clone(),
-                policy: policy_from_config(&config.polling),
+                policy: policy_from_config(&config.polling, integrations.clone()),
+                integrations,
+                waiters: Waiters::new(config.http.max_waiters),
                 auth_fail_after: config.upstream.auth_fail_after,
             };
             track(deps, n).await

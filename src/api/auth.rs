@@ -46,3 +46,16 @@ pub async fn require_token(
         }
     }
 }
+
+/// The integration a request belongs to, for learning signal trust: a
+/// fingerprint of its bearer token (never the token itself), or the shared
+/// bucket when auth is off. Stable across restarts and token reordering.
+pub fn integration_name(tokens: &[secrecy::SecretString], token: Option<TokenId>) -> String {
+    use sha2::{Digest, Sha256};
+    let Some(secret) = token.and_then(|t| tokens.get(t.0)) else {
+        return crate::tracker::SHARED_INTEGRATION.to_string();
+    };
+    let digest = Sha256::digest(secret.expose_secret().as_bytes());
+    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("tok-{hex}")
+}

@@ -54,9 +54,14 @@ pub enum ApiError {
     /// 502: the upstream failed or refused.
     #[error("{0}")]
     Upstream(String),
-    /// 503: shutting down, or a dependency is down.
+    /// 503 with Retry-After: shutting down, too many held requests, or a
+    /// dependency is down.
     #[error("{0}")]
     Unavailable(String),
+    /// 504 with Retry-After: a `?wait=` ran out while the transfer was still
+    /// TRACKING. Unlike 404 ("no instruction will come"), asking again helps.
+    #[error("{0}")]
+    StillTracking(String),
     /// 500: logged with detail, answered without.
     #[error("internal error")]
     Internal(String),
@@ -76,6 +81,7 @@ impl ApiError {
             Self::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StillTracking(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -107,6 +113,10 @@ impl IntoResponse for ApiError {
             }
             Self::TooMany(after) => {
                 let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            Self::Unavailable(_) | Self::StillTracking(_) => {
+                let secs = super::wait::RETRY_AFTER_SECS;
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
             _ => {}

@@ -11,6 +11,7 @@ mod request_id;
 mod sip;
 mod transfers;
 mod view;
+mod wait;
 
 use std::sync::Arc;
 
@@ -47,6 +48,9 @@ pub struct AppState {
     /// Fired at shutdown: registrations answer 503 from then on.
     pub draining: tokio_util::sync::CancellationToken,
     pub register_limit: Arc<RegisterLimiter>,
+    /// Requests held with `?wait=`; the state change that ends TRACKING
+    /// wakes them.
+    pub waiters: Arc<crate::transfer::Waiters>,
 }
 
 impl AppState {
@@ -70,6 +74,11 @@ impl AppState {
         }
         view.actions = Some(actions);
         Ok(view)
+    }
+
+    /// See [`auth::integration_name`].
+    fn integration_of(&self, token: Option<limit::TokenId>) -> String {
+        auth::integration_name(&self.config.http.api_tokens, token)
     }
 
     /// Refuse an unusable callback at registration, not hours later: bad

@@ -34,12 +34,20 @@ pub struct RegisterRequest {
     /// Strings echoed in every event of this transfer.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// `true`: the PBX will signal this call's return (`/returned` or a
+    /// `?wait=` pull), so routine polls are only a safety net. `false`:
+    /// never lean on signals for it. Absent: learned per integration
+    /// (`polling.trust_signals`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_signal: Option<bool>,
 }
 
 /// Validate, create upstream if asked, insert. Returns 201, 200 or an error.
+/// `integration` names who registered it (see `AppState::integration_of`).
 pub async fn register(
     app: &AppState,
     req: RegisterRequest,
+    integration: String,
 ) -> Result<(StatusCode, Transfer), ApiError> {
     let id = resolve_id(&req)?;
     if let Some(create) = &req.create {
@@ -63,6 +71,8 @@ pub async fn register(
         request_json: fingerprint,
         upstream_status: upstream.as_ref().map(|f| f.resource.status.to_string()),
         upstream: upstream.as_ref().map(|f| f.raw.clone()),
+        integration: Some(integration),
+        return_signal: req.return_signal,
     };
     let mut tx = app.store.begin().await?;
     let registered = store::register(&mut tx, &new).await?;
@@ -93,6 +103,8 @@ pub async fn register(
 
 async fn start_tracking(app: &AppState, t: &Transfer, created: Option<&Fetched>) {
     let mut state = TrackState::new(t.id.clone(), t.created_at);
+    state.integration = app.tracker.integration(t.integration.as_deref());
+    state.return_signal = t.return_signal;
     if let Some(f) = created {
         // The create response already told us the status (and expiresAt):
         // the policy schedules the first GET from it.

@@ -19,7 +19,7 @@ use super::view::TransferView;
 use crate::outbox::repo;
 use crate::sip::{ParsedReturn, ReturnInput, parse_return};
 use crate::store::{self, NewTransfer};
-use crate::transfer::{BridgeState, TransferId};
+use crate::transfer::{BridgeState, Transfer, TransferId};
 use crate::upstream::model::{OutputContext, TransferMethod, TransferType};
 use crate::upstream::{CallTransfer, ErrorEnvelope, Status};
 
@@ -32,15 +32,22 @@ const MESSAGE_SIP: &str = "message/sip";
 pub struct FormatQuery {
     /// `sip` for the raw message, for HTTP clients that cannot set `Accept`.
     format: Option<String>,
+    /// See [`super::wait::WaitQuery`].
+    wait: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/transfers/{id}/sip", tag = "sip",
-    params(("id" = String, Path, description = "callTransferId"), ("format" = Option<String>, Query, description = "`sip` for the raw message")),
+    params(("id" = String, Path, description = "callTransferId"),
+        ("format" = Option<String>, Query, description = "`sip` for the raw message"),
+        ("wait" = Option<String>, Query, description = "Hold a TRACKING transfer's request (it counts as a returned-call signal) until it leaves TRACKING, at most this long (capped by http.max_wait): `5s`, `750ms` or seconds (`2.5`)")),
     responses(
         (status = 200, description = "The SIP instruction: JSON, or `message/sip` with Accept: message/sip or ?format=sip",
             content((Object = "application/json"), (String = "message/sip"))),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
-        (status = 404, description = "Unknown transfer, or no instruction was made", body = ErrorEnvelope),
+        (status = 404, description = "Unknown transfer; or no instruction will come: it ended (the message names the final state) without one, e.g. AGENT, CALLER_DISCONNECT, EXPIRED, FAILED; or, without `?wait=`, it is still TRACKING", body = ErrorEnvelope),
+        (status = 422, description = "Bad `wait`", body = ErrorEnvelope),
+        (status = 503, description = "Too many held requests (http.max_waiters), or shutting down; Retry-After", body = ErrorEnvelope),
+        (status = 504, description = "The `?wait=` ran out while the transfer was still TRACKING: ask again (Retry-After)", body = ErrorEnvelope),
     ), security(("bearer" = [])))]
 pub async fn instruction(
     State(app): State<AppState>,
@@ -49,12 +56,10 @@ pub async fn instruction(
     query: Result<Query<FormatQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    let transfer = app.find(&id).await?;
+    let wait = super::wait::parse(query.wait.as_deref(), app.config.http.max_wait)?;
+    let transfer = super::wait::settle(&app, &id, wait).await?;
     let Some(sip) = transfer.sip else {
-        return Err(ApiError::NotFound(format!(
-            "transfer {id} has no SIP instruction (state {}; one is made when a route with `sip` matches its completion)",
-            transfer.state
-        )));
+        return Err(no_instruction(&transfer, wait));
     };
     let wants_raw = query.format.as_deref() == Some("sip")
         || headers
@@ -66,6 +71,45 @@ pub async fn instruction(
         return Ok(([(header::CONTENT_TYPE, MESSAGE_SIP)], message).into_response());
     }
     Ok(Json(sip).into_response())
+}
+
+/// Why there is no instruction, in words a dialplan's log can act on: still
+/// TRACKING after a wait (504: ask again), or ended without one (404: none
+/// will come; the message names the final state).
+fn no_instruction(transfer: &Transfer, wait: Option<std::time::Duration>) -> ApiError {
+    let id = &transfer.id;
+    if transfer.state == BridgeState::Tracking {
+        let status = transfer
+            .upstream_status
+            .as_deref()
+            .unwrap_or("not seen yet");
+        return match wait {
+            Some(wait) => ApiError::StillTracking(format!(
+                "transfer {id} is still TRACKING (upstream status {status}) after waiting {}; no SIP instruction yet, ask again",
+                humantime::format_duration(wait)
+            )),
+            None => ApiError::NotFound(format!(
+                "transfer {id} has no SIP instruction yet: it is still TRACKING (upstream status {status}); pull with ?wait=10s to be answered when it completes"
+            )),
+        };
+    }
+    let detail = match (transfer.state, transfer_type(transfer), &transfer.reason) {
+        (BridgeState::Completed, Some(kind), _) => {
+            format!("transferType {kind}, and no route with `sip` matched it")
+        }
+        (BridgeState::Completed, None, _) => "without an outputContext".to_string(),
+        (_, _, Some(reason)) => reason.clone(),
+        (state, _, None) => format!("{state} outcomes carry no instruction"),
+    };
+    ApiError::NotFound(format!(
+        "transfer {id} has no SIP instruction: it ended {} ({detail})",
+        transfer.state
+    ))
+}
+
+/// `outputContext.transferType` of the last resource seen.
+fn transfer_type(transfer: &Transfer) -> Option<&str> {
+    transfer.upstream.as_ref()?["outputContext"]["transferType"].as_str()
 }
 
 #[derive(Deserialize)]
@@ -197,6 +241,8 @@ async fn complete(
                 request_json: "sip-return".into(),
                 upstream_status: None,
                 upstream: None,
+                integration: None,
+                return_signal: None,
             };
             match store::register(&mut tx, &new).await? {
                 store::Registered::Created(t) => (StatusCode::CREATED, t),
@@ -224,5 +270,6 @@ async fn complete(
     tx.commit().await?;
     app.tracker.untrack(id.clone()).await;
     app.outbox_wake.notify_one();
+    app.waiters.wake(id);
     Ok((status, id.clone()))
 }

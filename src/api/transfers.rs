@@ -11,6 +11,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, IdPath};
 use super::register::{RegisterRequest, register};
 use super::view::{ListResponse, TransferView};
+use super::wait::{self, WaitQuery};
 use crate::outbox::repo;
 use crate::store;
 use crate::transfer::{BridgeState, TransferId};
@@ -32,7 +33,7 @@ const MAX_PAGE: u32 = 500;
         (status = 422, description = "Invalid registration (or create body refused upstream)", body = ErrorEnvelope),
         (status = 429, description = "Registration rate limit of this token", body = ErrorEnvelope),
         (status = 502, description = "Upstream create failed", body = ErrorEnvelope),
-        (status = 503, description = "Shutting down", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down (Retry-After)", body = ErrorEnvelope),
     ), security(("bearer" = [])))]
 pub async fn create(
     State(app): State<AppState>,
@@ -47,24 +48,38 @@ pub async fn create(
     app.register_limit
         .check(token.map(|t| t.0))
         .map_err(ApiError::TooMany)?;
-    let (status, transfer) = register(&app, body).await?;
+    let integration = app.integration_of(token.map(|t| t.0));
+    let (status, transfer) = register(&app, body, integration).await?;
     let view = app.view(transfer).await?;
     Ok((status, Json(view)).into_response())
 }
 
-/// `GET /v1/transfers/{id}`: the bridge's view, with its actions.
-#[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers", params(("id" = String, Path, description = "callTransferId")),
+/// `GET /v1/transfers/{id}`: the bridge's view, with its actions. With
+/// `?wait=`, a TRACKING transfer is polled now and the answer held until it
+/// leaves TRACKING or the wait runs out (then `Retry-After` says ask again).
+#[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers",
+    params(("id" = String, Path, description = "callTransferId"), WaitQuery),
     responses(
-        (status = 200, description = "The bridge's view of the transfer", body = TransferView),
+        (status = 200, description = "The bridge's view of the transfer; with `?wait=`, after it left TRACKING, or still TRACKING (with Retry-After) when the wait ran out", body = TransferView),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
         (status = 404, description = "Unknown transfer", body = ErrorEnvelope),
+        (status = 422, description = "Bad `wait` (negative, not a duration, unknown unit, too large)", body = ErrorEnvelope),
+        (status = 503, description = "Too many held requests (http.max_waiters), or shutting down; Retry-After", body = ErrorEnvelope),
     ), security(("bearer" = [])))]
 pub async fn get_one(
     State(app): State<AppState>,
     IdPath(id): IdPath,
-) -> Result<Json<TransferView>, ApiError> {
-    let transfer = app.find(&id).await?;
-    Ok(Json(app.view(transfer).await?))
+    query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let wait = wait::parse(query.wait.as_deref(), app.config.http.max_wait)?;
+    let transfer = wait::settle(&app, &id, wait).await?;
+    let still_tracking = wait.is_some() && !transfer.state.is_terminal();
+    let response = Json(app.view(transfer).await?).into_response();
+    Ok(match still_tracking {
+        true => wait::retry_soon(response),
+        false => response,
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -157,31 +172,52 @@ pub async fn cancel(
     tx.commit().await?;
     app.tracker.untrack(id.clone()).await;
     app.outbox_wake.notify_one();
+    app.waiters.wake(&id);
     let transfer = app.find(&id).await?;
     Ok(Json(app.view(transfer).await?))
 }
 
 /// `POST /v1/transfers/{id}/returned`: the PBX saw the call come back.
-#[utoipa::path(post, path = "/v1/transfers/{id}/returned", tag = "transfers", params(("id" = String, Path, description = "callTransferId")),
+/// With `?wait=`, the answer is held until the poll it triggers (and its
+/// re-polls) see the transfer leave TRACKING, or the wait runs out.
+#[utoipa::path(post, path = "/v1/transfers/{id}/returned", tag = "transfers",
+    params(("id" = String, Path, description = "callTransferId"), WaitQuery),
     responses(
-        (status = 202, description = "Polling now, ahead of routine polls", body = TransferView),
-        (status = 200, description = "Already ended; nothing to poll", body = TransferView),
+        (status = 202, description = "Polling now, ahead of routine polls; with `?wait=`, still TRACKING when the wait ran out (Retry-After)", body = TransferView),
+        (status = 200, description = "Ended (already, or within the wait); nothing left to poll", body = TransferView),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
         (status = 404, description = "Unknown transfer", body = ErrorEnvelope),
+        (status = 422, description = "Bad `wait`", body = ErrorEnvelope),
+        (status = 503, description = "Too many held requests, shutting down, or the tracker is not running; Retry-After", body = ErrorEnvelope),
     ), security(("bearer" = [])))]
 pub async fn returned(
     State(app): State<AppState>,
     IdPath(id): IdPath,
+    query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let transfer = app.find(&id).await?;
+    let Query(query) = query?;
+    let wait = wait::parse(query.wait.as_deref(), app.config.http.max_wait)?;
+    let transfer = match wait.filter(|w| !w.is_zero()) {
+        Some(_) => wait::settle(&app, &id, wait).await?,
+        None => signal(&app, &id).await?,
+    };
     if transfer.state.is_terminal() {
         return Ok((StatusCode::OK, Json(app.view(transfer).await?)).into_response());
     }
-    let polling = app.tracker.poll_now(id.clone()).await;
-    if !polling {
+    let response = (StatusCode::ACCEPTED, Json(app.view(transfer).await?)).into_response();
+    Ok(match wait.is_some() {
+        true => wait::retry_soon(response),
+        false => response,
+    })
+}
+
+/// Poll a TRACKING transfer now, in the returned-call lane.
+async fn signal(app: &AppState, id: &TransferId) -> Result<crate::transfer::Transfer, ApiError> {
+    let transfer = app.find(id).await?;
+    if !transfer.state.is_terminal() && !app.tracker.poll_now(id.clone()).await {
         return Err(ApiError::Unavailable("the tracker is not running".into()));
     }
-    Ok((StatusCode::ACCEPTED, Json(app.view(transfer).await?)).into_response())
+    Ok(transfer)
 }
 
 /// `POST /v1/transfers/{id}/redeliver`: enqueue its actions again, same ids.

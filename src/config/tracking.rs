@@ -83,9 +83,11 @@ pub struct PollingConfig {
     pub target_lag: Duration,
     /// Adaptive: intervals scale with hazard^-exponent.
     pub hazard_exponent: f64,
-    /// Adaptive: bounds on any interval.
+    /// Adaptive: the shortest interval.
     #[serde(with = "humantime_serde")]
     pub min_interval: Duration,
+    /// Any policy: no ACTIVE or ONGOING transfer whose signals are not
+    /// trusted goes unpolled longer than this, whatever `expiresAt` says.
     #[serde(with = "humantime_serde")]
     pub max_interval: Duration,
     /// Adaptive: poll this long after `phoneNumber.expiresAt` to see EXPIRED.
@@ -138,6 +140,14 @@ impl Config {
             return Err(ConfigError::invalid(
                 "polling.max_interval",
                 "must not be shorter than polling.min_interval",
+            ));
+        }
+        // The bound is a promise (no untrusted transfer goes unpolled longer),
+        // so the p95 the policy aims for must fit inside it.
+        if poll.target_lag > poll.max_interval {
+            return Err(ConfigError::invalid(
+                "polling.target_lag",
+                "must not be longer than polling.max_interval",
             ));
         }
         if !(0.1..=1.0).contains(&poll.hazard_exponent) {

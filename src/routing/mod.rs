@@ -124,6 +124,8 @@ impl Router {
             polls: 0,
             reason: None,
             sip: None,
+            integration: None,
+            return_signal: None,
             created_at: now,
             updated_at: now,
         };

@@ -22,6 +22,8 @@ fn transfer() -> Transfer {
         polls: 3,
         reason: None,
         sip: None,
+        integration: None,
+        return_signal: None,
         created_at: now,
         updated_at: now,
     }

@@ -41,6 +41,11 @@ pub struct Script {
     /// `expireAt`, `variables`.
     #[serde(default)]
     pub quirks: bool,
+    /// `phoneNumber.expiresAt` this long after the start, instead of at the
+    /// end of the first step: a number that outlives (or dies before) its
+    /// ACTIVE phase.
+    #[serde(default)]
+    pub expires_in_ms: Option<u64>,
 }
 
 fn phone() -> String {
@@ -156,12 +161,10 @@ impl SimTransfer {
     }
 
     fn phone_number(&self) -> Value {
-        let expires_ms = self
-            .script
-            .timeline
-            .first()
-            .and_then(|s| s.for_ms)
-            .unwrap_or(60_000);
+        let expires_ms = self.script.expires_in_ms.unwrap_or_else(|| {
+            let first = self.script.timeline.first();
+            first.and_then(|s| s.for_ms).unwrap_or(60_000)
+        });
         let key = if self.script.quirks {
             "expireAt"
         } else {

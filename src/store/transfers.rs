@@ -19,6 +19,9 @@ pub struct NewTransfer {
     pub request_json: String,
     pub upstream_status: Option<String>,
     pub upstream: Option<Value>,
+    /// See [`Transfer::integration`].
+    pub integration: Option<String>,
+    pub return_signal: Option<bool>,
 }
 
 pub enum Registered {
@@ -41,7 +44,8 @@ macro_rules! select {
     ($rest:literal) => {
         concat!(
             "SELECT seq, id, state, upstream_status, upstream_json, callback_url, metadata_json, \
-             polls, reason, created_at, updated_at, request_json, sip_json FROM transfers ",
+             polls, reason, created_at, updated_at, request_json, sip_json, integration, \
+             return_signal FROM transfers ",
             $rest
         )
     };
@@ -105,8 +109,8 @@ pub async fn register(
     let now = now_text();
     let inserted = sqlx::query(
         "INSERT INTO transfers (id, state, upstream_status, upstream_json, callback_url, \
-         metadata_json, request_json, created_at, updated_at) \
-         VALUES ($1, 'TRACKING', $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (id) DO NOTHING",
+         metadata_json, request_json, created_at, updated_at, integration, return_signal) \
+         VALUES ($1, 'TRACKING', $2, $3, $4, $5, $6, $7, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
     )
     .bind(new.id.as_str())
     .bind(&new.upstream_status)
@@ -115,6 +119,8 @@ pub async fn register(
     .bind(serde_json::to_string(&new.metadata).expect("string map serializes"))
     .bind(&new.request_json)
     .bind(&now)
+    .bind(&new.integration)
+    .bind(new.return_signal)
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -205,6 +211,8 @@ fn from_row(row: &SqliteRow) -> Result<Transfer, StoreError> {
             .map(|s| serde_json::from_str(&s))
             .transpose()
             .map_err(|_| corrupt("sip_json"))?,
+        integration: row.try_get("integration")?,
+        return_signal: row.try_get("return_signal")?,
         created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
         updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
     })

@@ -113,16 +113,16 @@ impl AdaptivePolicy {
 
     /// Until the number expires nothing but the transfer itself can happen:
     /// check for EXPIRED just after `expiresAt` (at most `max_interval` away).
-    /// Without one (SIP), poll as if the call began at registration, at
-    /// most every `active_interval`.
+    /// Without one (SIP), or with one already past while the upstream still
+    /// says ACTIVE, poll as if the call began at registration, at most every
+    /// `active_interval`.
     fn active_delay(&self, st: &TrackState) -> Duration {
-        let delay = match st.expires_at {
-            Some(expires) => {
-                let wait: Duration = (expires - OffsetDateTime::now_utc())
-                    .try_into()
-                    .unwrap_or_default();
-                (wait + self.bounds.expiry_margin).min(secs(self.bounds.max))
-            }
+        let until_expiry = st
+            .expires_at
+            .and_then(|expires| Duration::try_from(expires - OffsetDateTime::now_utc()).ok())
+            .filter(|wait| !wait.is_zero());
+        let delay = match until_expiry {
+            Some(wait) => (wait + self.bounds.expiry_margin).min(secs(self.bounds.max)),
             None => secs(self.gap(st.age().as_secs_f64())).min(self.bounds.active_interval),
         };
         delay.max(secs(self.bounds.min))

@@ -55,6 +55,7 @@ fn learned(cfg: &PollingConfig, population: &[f64]) -> AdaptivePolicy {
             length: Some(Duration::from_secs_f64(population[i * 7919 % n])),
             signalled: false,
             lag: None,
+            integration: crate::tracker::IntegrationId::SHARED,
         });
     }
     policy
@@ -118,7 +119,9 @@ fn tracked(phase: Phase) -> TrackState {
 
 #[test]
 fn active_transfers_wait_for_their_number_to_expire() {
-    let policy = AdaptivePolicy::from_config(&polling(5.0));
+    let mut cfg = polling(5.0);
+    cfg.max_interval = Duration::from_secs(120);
+    let policy = AdaptivePolicy::from_config(&cfg);
     let mut state = tracked(Phase::Active);
     state.expires_at = Some(OffsetDateTime::now_utc() + Duration::from_secs(60));
     let delay = policy.next_delay(&state).as_secs_f64();
@@ -126,6 +129,32 @@ fn active_transfers_wait_for_their_number_to_expire() {
     // No expiresAt (SIP): at most active_interval.
     state.expires_at = None;
     assert_eq!(policy.next_delay(&state), Duration::from_secs(5));
+    // One already past while still ACTIVE: not every min_interval, but at
+    // most active_interval, as without one.
+    state.expires_at = Some(OffsetDateTime::now_utc() - Duration::from_secs(60));
+    let delay = policy.next_delay(&state);
+    assert!(
+        delay <= Duration::from_secs(5) && delay > cfg.min_interval,
+        "{delay:?}"
+    );
+}
+
+#[test]
+fn a_far_expiry_waits_no_longer_than_max_interval() {
+    let cfg = polling(5.0);
+    assert_eq!(
+        cfg.max_interval,
+        Duration::from_secs(30),
+        "the default bound"
+    );
+    let policy = AdaptivePolicy::from_config(&cfg);
+    let mut state = tracked(Phase::Active);
+    state.expires_at = Some(OffsetDateTime::now_utc() + Duration::from_secs(86_400 * 365));
+    assert_eq!(policy.next_delay(&state), cfg.max_interval);
+    // A fresh conversation's hazard is tiny: still no more than the bound.
+    let mut state = tracked(Phase::Ongoing);
+    state.ongoing_since = Some(tokio::time::Instant::now());
+    assert!(policy.next_delay(&state) <= cfg.max_interval);
 }
 
 #[tokio::test(start_paused = true)]
@@ -169,6 +198,7 @@ fn learning_online_from_a_wrong_prior_still_saves_gets() {
                 length: Some(Duration::from_secs_f64(call)),
                 signalled: false,
                 lag: None,
+                integration: crate::tracker::IntegrationId::SHARED,
             });
         }
         lags.sort_by(f64::total_cmp);

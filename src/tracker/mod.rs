@@ -4,12 +4,14 @@
 mod adaptive;
 mod durations;
 mod feedback;
+mod integrations;
 mod policy;
 mod poll;
 mod scheduler;
 mod signals;
 mod state;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -18,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 pub use adaptive::AdaptivePolicy;
 pub use durations::Durations;
+pub use integrations::{IntegrationId, Integrations, SHARED as SHARED_INTEGRATION};
 pub use policy::{
     Completion, FixedPolicy, PollPolicy, backoff, from_config as policy_from_config, jittered,
 };
@@ -36,6 +39,7 @@ const COMMAND_QUEUE: usize = 10_000;
 #[derive(Clone)]
 pub struct Tracker {
     tx: mpsc::Sender<Command>,
+    integrations: Arc<Integrations>,
 }
 
 impl Tracker {
@@ -48,8 +52,14 @@ impl Tracker {
         drain: Duration,
     ) -> Self {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let integrations = deps.integrations.clone();
         tasks.spawn(Scheduler::new(deps).run(rx, cancel, drain));
-        Self { tx }
+        Self { tx, integrations }
+    }
+
+    /// The id of an integration name (`None`: the shared bucket).
+    pub fn integration(&self, name: Option<&str>) -> IntegrationId {
+        self.integrations.id(name)
     }
 
     /// Start tracking; the first poll happens after `delay`.

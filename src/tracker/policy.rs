@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::adaptive::AdaptivePolicy;
+use super::integrations::{IntegrationId, Integrations};
 use super::signals::SignalAware;
 use super::state::{Phase, TrackState};
 use crate::config::{PolicyKind, PollingConfig};
@@ -24,6 +25,11 @@ pub trait PollPolicy: Send + Sync + 'static {
 
     /// A transfer completed, so a policy can learn from it.
     fn observe_completion(&self, _completion: &Completion) {}
+
+    /// The longest a routine delay of this transfer may be, jitter included.
+    fn ceiling(&self, _state: &TrackState) -> Duration {
+        Duration::MAX
+    }
 }
 
 /// What a completed transfer teaches a policy.
@@ -36,16 +42,18 @@ pub struct Completion {
     pub signalled: bool,
     /// How late a routine poll found it (`None` when a signal did).
     pub lag: Option<Duration>,
+    /// Who registered it: signal trust is learned per integration.
+    pub integration: IntegrationId,
 }
 
 /// The policy `polling.policy` names, leaning on signals per
 /// `polling.trust_signals`.
-pub fn from_config(cfg: &PollingConfig) -> Arc<dyn PollPolicy> {
+pub fn from_config(cfg: &PollingConfig, integrations: Arc<Integrations>) -> Arc<dyn PollPolicy> {
     let inner: Box<dyn PollPolicy> = match cfg.policy {
         PolicyKind::Adaptive => Box::new(AdaptivePolicy::from_config(cfg)),
         PolicyKind::Fixed => Box::new(FixedPolicy::from_config(cfg)),
     };
-    Arc::new(SignalAware::new(inner, cfg))
+    Arc::new(SignalAware::new(inner, cfg, integrations))
 }
 
 /// Scale by a random factor in `1 ± jitter`, so transfers registered

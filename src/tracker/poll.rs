@@ -10,13 +10,14 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::integrations::Integrations;
 use super::policy::{Completion, PollPolicy, backoff, jittered};
 use super::state::TrackState;
 use crate::config::PollingConfig;
 use crate::outbox::repo;
 use crate::routing::Router;
 use crate::store::{self, Store, StoreError};
-use crate::transfer::BridgeState;
+use crate::transfer::{BridgeState, Waiters};
 use crate::upstream::model::parse_time;
 use crate::upstream::{
     CallTransfer, CircuitStatus, Disposition, Fetched, Priority, UpstreamClient, UpstreamError,
@@ -32,6 +33,10 @@ pub struct PollDeps {
     pub outbox_wake: Arc<Notify>,
     pub config: PollingConfig,
     pub policy: Arc<dyn PollPolicy>,
+    /// Names of the integrations whose signal trust the policy learns.
+    pub integrations: Arc<Integrations>,
+    /// Requests held with `?wait=`, woken when a transfer leaves TRACKING.
+    pub waiters: Arc<Waiters>,
     /// `upstream.auth_fail_after`: how long refused credentials are waited
     /// out before transfers that come due end FAILED.
     pub auth_fail_after: Duration,
@@ -98,6 +103,7 @@ async fn on_resource(
                 length: conversation_length(&fetched.resource),
                 signalled,
                 lag,
+                integration: st.integration,
             });
         }
         return finish_or_retry(deps, st, done, None, Some(&fetched)).await;
@@ -120,7 +126,9 @@ async fn on_resource(
 }
 
 /// After a signal, re-poll at doubling intervals (in case the upstream lags
-/// the PBX) for `returned_window`; otherwise whatever the policy says.
+/// the PBX) for `returned_window`; otherwise whatever the policy says,
+/// jittered, but never past the policy's ceiling (`max_interval` for a
+/// transfer whose signals are not trusted).
 fn next_delay(deps: &PollDeps, st: &TrackState) -> Duration {
     if let Some(at) = st.signalled_at {
         let since = at.elapsed();
@@ -129,7 +137,8 @@ fn next_delay(deps: &PollDeps, st: &TrackState) -> Duration {
             return delay;
         }
     }
-    jittered(deps.policy.next_delay(st), deps.config.jitter)
+    let delay = jittered(deps.policy.next_delay(st), deps.config.jitter);
+    delay.min(deps.policy.ceiling(st))
 }
 
 /// How long the agent had the call, by the upstream's own clock.
@@ -231,6 +240,7 @@ pub async fn finish(
     record_finish(st, state, fetched);
     tracing::info!(call_transfer_id = %st.id, state = %state, polls = st.polls, actions = actions.len(), "transfer finished");
     deps.outbox_wake.notify_one();
+    deps.waiters.wake(&st.id);
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use super::integrations::IntegrationId;
 use crate::transfer::{Transfer, TransferId};
 use crate::upstream::model::parse_time;
 use crate::upstream::{CallTransfer, Status};
@@ -55,6 +56,10 @@ pub struct TrackState {
     /// The last time the PBX said the call came back. Within
     /// `polling.returned_window` of it, polls go first and re-poll quickly.
     pub signalled_at: Option<Instant>,
+    /// Who registered it: signal trust is learned per integration.
+    pub integration: IntegrationId,
+    /// The registration's `returnSignal`, overriding the learned trust.
+    pub return_signal: Option<bool>,
 }
 
 impl TrackState {
@@ -68,14 +73,18 @@ impl TrackState {
             polls: 0,
             failures: 0,
             signalled_at: None,
+            integration: IntegrationId::SHARED,
+            return_signal: None,
         }
     }
 
     /// A transfer a previous run left TRACKING, with what its last stored
     /// resource says, so the policy can schedule it without a GET first.
-    pub fn resumed(transfer: &Transfer) -> Self {
+    pub fn resumed(transfer: &Transfer, integration: IntegrationId) -> Self {
         let mut state = Self::new(transfer.id.clone(), transfer.created_at);
         state.polls = transfer.polls;
+        state.integration = integration;
+        state.return_signal = transfer.return_signal;
         let resource = transfer
             .upstream
             .as_ref()
@@ -140,11 +149,14 @@ mod tests {
             polls: 7,
             reason: None,
             sip: None,
+            integration: None,
+            return_signal: Some(true),
             created_at: OffsetDateTime::now_utc(),
             updated_at: OffsetDateTime::now_utc(),
         };
-        let state = TrackState::resumed(&transfer);
+        let state = TrackState::resumed(&transfer, IntegrationId::SHARED);
         assert_eq!(state.phase, Phase::Ongoing);
+        assert_eq!(state.return_signal, Some(true));
         assert_eq!(state.polls, 7);
         assert!(state.expires_at.is_some());
         let age = state.ongoing_since.unwrap().elapsed().as_secs();

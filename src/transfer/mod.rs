@@ -1,6 +1,7 @@
 //! The domain: a tracked call transfer, its id and its bridge states.
 
 mod id;
+mod waiters;
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 pub use id::{InvalidId, TransferId};
+pub use waiters::{Full as WaitersFull, Waiter, Waiters};
 
 use crate::upstream::Status;
 
@@ -99,6 +101,13 @@ pub struct Transfer {
     pub reason: Option<String>,
     /// The SIP instruction made at completion, if a route asked for one.
     pub sip: Option<Value>,
+    /// Which integration registered it (`tok-<fingerprint>` of its bearer
+    /// token, `shared` when tokens are off): signal trust is learned per
+    /// integration.
+    pub integration: Option<String>,
+    /// The registration's `returnSignal`: the PBX will (or will not) signal
+    /// this call's return, overriding the learned trust.
+    pub return_signal: Option<bool>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }

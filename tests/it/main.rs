@@ -16,4 +16,6 @@ mod ops;
 mod receiver;
 mod schema;
 mod sip;
+mod trust;
+mod wait;
 mod webhook;

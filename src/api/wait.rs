@@ -1,0 +1,167 @@
+//! `?wait=<duration>`: long-poll reads, so a dialplan gets the answer in the
+//! one request it makes when the call comes back.
+//!
+//! The pull is the signal: holding a TRACKING transfer's request polls it
+//! now in the returned-call lane, and the request answers when the state
+//! change that ends TRACKING wakes it (see `transfer::Waiters`), or when the
+//! wait runs out.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::transfer::{Transfer, TransferId};
+
+/// Longest plain-seconds value, in integer digits: a day is 5 digits, so
+/// anything near 20 is a typo or an attack, not a wait.
+const MAX_SECONDS_DIGITS: usize = 9;
+/// What a held request that ran out tells the client to wait before asking
+/// again: at once, really, but `Retry-After` counts whole seconds.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// `?wait=` on the reads that may be held.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WaitQuery {
+    /// Hold a TRACKING transfer's request until it leaves TRACKING, at most
+    /// this long (capped by `http.max_wait`): `5s`, `750ms`, or seconds (`2.5`).
+    pub wait: Option<String>,
+}
+
+/// Parse `?wait=`: a humantime duration or plain seconds, capped at `max`.
+pub fn parse(raw: Option<&str>, max: Duration) -> Result<Option<Duration>, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let plain = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let parsed = match plain {
+        true => plain_seconds(raw),
+        false => humantime::parse_duration(raw).map_err(|e| e.to_string()),
+    };
+    let wait = parsed.map_err(|why| {
+        ApiError::Invalid(format!(
+            "wait: {why} (got {raw:?}; give a duration such as 5s or 750ms, or seconds such as 2.5)"
+        ))
+    })?;
+    Ok(Some(wait.min(max)))
+}
+
+fn plain_seconds(raw: &str) -> Result<Duration, String> {
+    let integer = raw.split('.').next().unwrap_or_default();
+    if integer.len() > MAX_SECONDS_DIGITS {
+        return Err("number of seconds is too large".into());
+    }
+    let seconds: f64 = raw.parse().map_err(|_| "not a number".to_string())?;
+    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+}
+
+/// The transfer as it stands after at most `wait`. A TRACKING transfer's
+/// request counts as a returned-call signal and is held until the transfer
+/// leaves TRACKING, the wait runs out (it is then still TRACKING) or the
+/// bridge shuts down (503).
+pub async fn settle(
+    app: &AppState,
+    id: &TransferId,
+    wait: Option<Duration>,
+) -> Result<Transfer, ApiError> {
+    let Some(wait) = wait.filter(|w| !w.is_zero()) else {
+        return app.find(id).await;
+    };
+    if app.draining.is_cancelled() {
+        return Err(shutting_down());
+    }
+    // Hold before reading: a state change between the read and the wait
+    // still wakes this request.
+    let mut waiter = app.waiters.hold(id).map_err(|full| {
+        ApiError::Unavailable(format!("too many held requests: {full}; retry shortly"))
+    })?;
+    let transfer = app.find(id).await?;
+    if transfer.state.is_terminal() {
+        return Ok(transfer);
+    }
+    if !app.tracker.poll_now(id.clone()).await {
+        // The tracker lets go of a transfer once it ended it: read again.
+        let transfer = app.find(id).await?;
+        return match transfer.state.is_terminal() {
+            true => Ok(transfer),
+            false => Err(ApiError::Unavailable("the tracker is not running".into())),
+        };
+    }
+    let outcome = tokio::select! {
+        _ = waiter.changed() => "changed",
+        _ = tokio::time::sleep(wait) => "timeout",
+        _ = app.draining.cancelled() => "shutdown",
+    };
+    drop(waiter);
+    metrics::counter!("bridge_held_requests_total", "outcome" => outcome).increment(1);
+    if outcome == "shutdown" {
+        return Err(shutting_down());
+    }
+    app.find(id).await
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::Unavailable("shutting down; ask another instance or retry shortly".into())
+}
+
+/// Mark an answer given while the transfer is still TRACKING: ask again.
+pub fn retry_soon(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: Duration = Duration::from_secs(30);
+
+    fn ok(raw: &str) -> Duration {
+        parse(Some(raw), MAX).unwrap().unwrap()
+    }
+
+    #[test]
+    fn humantime_and_plain_seconds_are_read_and_capped() {
+        assert_eq!(ok("5s"), Duration::from_secs(5));
+        assert_eq!(ok("750ms"), Duration::from_millis(750));
+        assert_eq!(ok("5"), Duration::from_secs(5));
+        assert_eq!(ok("2.5"), Duration::from_millis(2500));
+        assert_eq!(ok("0"), Duration::ZERO);
+        assert_eq!(ok("1h"), MAX);
+        assert_eq!(ok("3600"), MAX);
+        assert_eq!(parse(None, MAX).unwrap(), None);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_422() {
+        for raw in [
+            "",
+            "-5",
+            "-5s",
+            "abc",
+            "5 parsecs",
+            "5x",
+            "1e309",
+            "inf",
+            "NaN",
+            "1.2.3",
+            ".",
+            "99999999999999999999",
+            "99999999999999999999s",
+            "1e3",
+        ] {
+            match parse(Some(raw), MAX) {
+                Err(e @ ApiError::Invalid(_)) => {
+                    assert!(e.to_string().starts_with("wait: "), "{raw:?}: {e}")
+                }
+                other => panic!("{raw:?} was accepted: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Per-transfer wake-ups for requests held with `?wait=`.
+//!
+//! A held request registers here before it reads the store, and the state
+//! change that ends TRACKING fires [`Waiters::wake`] after its commit, so the
+//! request answers the moment the transfer leaves TRACKING. Nothing sleeps in
+//! a loop over the store, and a transfer nobody waits for costs nothing here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::watch;
+
+use super::TransferId;
+
+/// Every held request, by transfer; bounded by `http.max_waiters`.
+pub struct Waiters {
+    slots: Mutex<Slots>,
+    max: usize,
+}
+
+#[derive(Default)]
+struct Slots {
+    by_id: HashMap<TransferId, Slot>,
+    held: usize,
+}
+
+/// One channel per transfer that has at least one held request.
+struct Slot {
+    tx: watch::Sender<()>,
+    holders: usize,
+}
+
+/// `http.max_waiters` requests are held already.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("{0} requests are held already (http.max_waiters)")]
+pub struct Full(pub usize);
+
+/// A held request's place in line; leaving it (drop) frees the slot.
+pub struct Waiter {
+    waiters: Arc<Waiters>,
+    id: TransferId,
+    rx: watch::Receiver<()>,
+}
+
+impl Waiters {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            slots: Mutex::new(Slots::default()),
+            max,
+        })
+    }
+
+    /// Register interest in `id`'s next state change. Any [`Self::wake`]
+    /// after this returns is seen by [`Waiter::changed`].
+    pub fn hold(self: &Arc<Self>, id: &TransferId) -> Result<Waiter, Full> {
+        let mut slots = self.lock();
+        if slots.held >= self.max {
+            return Err(Full(slots.held));
+        }
+        slots.held += 1;
+        let slot = slots.by_id.entry(id.clone()).or_insert_with(|| Slot {
+            tx: watch::Sender::new(()),
+            holders: 0,
+        });
+        slot.holders += 1;
+        let rx = slot.tx.subscribe();
+        let held = slots.held;
+        drop(slots);
+        metrics::gauge!("bridge_held_requests").set(held as f64);
+        Ok(Waiter {
+            waiters: self.clone(),
+            id: id.clone(),
+            rx,
+        })
+    }
+
+    /// The transfer's state changed: every request held for it answers now.
+    pub fn wake(&self, id: &TransferId) {
+        if let Some(slot) = self.lock().by_id.get(id) {
+            slot.tx.send_replace(());
+        }
+    }
+
+    /// Requests held right now.
+    pub fn held(&self) -> usize {
+        self.lock().held
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Waiter {
+    /// Resolves at the first state change after [`Waiters::hold`].
+    pub async fn changed(&mut self) {
+        // The sender lives while this waiter does, so this cannot fail.
+        let _ = self.rx.changed().await;
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let mut slots = self.waiters.lock();
+        slots.held -= 1;
+        if let Some(slot) = slots.by_id.get_mut(&self.id) {
+            slot.holders -= 1;
+            if slot.holders == 0 {
+                slots.by_id.remove(&self.id);
+            }
+        }
+        let held = slots.held;
+        drop(slots);
+        metrics::gauge!("bridge_held_requests").set(held as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn id(raw: &str) -> TransferId {
+        TransferId::parse(raw).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_wake_after_hold_reaches_every_waiter_of_that_transfer_only() {
+        let waiters = Waiters::new(10);
+        let (mut a, mut b) = (
+            waiters.hold(&id("t1")).unwrap(),
+            waiters.hold(&id("t1")).unwrap(),
+        );
+        let mut other = waiters.hold(&id("t2")).unwrap();
+        waiters.wake(&id("t1"));
+        let soon = Duration::from_millis(200);
+        assert!(tokio::time::timeout(soon, a.changed()).await.is_ok());
+        assert!(tokio::time::timeout(soon, b.changed()).await.is_ok());
+        assert!(tokio::time::timeout(soon, other.changed()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_cap_counts_held_requests_and_drops_free_them() {
+        let waiters = Waiters::new(2);
+        let a = waiters.hold(&id("t1")).unwrap();
+        let _b = waiters.hold(&id("t2")).unwrap();
+        assert!(matches!(waiters.hold(&id("t3")), Err(Full(2))));
+        drop(a);
+        assert_eq!(waiters.held(), 1);
+        assert!(waiters.hold(&id("t3")).is_ok());
+        assert!(waiters.lock().by_id.len() <= 2, "emptied slots are removed");
+    }
+
+    #[tokio::test]
+    async fn a_wake_before_hold_is_not_seen() {
+        let waiters = Waiters::new(10);
+        waiters.wake(&id("t1"));
+        let mut late = waiters.hold(&id("t1")).unwrap();
+        let quick = tokio::time::timeout(Duration::from_millis(50), late.changed());
+        assert!(quick.await.is_err());
+    }
+}

@@ -1,0 +1,195 @@
+//! Without a signal, no transfer goes unpolled past `polling.max_interval`;
+//! signal trust is learned per integration (bearer token), and a
+//! registration may decide for itself.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use transfer_bridge::config::{Config, TrustSignals};
+
+use crate::helpers::*;
+
+/// Milliseconds between the simulator's successive GETs of `id`.
+fn gaps(app: &TestApp, id: &str) -> Vec<i64> {
+    let at: Vec<i64> = app
+        .sim
+        .counters()
+        .recent
+        .iter()
+        .filter(|r| r.id == id && r.method == "GET")
+        .map(|r| r.at_ms)
+        .collect();
+    at.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+/// ACTIVE for an hour, with a number that expires in a day.
+fn far_expiry() -> Value {
+    json!({"timeline": [{"status": "ACTIVE", "forMs": 3_600_000}, {"status": "EXPIRED"}],
+        "expiresInMs": 86_400_000})
+}
+
+#[tokio::test]
+async fn with_the_default_policy_a_far_expiry_is_polled_within_30_s() {
+    let app = spawn_app_with(|c| {
+        c.polling = Config::from_figment(Config::embedded()).unwrap().polling;
+    })
+    .await;
+    assert_eq!(app.config.polling.max_interval, Duration::from_secs(30));
+    let id = unique("far");
+    app.script(&id, far_expiry());
+    app.register_id(&id).await;
+    let started = Instant::now();
+    while app.sim.gets(&id) < 2 && started.elapsed() < Duration::from_secs(33) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let gaps = gaps(&app, &id);
+    assert!(!gaps.is_empty(), "no second GET within 33 s");
+    assert!(gaps.iter().all(|&g| g <= 30_200), "{gaps:?}");
+}
+
+#[tokio::test]
+async fn fresh_ongoing_and_far_expiry_transfers_respect_max_interval() {
+    let app = spawn_app_with(|c| {
+        c.polling = Config::from_figment(Config::embedded()).unwrap().polling;
+        c.polling.max_interval = Duration::from_secs(1);
+        c.polling.target_lag = Duration::from_millis(500);
+    })
+    .await;
+    let (active, ongoing) = (unique("active"), unique("ongoing"));
+    app.script(&active, far_expiry());
+    let conversation = json!({"timeline": [{"status": "ACTIVE", "forMs": 100},
+        {"status": "ONGOING", "forMs": 3_600_000}, {"status": "COMPLETED"}], "expiresInMs": 86_400_000});
+    app.script(&ongoing, conversation);
+    app.register_id(&active).await;
+    app.register_id(&ongoing).await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    for id in [&active, &ongoing] {
+        let gaps = gaps(&app, id);
+        assert!(gaps.len() >= 3, "{id}: {gaps:?}");
+        assert!(gaps.iter().all(|&g| g <= 1_150), "{id}: {gaps:?}");
+    }
+}
+
+/// A quick conversation: ONGOING for 300 ms, then an AGENT outcome.
+fn quick() -> Value {
+    completes_with(json!({"transferType": "AGENT", "currentTaskName": "t"}))
+}
+
+/// The metric label of a token: `tok-` and 8 hex digits of its SHA-256.
+fn fingerprint(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(token.as_bytes());
+    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("tok-{hex}")
+}
+
+async fn register_as(app: &TestApp, token: &str, body: Value) {
+    let r = app
+        .http
+        .post(format!("{}/v1/transfers", app.base))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+#[tokio::test]
+async fn trust_is_per_token_and_a_silent_token_is_still_polled() {
+    let app = spawn_app_with(|c| {
+        c.http.api_tokens = vec![
+            "pbx-loud".to_string().into(),
+            "pbx-quiet".to_string().into(),
+        ];
+        c.polling.ongoing_interval = Duration::from_secs(2);
+        c.polling.active_interval = Duration::from_secs(2);
+        c.polling.max_interval = Duration::from_secs(2);
+        c.polling.target_lag = Duration::from_secs(1);
+    })
+    .await;
+    let _agent = app.bind(&app.config.amqp.agent_exchange, "agent.#").await;
+    // The loud PBX signals each of 20 calls as it comes back.
+    let loud: Vec<String> = (0..20).map(|_| unique("loud")).collect();
+    for id in &loud {
+        app.script(id, quick());
+        register_as(&app, "pbx-loud", json!({"callTransferId": id})).await;
+    }
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    for id in &loud {
+        let url = format!("{}/v1/transfers/{id}/returned?wait=5s", app.base);
+        let r = app
+            .http
+            .post(url)
+            .bearer_auth("pbx-loud")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{id}");
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let label = format!(
+        "bridge_signal_share{{integration=\"{}\"}}",
+        fingerprint("pbx-loud")
+    );
+    let share = metrics
+        .lines()
+        .find(|l| l.starts_with(&label))
+        .unwrap_or_else(|| panic!("no {label}: {metrics}"));
+    assert!(share.ends_with(" 1"), "{share}");
+    assert!(
+        !metrics.contains("pbx-loud"),
+        "the token itself never shows"
+    );
+
+    // Registered together: the loud token's call is left to its signal,
+    // the quiet one's is polled within the bound and found without one.
+    let (trusted, silent) = (unique("trusted"), unique("silent"));
+    app.script(&trusted, quick());
+    app.script(&silent, quick());
+    register_as(&app, "pbx-loud", json!({"callTransferId": trusted})).await;
+    register_as(&app, "pbx-quiet", json!({"callTransferId": silent})).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(app.sim.gets(&trusted), 0, "trusted: the signal will tell");
+    assert!(app.sim.gets(&silent) >= 2);
+    let view = app
+        .http
+        .get(format!("{}/v1/transfers/{silent}", app.base))
+        .bearer_auth("pbx-quiet")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(view.json::<Value>().await.unwrap()["state"], "COMPLETED");
+}
+
+#[tokio::test]
+async fn a_registration_decides_whether_its_return_is_signalled() {
+    let app = spawn_app_with(|c| {
+        c.polling.trust_signals = TrustSignals::Never;
+    })
+    .await;
+    let (promised, silent) = (unique("promised"), unique("silent"));
+    app.script(&promised, quick());
+    app.script(&silent, quick());
+    let r = app
+        .register(json!({"callTransferId": promised, "returnSignal": true}))
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = app
+        .register(json!({"callTransferId": silent, "returnSignal": false}))
+        .await;
+    assert_eq!(r.status(), 201);
+    // A repeat with the same body is still an identical repeat.
+    let again = app
+        .register(json!({"callTransferId": promised, "returnSignal": true}))
+        .await;
+    assert_eq!(again.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(app.sim.gets(&promised), 0);
+    assert_eq!(app.view(&silent).await["state"], "COMPLETED");
+    // Its signal then finds it at once.
+    let url = format!("{}/v1/transfers/{promised}/sip?wait=5s", app.base);
+    let r = app.http.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 404, "AGENT: no instruction");
+    assert_eq!(app.sim.gets(&promised), 1);
+}
