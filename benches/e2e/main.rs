@@ -3,12 +3,16 @@
 //!
 //! `cargo bench --bench e2e` (RabbitMQ on 127.0.0.1:5672, or AMQP_URL).
 //! `E2E_TRANSFERS` (measured per run, default 300), `E2E_WARMUP` (run first
-//! and not counted, default 150) and `E2E_COMPRESSION` (default 50) size it.
+//! and not counted, default 150) and `E2E_COMPRESSION` (default 50) size it;
+//! `E2E_PULLS` (1000) the pull stage and `E2E_HELD` (5000) the held-request
+//! memory stage. `E2E_ONLY=pull,held` picks stages.
 
 mod burst;
+mod held;
 mod memory;
 mod population;
 mod proc;
+mod pull;
 mod report;
 mod stand;
 mod tracking;
@@ -90,6 +94,19 @@ fn main() -> anyhow::Result<()> {
                 stage(&s.name);
             }
         }
+        let mut pulls = Vec::new();
+        if wanted("pull") {
+            let n = env_or("E2E_PULLS", 1000.0) as usize;
+            for mode in [pull::Mode::Pull, pull::Mode::Returned] {
+                pulls.push(pull::run(&env, n, mode).await?);
+                stage(&format!("pull: {mode:?}"));
+            }
+        }
+        let held = match wanted("held") {
+            true => Some(held::run(&env, env_or("E2E_HELD", 5000.0) as usize).await?),
+            false => None,
+        };
+        stage("held");
         let burst = match wanted("burst") {
             true => Some(burst::run(&env, 10_000).await?),
             false => None,
@@ -103,6 +120,7 @@ fn main() -> anyhow::Result<()> {
             .collect();
         report::table(&rows, compression);
         report::frontier(&fixed, &adaptive);
+        report::pulls(&pulls, held.as_ref());
         report::others(burst.as_ref(), memory.as_ref(), proc::status_kib("VmHWM"));
         anyhow::Ok(())
     })

@@ -1,7 +1,9 @@
 //! The table, the frontier, and the other figures.
 
 use crate::burst::Burst;
+use crate::held::Held;
 use crate::memory::Memory;
+use crate::pull::{Mode, PullOutcome};
 use crate::tracking::Outcome;
 
 pub fn table(outcomes: &[Outcome], compression: f64) {
@@ -92,4 +94,40 @@ pub fn others(burst: Option<&Burst>, memory: Option<&Memory>, peak_rss_kib: u64)
         "peak RSS of the whole run: {:.0} MiB",
         peak_rss_kib as f64 / 1024.0
     );
+}
+
+/// The call comes back: pull with `?wait=` against `/returned` + re-asking.
+pub fn pulls(outcomes: &[PullOutcome], held: Option<&Held>) {
+    if !outcomes.is_empty() {
+        println!();
+        println!(
+            "| PBX path at completion | transfers | GETs/transfer | first request -> instruction p50 / p95 / p99 (ms) | plain simulator GET p50 / p95 / p99 (ms) | p99 over the plain GET's p99 (ms) |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|");
+    }
+    for o in outcomes {
+        let path = match o.mode {
+            Mode::Pull => "GET /sip?wait=10s",
+            Mode::Returned => "POST /returned, GET /sip every 100 ms",
+        };
+        let (a, f) = (o.answer_ms, o.upstream_ms);
+        println!(
+            "| {path} | {} | {:.2} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {:.1} |",
+            o.transfers,
+            o.gets_per_transfer,
+            a[0],
+            a[1],
+            a[2],
+            f[0],
+            f[1],
+            f[2],
+            a[2] - f[2],
+        );
+    }
+    if let Some(h) = held {
+        println!(
+            "held requests: {} at once, {:.0} bytes of bridge RSS each (connection included)",
+            h.requests, h.bytes_per_request
+        );
+    }
 }

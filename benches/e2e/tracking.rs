@@ -100,7 +100,7 @@ fn configure(c: &mut Config, s: &Scenario, x: f64) {
     p.target_lag = scaled(s.seconds);
     // The defaults' ratio (1 s for a 5 s target).
     p.min_interval = scaled(s.seconds / 5.0);
-    p.max_interval = scaled(120.0);
+    p.max_interval = scaled(30.0);
     p.expiry_margin = scaled(0.5);
     p.prior_median = scaled(180.0);
     p.safety_interval = scaled(600.0);
