@@ -1,10 +1,13 @@
 //! One integration-test binary: black-box tests of the running bridge with
 //! its simulator, a fresh SQLite store and a real RabbitMQ (`AMQP_URL`).
 
+mod cleanup;
 mod crash;
 mod helpers;
+mod rabbitmq;
 
 mod agent;
+mod alarm;
 mod api;
 mod budget;
 mod cli;
@@ -16,4 +19,5 @@ mod ops;
 mod receiver;
 mod schema;
 mod sip;
+mod topology;
 mod webhook;
