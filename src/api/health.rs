@@ -17,8 +17,8 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when the store takes writes, the broker channel is open and not
-/// blocked by a resource alarm, the upstream accepts our credentials (the auth circuit is closed) and the
+/// Ready when the store takes writes, the broker channel is open, the
+/// upstream accepts our credentials (the auth circuit is closed) and the
 /// bridge is not draining for shutdown. The body names each part so an
 /// operator sees which one failed; the upstream part also carries the
 /// request budget and its exhaustion forecast.
@@ -26,6 +26,7 @@ pub async fn healthz() -> impl IntoResponse {
     (status = 200, description = "Ready; `checks` names each part", body = Object),
     (status = 503, description = "Not ready (or draining); the failing part has ok=false", body = Object)))]
 pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
+    // The broker part also fails during a resource alarm (`broker_check`).
     let store = match app.store.check_writable().await {
         Ok(()) => json!({"ok": true}),
         Err(e) => json!({"ok": false, "error": e.to_string()}),

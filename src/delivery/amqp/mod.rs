@@ -214,8 +214,17 @@ impl AmqpPublisher {
         matches!(self.audit_status(), Some(AuditStatus::Mismatch(_)))
     }
 
+    /// A mismatched queue cannot change without being deleted, so only its
+    /// existence is checked (a redeclaration would be refused, and logged,
+    /// every time); once it is gone it is declared as configured.
     async fn recheck_audit(&self, conn: &Connection) {
-        match topology::declare_audit_log(conn, &self.inner.config).await {
+        let cfg = &self.inner.config;
+        let result = match topology::audit_queue_exists(conn, cfg).await {
+            Ok(true) => return,
+            Ok(false) => topology::declare_audit_log(conn, cfg).await,
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(mismatch) => self.set_audit(AuditStatus::from(mismatch)),
             Err(e) => tracing::warn!(error = %e, "cannot re-declare the audit queue"),
         }

@@ -213,6 +213,29 @@ pub async fn declare_audit_log(
     Ok(mismatch)
 }
 
+/// Whether the audit queue exists, by a passive declare that cannot be
+/// refused for its arguments (lapin logs an error line only when the broker
+/// answers 404, i.e. once the queue is gone).
+pub async fn audit_queue_exists(conn: &Connection, cfg: &AmqpConfig) -> Result<bool, lapin::Error> {
+    let channel = conn.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let queue = cfg.audit_queue.as_str().into();
+    match channel
+        .queue_declare(queue, passive, FieldTable::default())
+        .await
+    {
+        Ok(_) => {
+            let _ = channel.close(200, ShortString::from("checked")).await;
+            Ok(true)
+        }
+        Err(e) if refusal(&e, NOT_FOUND).is_some() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 async fn declare_audit_queue(channel: &Channel, cfg: &AmqpConfig) -> Result<(), lapin::Error> {
     let durable = QueueDeclareOptions {
         durable: true,
@@ -274,28 +297,26 @@ async fn check(cfg: &AmqpConfig) -> Result<AuditCheck, CheckError> {
         cfg.connection_name
     )));
     let conn = Connection::connect(cfg.url.expose_secret(), props).await?;
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    let channel = conn.create_channel().await?;
-    let queue = cfg.audit_queue.as_str().into();
-    let result = match channel
-        .queue_declare(queue, passive, FieldTable::default())
-        .await
-    {
-        Err(e) if refusal(&e, NOT_FOUND).is_some() => Ok(AuditCheck::Absent),
-        Err(e) => Err(e.into()),
-        Ok(_) => match declare_audit_queue(&conn.create_channel().await?, cfg).await {
-            Ok(()) => Ok(AuditCheck::Matches),
-            Err(e) => match refusal(&e, PRECONDITION_FAILED) {
-                Some(text) => Ok(AuditCheck::Mismatch(AuditMismatch::new(cfg, text))),
-                None => Err(e.into()),
-            },
-        },
-    };
+    let result = compare(&conn, cfg).await;
     let _ = conn.close(200, ShortString::from("config check")).await;
     result
+}
+
+async fn compare(conn: &Connection, cfg: &AmqpConfig) -> Result<AuditCheck, CheckError> {
+    if !audit_queue_exists(conn, cfg).await? {
+        return Ok(AuditCheck::Absent);
+    }
+    let channel = conn.create_channel().await?;
+    match declare_audit_queue(&channel, cfg).await {
+        Ok(()) => {
+            let _ = channel.close(200, ShortString::from("checked")).await;
+            Ok(AuditCheck::Matches)
+        }
+        Err(e) => match refusal(&e, PRECONDITION_FAILED) {
+            Some(text) => Ok(AuditCheck::Mismatch(AuditMismatch::new(cfg, text))),
+            None => Err(e.into()),
+        },
+    }
 }
 
 fn long(value: &str) -> AMQPValue {
