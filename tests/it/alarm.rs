@@ -18,7 +18,9 @@ const TRANSFERS: usize = 5;
 
 #[tokio::test]
 async fn memory_alarm_shows_on_readyz_and_loses_nothing() {
-    let app = spawn_app().await;
+    // A confirm timeout well inside the alarm window: a publish that timed
+    // out and was retried during the alarm would show as attempts > 1.
+    let app = spawn_app_with(|c| c.amqp.confirm_timeout = Duration::from_millis(500)).await;
     let mut agent = app.bind(&app.config.amqp.agent_exchange, "agent.#").await;
     let ids: Vec<String> = (0..TRANSFERS)
         .map(|i| unique(&format!("alarm{i}")))

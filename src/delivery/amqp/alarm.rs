@@ -74,3 +74,34 @@ impl Alarm {
         metrics::gauge!("bridge_amqp_blocked").set(if reason.is_some() { 1.0 } else { 0.0 });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn blocked_until_the_broker_says_unblocked() {
+        let alarm = Alarm::default();
+        assert_eq!(alarm.reason(), None);
+        alarm.cleared().await;
+        alarm.on_event(&Event::ConnectionBlocked("low on memory".into()));
+        assert_eq!(alarm.reason().as_deref(), Some("low on memory"));
+        // lapin's flag agrees: the broker's reason is kept.
+        alarm.sync(true);
+        assert_eq!(alarm.reason().as_deref(), Some("low on memory"));
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), alarm.cleared());
+        assert!(waiting.await.is_err(), "cleared while blocked");
+        alarm.on_event(&Event::ConnectionUnblocked);
+        alarm.cleared().await;
+    }
+
+    #[test]
+    fn a_missed_notice_is_caught_from_the_status_flag() {
+        let alarm = Alarm::default();
+        alarm.sync(true);
+        assert_eq!(alarm.reason().as_deref(), Some(NO_REASON));
+        // A lost connection clears it: a new one starts unblocked.
+        alarm.sync(false);
+        assert_eq!(alarm.reason(), None);
+    }
+}
