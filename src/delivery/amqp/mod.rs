@@ -197,16 +197,21 @@ impl AmqpPublisher {
                 }
             }
         }
+        self.release(lost, session.conn, cancel).await;
+    }
+
+    async fn release(&self, lost: CancellationToken, conn: Connection, cancel: &CancellationToken) {
         // Fail in-flight confirms first so their actions go back to the outbox.
         lost.cancel();
         *self.write() = None;
         self.inner.connected.send_replace(false);
+        // A new connection starts unblocked; the broker re-sends its notice.
         self.inner.alarm.sync(false);
         metrics::gauge!("bridge_amqp_connected").set(0.0);
         if !cancel.is_cancelled() {
             tracing::warn!("broker connection lost; reconnecting");
         }
-        let close = session.conn.close(200, ShortString::from("bye"));
+        let close = conn.close(200, ShortString::from("bye"));
         let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
     }
 
