@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::routing::RouteConfig;
 
+mod amqp;
 mod tracking;
 
+pub use amqp::{AmqpConfig, AuditQueueType};
 pub use tracking::{PolicyKind, PollingConfig, TrustSignals, UpstreamConfig};
 
 /// The commented reference configuration, compiled in as the defaults.
@@ -87,28 +89,6 @@ pub struct HttpConfig {
 pub struct StoreConfig {
     #[serde(serialize_with = "redact_url_password")]
     pub url: SecretString,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AmqpConfig {
-    #[serde(serialize_with = "redact_url_password")]
-    pub url: SecretString,
-    pub agent_exchange: String,
-    pub pbx_exchange: String,
-    pub audit_exchange: String,
-    pub audit_queue: String,
-    /// Shown in the broker's connection list (`rabbitmqctl list_connections`).
-    pub connection_name: String,
-    /// Return unroutable SIP instructions (and retry them) instead of letting
-    /// the broker drop them; on when a PBX adapter consumes `transfer.pbx`.
-    pub pbx_mandatory: bool,
-    #[serde(with = "humantime_serde")]
-    pub confirm_timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub reconnect_initial: Duration,
-    #[serde(with = "humantime_serde")]
-    pub reconnect_max: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -214,12 +194,7 @@ impl Config {
                 "only sqlite:// stores are supported by this build",
             ));
         }
-        if !self.amqp.url.expose_secret().starts_with("amqp") {
-            return Err(ConfigError::invalid(
-                "amqp.url",
-                "must be an amqp:// or amqps:// URL",
-            ));
-        }
+        self.amqp.validate()?;
         self.validate_webhook()?;
         self.sip
             .validate()

@@ -92,6 +92,8 @@ impl Dispatcher {
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
                 // A freed permit may let waiting actions go.
                 _ = permits.acquire(), if permits.available_permits() == 0 => {}
+                // Broker actions held back by a resource alarm go at once.
+                _ = self.sinks.amqp.unblocked(), if self.sinks.amqp.blocked().is_some() => {}
             }
         }
         inflight.close();
@@ -108,7 +110,8 @@ impl Dispatcher {
             return Vec::new();
         }
         let lease = self.config.claim_timeout.as_millis() as i64;
-        match repo::claim_due(self.store.pool(), lease, room).await {
+        let broker_open = self.sinks.amqp.blocked().is_none();
+        match repo::claim_due(self.store.pool(), lease, room, broker_open).await {
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::error!(error = %e, "cannot claim outbox actions");

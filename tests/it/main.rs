@@ -1,10 +1,13 @@
 //! One integration-test binary: black-box tests of the running bridge with
 //! its simulator, a fresh SQLite store and a real RabbitMQ (`AMQP_URL`).
 
+mod cleanup;
 mod crash;
 mod helpers;
+mod rabbitmq;
 
 mod agent;
+mod alarm;
 mod api;
 mod budget;
 mod cli;
@@ -16,6 +19,7 @@ mod ops;
 mod receiver;
 mod schema;
 mod sip;
+mod topology;
 mod trust;
 mod wait;
 mod webhook;
