@@ -3,6 +3,7 @@
 
 mod crash;
 mod helpers;
+mod pbx;
 
 mod agent;
 mod api;
@@ -11,6 +12,7 @@ mod cli;
 mod compose;
 mod durability;
 mod hostile;
+mod kamailio;
 mod lifecycle;
 mod ops;
 mod receiver;
