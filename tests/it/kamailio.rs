@@ -86,6 +86,7 @@ async fn kamailio_redirects_an_invite_after_completion_to_the_target() {
     let (response, took) = invite(&kamailio, &id, Duration::from_secs(5)).await;
     assert_redirect(&response, &target, &kamailio);
     assert!(took < Duration::from_secs(1), "302 after {took:?}");
+    eprintln!("INVITE after COMPLETED: 302 in {took:?}");
 }
 
 #[tokio::test]
@@ -149,6 +150,7 @@ async fn kamailio_falls_back_at_once_when_the_bridge_is_stopped() {
     let (response, took) = invite(&kamailio, &unique("kam-down"), Duration::from_secs(5)).await;
     assert_redirect(&response, FALLBACK, &kamailio);
     assert!(took < Duration::from_secs(3), "fallback after {took:?}");
+    eprintln!("bridge stopped: fallback 302 in {took:?}");
 }
 
 #[tokio::test]
@@ -174,6 +176,7 @@ async fn kamailio_falls_back_within_the_timeout_when_the_bridge_hangs() {
         took < Duration::from_millis(3500),
         "fallback after {took:?}"
     );
+    eprintln!("bridge hanging: fallback 302 in {took:?}");
     hold.abort();
 }
 
