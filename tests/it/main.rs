@@ -4,6 +4,7 @@
 mod cleanup;
 mod crash;
 mod helpers;
+mod pbx;
 mod rabbitmq;
 
 mod agent;
@@ -14,6 +15,7 @@ mod cli;
 mod compose;
 mod durability;
 mod hostile;
+mod kamailio;
 mod lifecycle;
 mod ops;
 mod receiver;
