@@ -21,6 +21,9 @@ pub use tracking::{PolicyKind, PollingConfig, TrustSignals, UpstreamConfig};
 /// The commented reference configuration, compiled in as the defaults.
 pub const DEFAULTS_TOML: &str = include_str!("../config/bridge.toml");
 
+/// Far above any file-descriptor limit, and within what a semaphore holds.
+const MAX_CONNECTIONS: usize = 1_000_000;
+
 /// What a redacted secret prints as.
 const REDACTED: &str = "**redacted**";
 
@@ -75,6 +78,20 @@ pub struct HttpConfig {
     /// bucket when auth is off), with `register_burst` in reserve.
     pub register_rate_per_s: u32,
     pub register_burst: u32,
+    /// A connection's first request head must arrive within this, so a
+    /// client trickling headers cannot hold a socket (slowloris).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A request body must arrive whole within this (a declared length that
+    /// never comes would otherwise hold the connection forever).
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// A kept-alive connection with no request this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Open connections at once; more are answered 503 and closed, so file
+    /// descriptors cannot run out.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -198,6 +215,15 @@ impl Config {
         positive("http.max_body_bytes", self.http.max_body_bytes as u32)?;
         positive("http.register_rate_per_s", self.http.register_rate_per_s)?;
         positive("http.register_burst", self.http.register_burst)?;
+        nonzero_duration("http.header_read_timeout", self.http.header_read_timeout)?;
+        nonzero_duration("http.body_read_timeout", self.http.body_read_timeout)?;
+        nonzero_duration("http.idle_timeout", self.http.idle_timeout)?;
+        if !(1..=MAX_CONNECTIONS).contains(&self.http.max_connections) {
+            return Err(ConfigError::invalid(
+                "http.max_connections",
+                format!("must be between 1 and {MAX_CONNECTIONS}"),
+            ));
+        }
         let store = self.store.url.expose_secret();
         if !store.starts_with("sqlite:") {
             return Err(ConfigError::invalid(
@@ -205,12 +231,8 @@ impl Config {
                 "only sqlite:// stores are supported by this build",
             ));
         }
-        if !self.amqp.url.expose_secret().starts_with("amqp") {
-            return Err(ConfigError::invalid(
-                "amqp.url",
-                "must be an amqp:// or amqps:// URL",
-            ));
-        }
+        crate::delivery::check_amqp_url(self.amqp.url.expose_secret())
+            .map_err(|reason| ConfigError::invalid("amqp.url", reason))?;
         self.validate_webhook()?;
         self.sip
             .validate()

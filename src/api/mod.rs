@@ -1,6 +1,7 @@
 //! The HTTP API (axum): routes, auth, the error envelope, health.
 
 mod auth;
+mod body;
 pub mod error;
 mod extract;
 mod health;
@@ -8,6 +9,7 @@ mod limit;
 pub mod openapi;
 mod register;
 mod request_id;
+pub mod serve;
 mod sip;
 mod transfers;
 mod view;
@@ -122,6 +124,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            body::read_whole,
+        ))
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }

@@ -211,6 +211,17 @@ impl AmqpPublisher {
 }
 
 /// Connect, open a confirm channel and declare the bridge's topology.
+/// Parse `raw` exactly as `Connection::connect` will, so a URL the client
+/// would refuse fails `config check` instead of a reconnect loop. The reason
+/// never repeats the URL, which may hold a password.
+pub fn check_amqp_url(raw: &str) -> Result<(), String> {
+    match raw.parse::<lapin::uri::AMQPUri>() {
+        Ok(_) => Ok(()),
+        Err(reason) if reason.contains(raw) => Err("not a valid amqp:// or amqps:// URL".into()),
+        Err(reason) => Err(format!("not a valid amqp:// or amqps:// URL: {reason}")),
+    }
+}
+
 async fn connect(cfg: &AmqpConfig) -> Result<(Connection, Channel), lapin::Error> {
     let props = ConnectionProperties::default()
         .with_connection_name(LongString::from(cfg.connection_name.as_str()));

@@ -5,7 +5,7 @@ pub mod webhook;
 
 use std::time::Duration;
 
-pub use amqp::{AmqpPublisher, PublishError};
+pub use amqp::{AmqpPublisher, PublishError, check_amqp_url};
 
 use crate::outbox::{Action, Target};
 
