@@ -9,6 +9,7 @@ mod api;
 mod budget;
 mod cli;
 mod compose;
+mod connections;
 mod durability;
 mod hostile;
 mod lifecycle;
