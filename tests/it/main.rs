@@ -17,4 +17,5 @@ mod ops;
 mod receiver;
 mod schema;
 mod sip;
+mod storage;
 mod webhook;
