@@ -11,6 +11,7 @@ mod register;
 mod request_id;
 pub mod serve;
 mod sip;
+mod spec;
 mod transfers;
 mod view;
 

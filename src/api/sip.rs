@@ -39,6 +39,7 @@ pub struct FormatQuery {
     responses(
         (status = 200, description = "The SIP instruction: JSON, or `message/sip` with Accept: message/sip or ?format=sip",
             content((Object = "application/json"), (String = "message/sip"))),
+        (status = 400, description = "Unknown query parameter", body = ErrorEnvelope),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
         (status = 404, description = "Unknown transfer, or no instruction was made", body = ErrorEnvelope),
     ), security(("bearer" = [])))]

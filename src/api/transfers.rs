@@ -71,11 +71,13 @@ pub async fn get_one(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// TRACKING, COMPLETED, EXPIRED, FAILED or CANCELLED.
+    /// TRACKING, COMPLETED, EXPIRED, FAILED or CANCELLED (any case).
     state: Option<String>,
     /// 1-500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// `nextCursor` of the previous page.
+    #[param(pattern = "^(\\+?0*[1-9][0-9]{0,17})?$")]
     cursor: Option<String>,
 }
 
@@ -83,6 +85,7 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/v1/transfers", tag = "transfers", params(ListQuery),
     responses(
         (status = 200, description = "A page of transfers, oldest first", body = ListResponse),
+        (status = 400, description = "Unknown query parameter, or a limit that is not a number", body = ErrorEnvelope),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
         (status = 422, description = "Bad state, limit or cursor", body = ErrorEnvelope),
     ), security(("bearer" = [])))]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-pub use id::{InvalidId, TransferId};
+pub use id::{InvalidId, MAX_ID_LEN, TransferId};
 
 use crate::upstream::Status;
 
