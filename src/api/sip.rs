@@ -87,6 +87,7 @@ struct ReturnBody {
         (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
         (status = 415, description = "Unsupported content type", body = ErrorEnvelope),
         (status = 422, description = "Malformed URI or message (the reason says where)", body = ErrorEnvelope),
+        (status = 503, description = "Storage unavailable (disk full or failing); retry after Retry-After", body = ErrorEnvelope),
     ), security(("bearer" = [])))]
 pub async fn returns(
     State(app): State<AppState>,

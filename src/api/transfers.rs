@@ -32,7 +32,8 @@ const MAX_PAGE: u32 = 500;
         (status = 422, description = "Invalid registration (or create body refused upstream)", body = ErrorEnvelope),
         (status = 429, description = "Registration rate limit of this token", body = ErrorEnvelope),
         (status = 502, description = "Upstream create failed", body = ErrorEnvelope),
-        (status = 503, description = "Shutting down", body = ErrorEnvelope),
+        (status = 408, description = "Body not received within http.body_read_timeout", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down, or storage unavailable (disk full or failing; see Retry-After)", body = ErrorEnvelope),
     ), security(("bearer" = [])))]
 pub async fn create(
     State(app): State<AppState>,
@@ -132,6 +133,7 @@ pub async fn list(
         (status = 200, description = "CANCELLED (or already ended)", body = TransferView),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
         (status = 404, description = "Unknown transfer", body = ErrorEnvelope),
+        (status = 503, description = "Storage unavailable (disk full or failing); retry after Retry-After", body = ErrorEnvelope),
     ), security(("bearer" = [])))]
 pub async fn cancel(
     State(app): State<AppState>,
@@ -193,6 +195,7 @@ pub async fn returned(
         (status = 202, description = "Actions enqueued again (see requeued)", body = TransferView),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
         (status = 404, description = "Unknown transfer", body = ErrorEnvelope),
+        (status = 503, description = "Storage unavailable (disk full or failing); retry after Retry-After", body = ErrorEnvelope),
     ), security(("bearer" = [])))]
 pub async fn redeliver(
     State(app): State<AppState>,
