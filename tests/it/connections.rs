@@ -90,6 +90,7 @@ async fn slow_headers_get_408_and_the_socket_is_closed() {
     assert!(closed.is_ok(), "still open after 5 s");
     let raw = String::from_utf8_lossy(&all);
     assert_eq!(envelope_status(&raw), 408, "{raw}");
+    eprintln!("slow head closed after {:?} (limit 1 s)", started.elapsed());
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
@@ -107,6 +108,7 @@ async fn a_declared_length_over_the_limit_is_refused_before_the_body() {
     let started = Instant::now();
     let (raw, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
     assert_eq!(envelope_status(&raw), 413, "{raw}");
+    eprintln!("declared length refused after {:?}", started.elapsed());
     assert!(closed, "the connection stays open after the refusal");
     // Refused at once, not after the body timeout.
     assert!(
@@ -126,6 +128,10 @@ async fn a_body_that_never_arrives_gets_408() {
     let started = Instant::now();
     let (raw, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
     assert_eq!(envelope_status(&raw), 408, "{raw}");
+    eprintln!(
+        "missing body answered after {:?} (limit 1 s)",
+        started.elapsed()
+    );
     assert!(closed, "the connection stays open after the refusal");
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -153,6 +159,7 @@ async fn idle_keep_alive_connections_are_closed() {
     assert!(closed, "idle connection still open after 5 s");
     assert!(rest.is_empty(), "{rest}");
     let idle = started.elapsed();
+    eprintln!("idle connection closed after {idle:?} (limit 1 s)");
     assert!(
         idle >= Duration::from_millis(800) && idle < Duration::from_secs(3),
         "{idle:?}"
