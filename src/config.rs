@@ -23,6 +23,9 @@ pub use tracking::{PolicyKind, PollingConfig, TrustSignals, UpstreamConfig};
 /// The commented reference configuration, compiled in as the defaults.
 pub const DEFAULTS_TOML: &str = include_str!("../config/bridge.toml");
 
+/// Far above any file-descriptor limit, and within what a semaphore holds.
+const MAX_CONNECTIONS: usize = 1_000_000;
+
 /// What a redacted secret prints as.
 const REDACTED: &str = "**redacted**";
 
@@ -82,6 +85,20 @@ pub struct HttpConfig {
     pub max_wait: Duration,
     /// Requests held with `?wait=` at once; beyond it: 503 with Retry-After.
     pub max_waiters: usize,
+    /// A connection's first request head must arrive within this, so a
+    /// client trickling headers cannot hold a socket (slowloris).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A request body must arrive whole within this (a declared length that
+    /// never comes would otherwise hold the connection forever).
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// A kept-alive connection with no request this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Open connections at once; more are answered 503 and closed, so file
+    /// descriptors cannot run out.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -187,6 +204,15 @@ impl Config {
             "http.max_waiters",
             self.http.max_waiters.min(u32::MAX as usize) as u32,
         )?;
+        nonzero_duration("http.header_read_timeout", self.http.header_read_timeout)?;
+        nonzero_duration("http.body_read_timeout", self.http.body_read_timeout)?;
+        nonzero_duration("http.idle_timeout", self.http.idle_timeout)?;
+        if !(1..=MAX_CONNECTIONS).contains(&self.http.max_connections) {
+            return Err(ConfigError::invalid(
+                "http.max_connections",
+                format!("must be between 1 and {MAX_CONNECTIONS}"),
+            ));
+        }
         let store = self.store.url.expose_secret();
         if !store.starts_with("sqlite:") {
             return Err(ConfigError::invalid(

@@ -11,7 +11,10 @@ use super::AppState;
 use crate::delivery::amqp::{AmqpPublisher, AuditStatus};
 use crate::upstream::CircuitStatus;
 
-/// The process is up and serving.
+/// The process is up and serving. It stays 200 while the store cannot write
+/// (a full disk): the bridge recovers by itself once space is back (a
+/// connection whose transaction failed is closed, not reused), so a restart
+/// would only lose in-memory polling state and gain nothing.
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Up", body = Object)))]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))

@@ -68,12 +68,7 @@ impl AuditQueueType {
 impl AmqpConfig {
     /// Checks serde cannot express; each message names its key.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        if !self.url.expose_secret().starts_with("amqp") {
-            return Err(ConfigError::invalid(
-                "amqp.url",
-                "must be an amqp:// or amqps:// URL",
-            ));
-        }
+        check_url(self.url.expose_secret()).map_err(|e| ConfigError::invalid("amqp.url", e))?;
         if self.audit_max_age < Duration::from_secs(1) {
             return Err(ConfigError::invalid(
                 "amqp.audit_max_age",
@@ -95,5 +90,16 @@ impl AmqpConfig {
             ));
         }
         nonzero_duration("amqp.confirm_timeout", self.confirm_timeout)
+    }
+}
+
+/// Parse `raw` exactly as `Connection::connect` will, so a URL the client
+/// would refuse fails `config check` instead of a reconnect loop. The reason
+/// never repeats the URL, which may hold a password.
+fn check_url(raw: &str) -> Result<(), String> {
+    match raw.parse::<lapin::uri::AMQPUri>() {
+        Ok(_) => Ok(()),
+        Err(reason) if reason.contains(raw) => Err("not a valid amqp:// or amqps:// URL".into()),
+        Err(reason) => Err(format!("not a valid amqp:// or amqps:// URL: {reason}")),
     }
 }

@@ -126,7 +126,7 @@ impl Dispatcher {
         let outcome = self.sinks.deliver(&action).await;
         metrics::counter!("bridge_deliveries_total", "kind" => action.kind.clone(), "outcome" => outcome_label(&outcome)).increment(1);
         let result = match &outcome {
-            Outcome::Delivered => repo::mark_delivered(self.store.pool(), &action.id).await,
+            Outcome::Delivered => self.record_delivered(&action.id).await,
             Outcome::Retry { error, after } => match self.retry_delay(&action, attempts, *after) {
                 Some(delay) => {
                     tracing::warn!(action_id = %action.id, attempts, error = %error, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
@@ -158,6 +158,24 @@ impl Dispatcher {
             kind: action.kind.clone(),
             outcome,
         });
+    }
+
+    /// A delivered action whose mark cannot be written (a full disk) would be
+    /// sent again once its lease expires. Retrying the mark while the lease
+    /// holds makes that one delivery once space is back.
+    async fn record_delivered(&self, id: &str) -> Result<(), crate::store::StoreError> {
+        let give_up = tokio::time::Instant::now() + self.config.claim_timeout / 2;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match repo::mark_delivered(self.store.pool(), id).await {
+                Err(e) if e.is_unavailable() && tokio::time::Instant::now() + delay < give_up => {
+                    tracing::warn!(action_id = %id, error = %e, "cannot mark delivered; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
     }
 
     fn retry_delay(

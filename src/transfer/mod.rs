@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-pub use id::{InvalidId, TransferId};
+pub use id::{InvalidId, MAX_ID_LEN, TransferId};
 pub use waiters::{Full as WaitersFull, Waiter, Waiters};
 
 use crate::upstream::Status;
