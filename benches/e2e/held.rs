@@ -17,6 +17,9 @@ use crate::stand::{Env, SIM_ID, SIM_SECRET};
 pub struct Held {
     pub requests: usize,
     pub bytes_per_request: f64,
+    /// The same number of idle keep-alive connections (one quick request
+    /// each): what a connection alone costs, for comparison.
+    pub bytes_per_idle_connection: f64,
 }
 
 pub async fn run(env: &Env, n: usize) -> anyhow::Result<Held> {
@@ -56,6 +59,7 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Held> {
         anyhow::ensure!(r.status() == 201, "register {id}: {}", r.status());
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let (idle, per_idle) = idle_connections(&base, n, bridge.0.id()).await?;
     let before = rss_kib(bridge.0.id())?;
     let mut pulls = JoinSet::new();
     for id in &ids {
@@ -65,13 +69,41 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Held> {
     wait_held(&http, &base, n).await?;
     let after = rss_kib(bridge.0.id())?;
     bridge.stop();
+    drop(idle);
     while pulls.join_next().await.is_some() {}
     sim.stop();
     cleanup(env, tag).await?;
     Ok(Held {
         requests: n,
         bytes_per_request: (after.saturating_sub(before) * 1024) as f64 / n as f64,
+        bytes_per_idle_connection: per_idle,
     })
+}
+
+/// `n` connections that made one quick request each and stay open in the
+/// client's pool; returns the client (dropping it closes them) and the
+/// bridge's RSS growth per connection.
+async fn idle_connections(
+    base: &str,
+    n: usize,
+    pid: u32,
+) -> anyhow::Result<(reqwest::Client, f64)> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(n)
+        .pool_idle_timeout(Duration::from_secs(300))
+        .build()?;
+    let before = rss_kib(pid)?;
+    let mut requests = JoinSet::new();
+    for _ in 0..n {
+        let request = http.get(format!("{base}/healthz"));
+        requests.spawn(async move { request.send().await.map(|r| r.status()) });
+    }
+    while let Some(done) = requests.join_next().await {
+        anyhow::ensure!(done??.is_success(), "healthz failed");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let grown = rss_kib(pid)?.saturating_sub(before) * 1024;
+    Ok((http, grown as f64 / n as f64))
 }
 
 /// Killed when dropped, so a failed run leaves no bridge behind.

@@ -126,8 +126,8 @@ pub fn pulls(outcomes: &[PullOutcome], held: Option<&Held>) {
     }
     if let Some(h) = held {
         println!(
-            "held requests: {} at once, {:.0} bytes of bridge RSS each (connection included)",
-            h.requests, h.bytes_per_request
+            "held requests: {} at once, {:.0} bytes of bridge RSS each (connection included); an idle keep-alive connection alone: {:.0} bytes",
+            h.requests, h.bytes_per_request, h.bytes_per_idle_connection
         );
     }
 }
