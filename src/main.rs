@@ -147,7 +147,7 @@ fn sip_render(input: &str, config: Option<PathBuf>, raw: bool) -> ExitCode {
     };
     match transfer_bridge::routing::Router::new(&config).instruction_for(&resource) {
         Ok(sip) if raw => {
-            print!("{}", sip["message"].as_str().unwrap_or_default());
+            print!("{}", sip.message);
             ExitCode::SUCCESS
         }
         Ok(sip) => {

@@ -67,8 +67,7 @@ pub async fn instruction(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|accept| accept.to_ascii_lowercase().contains(MESSAGE_SIP));
     if wants_raw {
-        let message = sip["message"].as_str().unwrap_or_default().to_string();
-        return Ok(([(header::CONTENT_TYPE, MESSAGE_SIP)], message).into_response());
+        return Ok(([(header::CONTENT_TYPE, MESSAGE_SIP)], sip.message).into_response());
     }
     Ok(Json(sip).into_response())
 }
@@ -200,7 +199,7 @@ fn return_id(parsed: &ParsedReturn, text: &str) -> Result<TransferId, ApiError> 
 }
 
 fn completed_resource(id: &TransferId, parsed: &ParsedReturn) -> CallTransfer {
-    let now = crate::routing::event::now_rfc3339();
+    let now = crate::transfer::clock::now_rfc3339();
     CallTransfer {
         id: id.to_string(),
         external_conversation_id: parsed.external_conversation_id.clone().unwrap_or_default(),

@@ -23,7 +23,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AmqpConfig, mask_url_password};
-use crate::outbox::AmqpTarget;
+use crate::transfer::AmqpTarget;
 
 const APP_ID: &str = "transfer-bridge";
 /// AMQP delivery mode 2: the broker writes the message to disk.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 pub use amqp::{AmqpPublisher, PublishError};
 
-use crate::outbox::{Action, Target};
+use crate::transfer::{Action, Target};
 
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]

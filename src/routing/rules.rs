@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::config::ConfigError;
 
-use super::event::TransferEvent;
+use crate::transfer::TransferEvent;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

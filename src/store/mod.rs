@@ -92,10 +92,10 @@ impl Store {
 }
 
 pub(crate) fn now_text() -> String {
-    crate::routing::event::now_rfc3339()
+    crate::transfer::clock::now_rfc3339()
 }
 
 pub(crate) fn parse_time(raw: &str) -> Result<time::OffsetDateTime, StoreError> {
-    crate::upstream::model::parse_time(raw)
+    crate::transfer::clock::parse_rfc3339(raw)
         .ok_or_else(|| StoreError::Corrupt(format!("bad timestamp {raw:?}")))
 }

@@ -88,7 +88,7 @@ async fn on_resource(
 ) -> Step {
     st.failures = 0;
     let status = fetched.resource.status.clone();
-    if let Some(done) = BridgeState::after_upstream(&status) {
+    if let Some(done) = status.ends_tracking() {
         if done == BridgeState::Completed {
             let signalled = st.signalled_at.is_some();
             let lag = fetched
