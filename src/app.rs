@@ -110,17 +110,15 @@ impl App {
             waiters: self.waiters.clone(),
         };
         tracing::info!(addr = %listener.local_addr()?, "transfer-bridge listening");
-        axum::serve(listener, api::app(state))
-            .with_graceful_shutdown(async move {
-                shutdown.cancelled().await;
-                tracing::info!(
-                    grace_ms = grace.as_millis() as u64,
-                    "draining: registrations now get 503"
-                );
-                tokio::time::sleep(grace).await;
-            })
-            .await
-            .context("serving HTTP")?;
+        api::serve::serve(listener, api::app(state), &self.config.http, async move {
+            shutdown.cancelled().await;
+            tracing::info!(
+                grace_ms = grace.as_millis() as u64,
+                "draining: registrations now get 503"
+            );
+            tokio::time::sleep(grace).await;
+        })
+        .await;
         work_stop.cancel();
         tasks.close();
         tasks.wait().await;

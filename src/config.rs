@@ -14,12 +14,17 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::routing::RouteConfig;
 
+mod amqp;
 mod tracking;
 
+pub use amqp::{AmqpConfig, AuditQueueType};
 pub use tracking::{PolicyKind, PollingConfig, TrustSignals, UpstreamConfig};
 
 /// The commented reference configuration, compiled in as the defaults.
 pub const DEFAULTS_TOML: &str = include_str!("../config/bridge.toml");
+
+/// Far above any file-descriptor limit, and within what a semaphore holds.
+const MAX_CONNECTIONS: usize = 1_000_000;
 
 /// What a redacted secret prints as.
 const REDACTED: &str = "**redacted**";
@@ -80,6 +85,20 @@ pub struct HttpConfig {
     pub max_wait: Duration,
     /// Requests held with `?wait=` at once; beyond it: 503 with Retry-After.
     pub max_waiters: usize,
+    /// A connection's first request head must arrive within this, so a
+    /// client trickling headers cannot hold a socket (slowloris).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A request body must arrive whole within this (a declared length that
+    /// never comes would otherwise hold the connection forever).
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// A kept-alive connection with no request this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Open connections at once; more are answered 503 and closed, so file
+    /// descriptors cannot run out.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -87,28 +106,6 @@ pub struct HttpConfig {
 pub struct StoreConfig {
     #[serde(serialize_with = "redact_url_password")]
     pub url: SecretString,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AmqpConfig {
-    #[serde(serialize_with = "redact_url_password")]
-    pub url: SecretString,
-    pub agent_exchange: String,
-    pub pbx_exchange: String,
-    pub audit_exchange: String,
-    pub audit_queue: String,
-    /// Shown in the broker's connection list (`rabbitmqctl list_connections`).
-    pub connection_name: String,
-    /// Return unroutable SIP instructions (and retry them) instead of letting
-    /// the broker drop them; on when a PBX adapter consumes `transfer.pbx`.
-    pub pbx_mandatory: bool,
-    #[serde(with = "humantime_serde")]
-    pub confirm_timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub reconnect_initial: Duration,
-    #[serde(with = "humantime_serde")]
-    pub reconnect_max: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -207,6 +204,15 @@ impl Config {
             "http.max_waiters",
             self.http.max_waiters.min(u32::MAX as usize) as u32,
         )?;
+        nonzero_duration("http.header_read_timeout", self.http.header_read_timeout)?;
+        nonzero_duration("http.body_read_timeout", self.http.body_read_timeout)?;
+        nonzero_duration("http.idle_timeout", self.http.idle_timeout)?;
+        if !(1..=MAX_CONNECTIONS).contains(&self.http.max_connections) {
+            return Err(ConfigError::invalid(
+                "http.max_connections",
+                format!("must be between 1 and {MAX_CONNECTIONS}"),
+            ));
+        }
         let store = self.store.url.expose_secret();
         if !store.starts_with("sqlite:") {
             return Err(ConfigError::invalid(
@@ -214,12 +220,7 @@ impl Config {
                 "only sqlite:// stores are supported by this build",
             ));
         }
-        if !self.amqp.url.expose_secret().starts_with("amqp") {
-            return Err(ConfigError::invalid(
-                "amqp.url",
-                "must be an amqp:// or amqps:// URL",
-            ));
-        }
+        self.amqp.validate()?;
         self.validate_webhook()?;
         self.sip
             .validate()

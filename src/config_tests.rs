@@ -43,3 +43,58 @@ fn validation_names_the_key() {
         Ok(())
     });
 }
+
+#[test]
+fn amqp_url_is_parsed_like_the_client_parses_it() {
+    for (bad, why) in [
+        ("amqp://u:p@[::bad/%2f", "invalid IPv6 address"),
+        (
+            "http://guest:guest@127.0.0.1:5672/%2f",
+            "Invalid AMQP scheme",
+        ),
+        ("amqp://h:5672/%2f?heartbeat=soon", "invalid digit"),
+        ("amqps", "relative URL"),
+    ] {
+        Jail::expect_with(|jail| {
+            jail.set_env("BRIDGE_AMQP__URL", bad);
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.starts_with("amqp.url: "), "{bad}: {err}");
+            assert!(err.contains(why), "{bad}: {err}");
+            assert!(!err.contains("u:p"), "the reason repeats the URL: {err}");
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn http_timeouts_and_connection_cap_are_checked() {
+    for (key, value, message) in [
+        (
+            "HEADER_READ_TIMEOUT",
+            "0s",
+            "http.header_read_timeout: must be longer than 0s",
+        ),
+        (
+            "BODY_READ_TIMEOUT",
+            "0s",
+            "http.body_read_timeout: must be longer than 0s",
+        ),
+        (
+            "IDLE_TIMEOUT",
+            "0s",
+            "http.idle_timeout: must be longer than 0s",
+        ),
+        (
+            "MAX_CONNECTIONS",
+            "0",
+            "http.max_connections: must be between 1 and 1000000",
+        ),
+    ] {
+        Jail::expect_with(|jail| {
+            jail.set_env(format!("BRIDGE_HTTP__{key}"), value);
+            let err = Config::load(None).unwrap_err().to_string();
+            assert_eq!(err, message);
+            Ok(())
+        });
+    }
+}

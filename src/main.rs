@@ -86,7 +86,7 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Config {
             command: ConfigCommand::Check { config },
-        } => config_check(config),
+        } => config_check(config).await,
         Command::Serve { config } => serve(config).await,
         Command::Sip {
             command: SipCommand::Render { input, config, raw },
@@ -108,7 +108,7 @@ fn load(config: Option<PathBuf>) -> Result<Config, ExitCode> {
     })
 }
 
-fn config_check(config: Option<PathBuf>) -> ExitCode {
+async fn config_check(config: Option<PathBuf>) -> ExitCode {
     let config = match load(config) {
         Ok(c) => c,
         Err(code) => return code,
@@ -117,8 +117,33 @@ fn config_check(config: Option<PathBuf>) -> ExitCode {
     if let Some(warning) = config.missing_credentials() {
         eprintln!("warning: {warning}");
     }
+    check_audit_queue(&config).await;
     eprintln!("config ok");
     ExitCode::SUCCESS
+}
+
+/// When the broker answers, compare its audit queue with the config. The
+/// check is about the config, so an unreachable broker is a note, never a
+/// failure, and a mismatch is a warning (`serve` runs with it).
+async fn check_audit_queue(config: &Config) {
+    use transfer_bridge::delivery::amqp::topology::{self, AuditCheck};
+    let amqp = &config.amqp;
+    let wanted = topology::describe_args(amqp);
+    match topology::check_audit_queue(amqp, std::time::Duration::from_secs(3)).await {
+        Ok(AuditCheck::Absent) => eprintln!(
+            "broker: audit queue '{}' does not exist yet; serve declares it with {wanted}",
+            amqp.audit_queue
+        ),
+        Ok(AuditCheck::Matches) => eprintln!(
+            "broker: audit queue '{}' matches the config ({wanted})",
+            amqp.audit_queue
+        ),
+        Ok(AuditCheck::Mismatch(mismatch)) => eprint!("warning: {mismatch}"),
+        Err(e) => eprintln!(
+            "note: broker not reached ({e}); the audit queue was not compared with the broker's, \
+             which config check does not need"
+        ),
+    }
 }
 
 fn sip_render(input: &str, config: Option<PathBuf>, raw: bool) -> ExitCode {

@@ -48,8 +48,9 @@ pub async fn run(env: &Env, n: usize, mode: Mode) -> anyhow::Result<PullOutcome>
     let start = Instant::now();
     let mut tasks = JoinSet::new();
     for i in 0..n {
-        // 200 arrivals a second, calls of 0.3-1.5 s: a few hundred at once.
-        tokio::time::sleep_until(start + Duration::from_millis(5 * i as u64)).await;
+        // 40 arrivals a second, calls of 0.3-1.5 s: dozens at once, and
+        // their pulls stay under the default upstream.rate_limit_per_s (50).
+        tokio::time::sleep_until(start + Duration::from_millis(25 * i as u64)).await;
         let id = format!("p{i:05}-{}", uuid::Uuid::new_v4().simple());
         let ongoing = Duration::from_millis(300 + (i as u64 * 7919) % 1200);
         stand.sim.script(&id, script(ongoing, "SIP"));

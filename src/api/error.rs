@@ -10,6 +10,10 @@ use axum::response::{IntoResponse, Response};
 
 use crate::upstream::{ErrorBody, ErrorEnvelope};
 
+/// Retry-After on a storage fault: long enough for an operator or a log
+/// rotation to free space, short enough that clients resume promptly.
+pub const STORAGE_RETRY_AFTER: Duration = Duration::from_secs(5);
+
 tokio::task_local! {
     /// The current request's id, set by the request-id middleware.
     pub static REQUEST_ID: String;
@@ -36,6 +40,9 @@ pub enum ApiError {
     /// 405
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// 408: the body did not arrive within `http.body_read_timeout`.
+    #[error("request body not received within http.body_read_timeout")]
+    BodyTimeout,
     /// 409: same id registered with a different body.
     #[error("{0}")]
     Conflict(String),
@@ -62,6 +69,10 @@ pub enum ApiError {
     /// TRACKING. Unlike 404 ("no instruction will come"), asking again helps.
     #[error("{0}")]
     StillTracking(String),
+    /// 503 with Retry-After: the store cannot write (disk full or failing).
+    /// Nothing of this request was kept; a retry after the hint is safe.
+    #[error("storage is unavailable (disk full or failing); retry later")]
+    StorageUnavailable,
     /// 500: logged with detail, answered without.
     #[error("internal error")]
     Internal(String),
@@ -74,13 +85,14 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::StillTracking(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -119,6 +131,12 @@ impl IntoResponse for ApiError {
                 let secs = super::wait::RETRY_AFTER_SECS;
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
+            Self::StorageUnavailable => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(STORAGE_RETRY_AFTER.as_secs()),
+                );
+            }
             _ => {}
         }
         response
@@ -153,12 +171,16 @@ impl From<QueryRejection> for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "storage unavailable; answering 503");
+            return Self::StorageUnavailable;
+        }
         Self::internal(e)
     }
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        Self::internal(e)
+        Self::from(crate::store::StoreError::from(e))
     }
 }

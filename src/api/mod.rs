@@ -1,6 +1,7 @@
 //! The HTTP API (axum): routes, auth, the error envelope, health.
 
 mod auth;
+mod body;
 pub mod error;
 mod extract;
 mod health;
@@ -8,7 +9,9 @@ mod limit;
 pub mod openapi;
 mod register;
 mod request_id;
+pub mod serve;
 mod sip;
+mod spec;
 mod transfers;
 mod view;
 mod wait;
@@ -131,6 +134,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            body::read_whole,
+        ))
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }

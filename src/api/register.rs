@@ -14,9 +14,9 @@ use crate::tracker::TrackState;
 use crate::transfer::{BridgeState, Transfer, TransferId};
 use crate::upstream::{CreateCallTransfer, Disposition, Fetched, UpstreamError};
 
-const MAX_METADATA_ENTRIES: usize = 50;
-const MAX_METADATA_KEY: usize = 64;
-const MAX_METADATA_VALUE: usize = 1024;
+pub(crate) const MAX_METADATA_ENTRIES: usize = 50;
+pub(crate) const MAX_METADATA_KEY: usize = 64;
+pub(crate) const MAX_METADATA_VALUE: usize = 1024;
 
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -139,14 +139,17 @@ fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<(), ApiError
         )));
     }
     for (key, value) in metadata {
-        if key.is_empty() || key.len() > MAX_METADATA_KEY {
+        // Characters, not bytes: the limits the OpenAPI schema states
+        // (JSON Schema's maxLength) count characters.
+        let key_len = key.chars().count();
+        if key_len == 0 || key_len > MAX_METADATA_KEY {
             return Err(ApiError::Invalid(format!(
-                "metadata keys must be 1-{MAX_METADATA_KEY} bytes"
+                "metadata keys must be 1-{MAX_METADATA_KEY} characters"
             )));
         }
-        if value.len() > MAX_METADATA_VALUE {
+        if value.chars().count() > MAX_METADATA_VALUE {
             return Err(ApiError::Invalid(format!(
-                "metadata.{key} is longer than {MAX_METADATA_VALUE} bytes"
+                "metadata.{key} is longer than {MAX_METADATA_VALUE} characters"
             )));
         }
     }

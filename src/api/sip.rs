@@ -43,6 +43,7 @@ pub struct FormatQuery {
     responses(
         (status = 200, description = "The SIP instruction: JSON, or `message/sip` with Accept: message/sip or ?format=sip",
             content((Object = "application/json"), (String = "message/sip"))),
+        (status = 400, description = "Unknown query parameter", body = ErrorEnvelope),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
         (status = 404, description = "Unknown transfer; or no instruction will come: it ended (the message names the final state) without one, e.g. AGENT, CALLER_DISCONNECT, EXPIRED, FAILED; or, without `?wait=`, it is still TRACKING", body = ErrorEnvelope),
         (status = 422, description = "Bad `wait`", body = ErrorEnvelope),
@@ -129,6 +130,7 @@ struct ReturnBody {
         (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
         (status = 415, description = "Unsupported content type", body = ErrorEnvelope),
         (status = 422, description = "Malformed URI or message (the reason says where)", body = ErrorEnvelope),
+        (status = 503, description = "Storage unavailable (disk full or failing); retry after Retry-After", body = ErrorEnvelope),
     ), security(("bearer" = [])))]
 pub async fn returns(
     State(app): State<AppState>,

@@ -33,7 +33,8 @@ const MAX_PAGE: u32 = 500;
         (status = 422, description = "Invalid registration (or create body refused upstream)", body = ErrorEnvelope),
         (status = 429, description = "Registration rate limit of this token", body = ErrorEnvelope),
         (status = 502, description = "Upstream create failed", body = ErrorEnvelope),
-        (status = 503, description = "Shutting down (Retry-After)", body = ErrorEnvelope),
+        (status = 408, description = "Body not received within http.body_read_timeout", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down, or storage unavailable (disk full or failing; see Retry-After)", body = ErrorEnvelope),
     ), security(("bearer" = [])))]
 pub async fn create(
     State(app): State<AppState>,
@@ -86,11 +87,13 @@ pub async fn get_one(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// TRACKING, COMPLETED, EXPIRED, FAILED or CANCELLED.
+    /// TRACKING, COMPLETED, EXPIRED, FAILED or CANCELLED (any case).
     state: Option<String>,
     /// 1-500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// `nextCursor` of the previous page.
+    #[param(pattern = "^(\\+?0*[1-9][0-9]{0,17})?$")]
     cursor: Option<String>,
 }
 
@@ -98,6 +101,7 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/v1/transfers", tag = "transfers", params(ListQuery),
     responses(
         (status = 200, description = "A page of transfers, oldest first", body = ListResponse),
+        (status = 400, description = "Unknown query parameter, or a limit that is not a number", body = ErrorEnvelope),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
         (status = 422, description = "Bad state, limit or cursor", body = ErrorEnvelope),
     ), security(("bearer" = [])))]
@@ -144,6 +148,7 @@ pub async fn list(
         (status = 200, description = "CANCELLED (or already ended)", body = TransferView),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
         (status = 404, description = "Unknown transfer", body = ErrorEnvelope),
+        (status = 503, description = "Storage unavailable (disk full or failing); retry after Retry-After", body = ErrorEnvelope),
     ), security(("bearer" = [])))]
 pub async fn cancel(
     State(app): State<AppState>,
@@ -226,6 +231,7 @@ async fn signal(app: &AppState, id: &TransferId) -> Result<crate::transfer::Tran
         (status = 202, description = "Actions enqueued again (see requeued)", body = TransferView),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
         (status = 404, description = "Unknown transfer", body = ErrorEnvelope),
+        (status = 503, description = "Storage unavailable (disk full or failing); retry after Retry-After", body = ErrorEnvelope),
     ), security(("bearer" = [])))]
 pub async fn redeliver(
     State(app): State<AppState>,

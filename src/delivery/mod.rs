@@ -36,22 +36,16 @@ pub struct Sinks {
 impl Sinks {
     pub async fn deliver(&self, action: &Action) -> Outcome {
         match &action.target {
-            Target::Amqp(target) => {
-                match self
-                    .amqp
-                    .publish(target, &action.id, action.body.as_bytes())
-                    .await
-                {
-                    Ok(()) => Outcome::Delivered,
-                    Err(e @ PublishError::TooLong { .. }) => Outcome::Failed {
-                        error: e.to_string(),
-                    },
-                    Err(e) => Outcome::Retry {
-                        error: e.to_string(),
-                        after: None,
-                    },
-                }
-            }
+            Target::Amqp(target) => match self.amqp.publish(target, action).await {
+                Ok(()) => Outcome::Delivered,
+                Err(e @ PublishError::TooLong { .. }) => Outcome::Failed {
+                    error: e.to_string(),
+                },
+                Err(e) => Outcome::Retry {
+                    error: e.to_string(),
+                    after: None,
+                },
+            },
             Target::Webhook { url } => self.send_webhook(url, action).await,
         }
     }

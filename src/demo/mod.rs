@@ -70,7 +70,15 @@ async fn demo() -> anyhow::Result<()> {
     config.polling.active_interval = Duration::from_millis(200);
     config.polling.ongoing_interval = Duration::from_millis(200);
     config.outbox.poll_interval = Duration::from_millis(100);
-    let _consumer = consumer::bind(&broker, &config.amqp).await?;
+    let consumer = consumer::bind(&broker, &config.amqp).await?;
+    let result = run_samples(config, &sim).await;
+    consumer.delete().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// The bridge on the demo's config, the samples through it, the outcomes.
+async fn run_samples(mut config: Config, sim: &SimHandle) -> anyhow::Result<()> {
     // Outcome webhooks to a local "IVR": loopback must be allowed explicitly.
     let secret = WebhookSecret::generate();
     config.webhook.default_url = Some(receiver::start(secret.clone()).await?);
@@ -96,13 +104,12 @@ async fn demo() -> anyhow::Result<()> {
     });
 
     wait_ready(&base).await?;
-    let ids = register_samples(&sim, &base).await?;
+    let ids = register_samples(sim, &base).await?;
     let finished = wait_until_settled(&base, &ids).await?;
     print_table(&finished);
     print_sip(&base, &ids).await?;
     stop.cancel();
     running.await??;
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

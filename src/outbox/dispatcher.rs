@@ -91,6 +91,8 @@ impl Dispatcher {
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
                 // A freed permit may let waiting actions go.
                 _ = permits.acquire(), if permits.available_permits() == 0 => {}
+                // Broker actions held back by a resource alarm go at once.
+                _ = self.sinks.amqp.unblocked(), if self.sinks.amqp.blocked().is_some() => {}
             }
         }
         inflight.close();
@@ -107,7 +109,8 @@ impl Dispatcher {
             return Vec::new();
         }
         let lease = self.config.claim_timeout.as_millis() as i64;
-        match repo::claim_due(self.store.pool(), lease, room).await {
+        let broker_open = self.sinks.amqp.blocked().is_none();
+        match repo::claim_due(self.store.pool(), lease, room, broker_open).await {
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::error!(error = %e, "cannot claim outbox actions");
@@ -122,7 +125,7 @@ impl Dispatcher {
         let outcome = self.sinks.deliver(&action).await;
         metrics::counter!("bridge_deliveries_total", "kind" => action.kind.to_string(), "outcome" => outcome_label(&outcome)).increment(1);
         let result = match &outcome {
-            Outcome::Delivered => repo::mark_delivered(self.store.pool(), &action.id).await,
+            Outcome::Delivered => self.record_delivered(&action.id).await,
             Outcome::Retry { error, after } => match self.retry_delay(&action, attempts, *after) {
                 Some(delay) => {
                     tracing::warn!(action_id = %action.id, attempts, error = %error, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
@@ -154,6 +157,24 @@ impl Dispatcher {
             kind: action.kind.to_string(),
             outcome,
         });
+    }
+
+    /// A delivered action whose mark cannot be written (a full disk) would be
+    /// sent again once its lease expires. Retrying the mark while the lease
+    /// holds makes that one delivery once space is back.
+    async fn record_delivered(&self, id: &str) -> Result<(), crate::store::StoreError> {
+        let give_up = tokio::time::Instant::now() + self.config.claim_timeout / 2;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match repo::mark_delivered(self.store.pool(), id).await {
+                Err(e) if e.is_unavailable() && tokio::time::Instant::now() + delay < give_up => {
+                    tracing::warn!(action_id = %id, error = %e, "cannot mark delivered; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
     }
 
     fn retry_delay(

@@ -56,21 +56,28 @@ pub async fn enqueue(conn: &mut SqliteConnection, actions: &[Action]) -> Result<
 }
 
 /// Lease up to `limit` due actions to this dispatcher until `now + lease_ms`.
+/// With `broker_open` false (the broker blocks publishing) only non-AMQP
+/// actions are leased: broker actions stay pending, attempts untouched,
+/// instead of cycling through claim, wait and retry.
 pub async fn claim_due(
     pool: &SqlitePool,
     lease_ms: i64,
     limit: u32,
+    broker_open: bool,
 ) -> Result<Vec<Claimed>, StoreError> {
     let now = now_ms();
     let rows = sqlx::query(
         "UPDATE actions SET claimed_until = $2, attempts = attempts + 1 WHERE id IN ( \
            SELECT id FROM actions WHERE status = 'pending' AND next_attempt_at <= $1 \
-           AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY next_attempt_at LIMIT $3) \
+           AND (claimed_until IS NULL OR claimed_until <= $1) \
+           AND ($4 OR json_extract(target_json, '$.sink') <> 'amqp') \
+           ORDER BY next_attempt_at LIMIT $3) \
          RETURNING id, transfer_id, name, kind, target_json, body, attempts",
     )
     .bind(now)
     .bind(now + lease_ms)
     .bind(i64::from(limit))
+    .bind(broker_open)
     .fetch_all(pool)
     .await?;
     rows.iter().map(claimed_from_row).collect()

@@ -11,14 +11,18 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 pub use transfers::{ListPage, NewTransfer, Registered, fetch, finish, record_upstream, register};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+    /// The disk is full or failing (SQLITE_FULL, SQLITE_IOERR): a condition
+    /// of the machine that passes, not a bug, so the API answers 503.
+    #[error("storage unavailable: {0}")]
+    Unavailable(sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create the database directory {path}: {source}")]
@@ -28,6 +32,40 @@ pub enum StoreError {
     },
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_storage_fault(&e) {
+            Self::Unavailable(e)
+        } else {
+            Self::Db(e)
+        }
+    }
+}
+
+impl StoreError {
+    /// True while the disk cannot take writes; callers retry later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// SQLite's primary result codes for a full or failing disk (the low byte of
+/// the extended code sqlx reports): <https://sqlite.org/rescode.html>.
+const SQLITE_IOERR: i64 = 10;
+const SQLITE_FULL: i64 = 13;
+
+/// Whether `e` is a storage fault rather than a query or data problem.
+pub fn is_storage_fault(e: &sqlx::Error) -> bool {
+    let Some(db) = e.as_database_error() else {
+        return false;
+    };
+    let primary = db
+        .code()
+        .and_then(|code| code.parse::<i64>().ok())
+        .map(|code| code & 0xff);
+    matches!(primary, Some(SQLITE_IOERR | SQLITE_FULL))
 }
 
 pub type Tx = Transaction<'static, Sqlite>;
@@ -58,6 +96,7 @@ impl Store {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .after_release(|conn, _| Box::pin(reusable(conn)))
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
@@ -76,19 +115,42 @@ impl Store {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    /// Readiness: the database answers and accepts a write.
+    /// Readiness: the database answers and a one-row write commits. A write
+    /// that is rolled back never touches the disk, so only a real commit
+    /// notices a full disk, and notices when it has room again.
     pub async fn check_writable(&self) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE transfers SET seq = seq WHERE 0")
-            .execute(&mut *tx)
-            .await?;
-        tx.rollback().await?;
+        sqlx::query(
+            "INSERT INTO store_probe (id, checked_at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+        )
+        .bind(now_text())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Decide whether a connection going back to the pool can be reused.
+///
+/// A transaction dropped without COMMIT or ROLLBACK (an error path's `?`, or
+/// a COMMIT that failed) queues a ROLLBACK on the connection; the ping waits
+/// for it. When SQLite already rolled the transaction back itself (it does on
+/// SQLITE_FULL and SQLITE_IOERR), that ROLLBACK fails and sqlx still counts
+/// the transaction as open, so every later `BEGIN` on the connection would
+/// fail. Such a connection is closed instead; the pool opens a fresh one.
+async fn reusable(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    conn.ping().await?;
+    if conn.is_in_transaction() {
+        tracing::warn!("closing a store connection left inside a failed transaction");
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 pub(crate) fn now_text() -> String {

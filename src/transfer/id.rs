@@ -20,6 +20,10 @@ pub enum InvalidId {
     TooLong(usize),
     #[error("callTransferId may contain only letters, digits and . _ - : @ + = ~ (found {0:?})")]
     BadChar(char),
+    /// `.` and `..` are dot segments: HTTP clients remove them from a URL
+    /// path (RFC 3986 5.2.4), so `/v1/transfers/{id}` could never reach them.
+    #[error("callTransferId cannot be \".\" or \"..\"")]
+    DotSegment,
 }
 
 impl TransferId {
@@ -29,6 +33,9 @@ impl TransferId {
         }
         if raw.len() > MAX_ID_LEN {
             return Err(InvalidId::TooLong(raw.len()));
+        }
+        if raw == "." || raw == ".." {
+            return Err(InvalidId::DotSegment);
         }
         // A conservative alphabet: upstream ids are caller-chosen strings like
         // `0867617078-0032318833-...` or UUIDs; nothing that needs escaping.
@@ -90,5 +97,8 @@ mod tests {
         assert_eq!(TransferId::parse("a\r\nb"), Err(InvalidId::BadChar('\r')));
         assert_eq!(TransferId::parse("a%2Fb"), Err(InvalidId::BadChar('%')));
         assert_eq!(TransferId::parse("a b"), Err(InvalidId::BadChar(' ')));
+        assert_eq!(TransferId::parse(".."), Err(InvalidId::DotSegment));
+        assert_eq!(TransferId::parse("."), Err(InvalidId::DotSegment));
+        assert!(TransferId::parse("...").is_ok());
     }
 }

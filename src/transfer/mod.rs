@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 pub use action::{Action, ActionKind, ActionStatus, AmqpTarget, Target};
 pub use event::{TransferEvent, Variables};
-pub use id::{InvalidId, TransferId};
+pub use id::{InvalidId, MAX_ID_LEN, TransferId};
 pub use waiters::{Full as WaitersFull, Waiter, Waiters};
 
 /// The bridge's own lifecycle of a transfer (DESIGN.md, "Bridge states").

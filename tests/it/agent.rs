@@ -89,30 +89,13 @@ async fn the_durable_audit_queue_keeps_records_without_a_consumer() {
     app.register_id(&id).await;
     let view = app.settled(&id).await;
     assert_eq!(view["state"], "EXPIRED");
-    // The bridge declared and bound the queue itself; read it with basic.get.
+    // The bridge declared and bound the queue itself; it is a stream (no
+    // basic.get), so read it from its first offset.
     let conn =
         lapin::Connection::connect(&broker_url().await, lapin::ConnectionProperties::default())
             .await
             .unwrap();
-    let channel = conn.create_channel().await.unwrap();
-    let mut ids = Vec::new();
-    while let Some(msg) = channel
-        .basic_get(
-            app.config.amqp.audit_queue.as_str().into(),
-            lapin::options::BasicGetOptions { no_ack: true },
-        )
-        .await
-        .unwrap()
-    {
-        ids.push(
-            msg.delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .unwrap()
-                .to_string(),
-        );
-    }
+    let ids = crate::topology::read_stream(&conn, &app.config.amqp.audit_queue, 2).await;
     assert_eq!(
         ids,
         [

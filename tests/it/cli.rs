@@ -52,6 +52,19 @@ fn config_check_redacts_and_names_bad_keys() {
 }
 
 #[test]
+fn config_check_refuses_an_amqp_url_the_client_cannot_parse() {
+    let bad = bridge(
+        &["config", "check"],
+        &[("BRIDGE_AMQP__URL", "amqp://u:hunter2@[::bad/%2f")],
+    );
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("amqp.url"), "{stderr}");
+    assert!(stderr.contains("invalid IPv6 address"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
 fn sip_render_prints_the_instruction() {
     let body = r#"{"id":"ct-1","externalConversationId":"conv-1","status":"COMPLETED","createdAt":"2024-06-01T12:34:56Z","type":"SIP",
         "sip":{"returnTransferType":"INVITE","returnURI":"sip:back@[2001:db8::1]:5060"},

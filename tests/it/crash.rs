@@ -49,6 +49,19 @@ impl Crashable {
     }
 }
 
+impl Drop for Crashable {
+    /// A test that fails before `crash()` must not leave this bridge running
+    /// on its own runtime, where it would re-declare what cleanup deletes.
+    fn drop(&mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Close this bridge's broker connection from the broker side, as a broker
 /// restart would, leaving other tests' connections alone.
 pub fn kill_broker_connection(connection_name: &str) -> usize {

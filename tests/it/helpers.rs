@@ -19,6 +19,8 @@ use transfer_bridge::App;
 use transfer_bridge::config::{Config, PolicyKind};
 use transfer_bridge::simulator::{self, Script, SimHandle};
 
+pub use crate::cleanup::BrokerCleanup;
+
 pub const SIM_ID: &str = "test-id";
 pub const SIM_SECRET: &str = "test-secret";
 
@@ -69,22 +71,47 @@ pub struct TestApp {
     stop: CancellationToken,
     running: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
+    /// Declared last so it drops after the bridge is stopped.
+    _cleanup: BrokerCleanup,
+}
+
+impl Drop for TestApp {
+    /// Stop the bridge before its exchanges and queue are deleted, so it
+    /// cannot re-declare them. Tests run on a current-thread runtime, so an
+    /// aborted task does not run again while the cleanup blocks.
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(running) = self.running.take() {
+            running.abort();
+        }
+    }
+}
+
+/// A fresh broker name for this test: `test-[<TEST_RUN_ID>-]<random>`.
+/// `.ci/run` sets `TEST_RUN_ID` and afterwards looks for anything left
+/// under its prefix, ignoring other runs on the same broker.
+pub fn test_prefix() -> String {
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    match std::env::var("TEST_RUN_ID") {
+        Ok(run) if !run.is_empty() => format!("test-{run}-{tag}"),
+        _ => format!("test-{tag}"),
+    }
 }
 
 /// Test-sized defaults: fast polls, short backoffs, isolated names.
 pub async fn test_config(sim: &SimHandle, dir: &std::path::Path) -> Config {
     let mut config = Config::from_figment(Config::embedded()).unwrap();
-    let tag = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    let tag = test_prefix();
     config.upstream.base_url = sim.base_url();
     config.upstream.api_id = SIM_ID.into();
     config.upstream.api_secret = SecretString::from(SIM_SECRET);
     config.upstream.rate_limit_per_s = 1000;
     config.store.url = SecretString::from(format!("sqlite://{}/bridge.db", dir.display()));
     config.amqp.url = SecretString::from(broker_url().await);
-    config.amqp.agent_exchange = format!("test-{tag}.transfer.agent");
-    config.amqp.pbx_exchange = format!("test-{tag}.transfer.pbx");
-    config.amqp.audit_exchange = format!("test-{tag}.transfer.audit");
-    config.amqp.audit_queue = format!("test-{tag}.transfer.audit");
+    config.amqp.agent_exchange = format!("{tag}.transfer.agent");
+    config.amqp.pbx_exchange = format!("{tag}.transfer.pbx");
+    config.amqp.audit_exchange = format!("{tag}.transfer.audit");
+    config.amqp.audit_queue = format!("{tag}.transfer.audit");
     config.amqp.reconnect_initial = Duration::from_millis(100);
     config.amqp.reconnect_max = Duration::from_millis(500);
     config.amqp.confirm_timeout = Duration::from_secs(5);
@@ -112,6 +139,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(&sim, dir.path()).await;
     tweak(&mut config);
+    let cleanup = BrokerCleanup::topology(&config.amqp);
     let broker = Broker::connect(&broker_url().await).await;
     let mut app = TestApp {
         base: String::new(),
@@ -122,6 +150,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         stop: CancellationToken::new(),
         running: None,
         _dir: dir,
+        _cleanup: cleanup,
     };
     app.start().await;
     app

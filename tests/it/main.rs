@@ -1,21 +1,30 @@
 //! One integration-test binary: black-box tests of the running bridge with
 //! its simulator, a fresh SQLite store and a real RabbitMQ (`AMQP_URL`).
 
+mod cleanup;
 mod crash;
 mod helpers;
+mod pbx;
+mod rabbitmq;
 
 mod agent;
+mod alarm;
 mod api;
 mod budget;
 mod cli;
 mod compose;
+mod connections;
 mod durability;
 mod hostile;
+mod ids;
+mod kamailio;
 mod lifecycle;
 mod ops;
 mod receiver;
 mod schema;
 mod sip;
+mod storage;
+mod topology;
 mod trust;
 mod wait;
 mod webhook;
