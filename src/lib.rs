@@ -9,6 +9,7 @@ pub mod api;
 pub mod config;
 pub mod delivery;
 pub mod demo;
+pub mod lifecycle;
 pub mod outbox;
 pub mod routing;
 pub mod simulator;
