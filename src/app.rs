@@ -13,7 +13,6 @@ use crate::config::Config;
 use crate::delivery::{AmqpPublisher, Sinks};
 use crate::lifecycle::Lifecycle;
 use crate::outbox::Dispatcher;
-use crate::routing::Router;
 use crate::store::Store;
 use crate::tracker::{Integrations, PollDeps, TrackState, Tracker, policy_from_config};
 use crate::transfer::Waiters;
@@ -130,7 +129,7 @@ impl App {
     }
 
     fn lifecycle(&self) -> Lifecycle {
-        let router = Router::new(&self.config);
+        let router = self.config.router();
         Lifecycle::new(
             self.store.clone(),
             router,

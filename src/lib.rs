@@ -12,6 +12,7 @@ pub mod demo;
 pub mod lifecycle;
 pub mod outbox;
 pub mod routing;
+pub mod settings;
 pub mod simulator;
 pub mod sip;
 pub mod store;

@@ -10,7 +10,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use transfer_bridge::lifecycle::Lifecycle;
-use transfer_bridge::routing::Router;
 use transfer_bridge::tracker::{
     Integrations, Phase, PollDeps, TrackState, Tracker, policy_from_config,
 };
@@ -38,7 +37,7 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Memory> {
             let budget = Arc::new(Budget::new(&config.upstream));
             let integrations = Integrations::new();
             let waiters = Waiters::new(config.http.max_waiters);
-            let router = Router::new(&config);
+            let router = config.router();
             let wake = Arc::new(Notify::new());
             let deps = PollDeps {
                 lifecycle: Lifecycle::new(store.clone(), router, wake, waiters.clone()),

@@ -5,7 +5,7 @@ pub mod webhook;
 
 use std::time::Duration;
 
-pub use amqp::{AmqpPublisher, PublishError};
+pub use amqp::{AmqpConfig, AmqpPublisher, AuditQueueType, PublishError};
 
 use crate::transfer::{Action, Target};
 

@@ -225,4 +225,5 @@ impl Lifecycle {
 }
 
 #[cfg(test)]
+#[path = "lifecycle_tests.rs"]
 mod tests;

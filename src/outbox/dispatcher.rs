@@ -11,8 +11,8 @@ use tokio::sync::{Notify, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::OutboxConfig;
 use super::repo::{self, Claimed};
-use crate::config::OutboxConfig;
 use crate::delivery::{Outcome, Sinks};
 use crate::store::Store;
 use crate::transfer::{Action, ActionKind, AmqpTarget, Target, TransferEvent};

@@ -13,7 +13,6 @@ pub use crate::transfer::TransferEvent;
 pub use rules::{AmqpRoute, MatchConfig, RouteConfig, validate_routes};
 pub use sip_action::SipRoute;
 
-use crate::config::Config;
 use crate::sip::{SipConfig, SipInstruction};
 use crate::transfer::{Action, ActionKind, AmqpTarget, Target};
 use crate::transfer::{BridgeState, Transfer};
@@ -42,16 +41,29 @@ pub struct Router {
     default_webhook: Option<String>,
 }
 
+/// Where planned actions go, besides what each route names itself.
+#[derive(Debug, Clone)]
+pub struct Destinations {
+    pub audit_exchange: String,
+    /// For routes that publish without naming an exchange.
+    pub agent_exchange: String,
+    pub pbx_exchange: String,
+    /// Publish SIP instructions as mandatory (`amqp.pbx_mandatory`).
+    pub pbx_mandatory: bool,
+    /// Callback for transfers registered without one.
+    pub default_webhook: Option<String>,
+}
+
 impl Router {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(routes: Vec<RouteConfig>, sip: SipConfig, to: Destinations) -> Self {
         Self {
-            routes: config.routes.clone(),
-            audit_exchange: config.amqp.audit_exchange.clone(),
-            agent_exchange: config.amqp.agent_exchange.clone(),
-            pbx_exchange: config.amqp.pbx_exchange.clone(),
-            pbx_mandatory: config.amqp.pbx_mandatory,
-            sip: config.sip.clone(),
-            default_webhook: config.webhook.default_url.clone(),
+            routes,
+            audit_exchange: to.audit_exchange,
+            agent_exchange: to.agent_exchange,
+            pbx_exchange: to.pbx_exchange,
+            pbx_mandatory: to.pbx_mandatory,
+            sip,
+            default_webhook: to.default_webhook,
         }
     }
 

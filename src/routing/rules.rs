@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::ConfigError;
+use crate::settings::ConfigError;
 
 use crate::transfer::TransferEvent;
 

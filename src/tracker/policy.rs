@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::adaptive::AdaptivePolicy;
+use super::config::{PolicyKind, PollingConfig};
 use super::integrations::{IntegrationId, Integrations};
 use super::signals::SignalAware;
 use super::state::{Phase, TrackState};
-use crate::config::{PolicyKind, PollingConfig};
 
 /// Chooses the delay before the next GET of a transfer.
 pub trait PollPolicy: Send + Sync + 'static {

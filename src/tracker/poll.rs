@@ -9,10 +9,10 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use super::config::PollingConfig;
 use super::integrations::Integrations;
 use super::policy::{Completion, PollPolicy, backoff, jittered};
 use super::state::TrackState;
-use crate::config::PollingConfig;
 use crate::lifecycle::{Finish, Finished, Lifecycle, Seen};
 use crate::store::StoreError;
 use crate::transfer::{BridgeState, Waiters};

@@ -17,6 +17,7 @@ mod clock;
 mod pace;
 mod snapshot;
 #[cfg(test)]
+#[path = "budget/budget_tests.rs"]
 mod tests;
 
 use std::num::NonZeroU32;
@@ -35,10 +36,10 @@ use tokio::time::Instant;
 pub use clock::{TokioClock, UtcClock};
 pub use snapshot::BudgetSnapshot;
 
+use super::UpstreamConfig;
 use super::circuit::AuthCircuit;
 use super::client::Fetched;
 use super::error::UpstreamError;
-use crate::config::UpstreamConfig;
 use pace::{Load, Pacer};
 use snapshot::publish;
 

@@ -13,6 +13,8 @@
 //! publishes wait instead of timing out, the dispatcher stops claiming broker
 //! actions, and `/readyz` reports the alarm.
 
+mod config;
+pub use config::{AmqpConfig, AuditQueueType};
 mod alarm;
 mod props;
 pub mod topology;
@@ -28,7 +30,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AmqpConfig, mask_url_password};
+use crate::settings::mask_url_password;
 use crate::transfer::{Action, AmqpTarget};
 use alarm::Alarm;
 pub use topology::{AuditMismatch, declare_exchange, declare_topology};

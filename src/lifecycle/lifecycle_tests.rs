@@ -23,12 +23,7 @@ async fn fixture() -> Fixture {
         .unwrap();
     let config = Config::from_figment(Config::embedded()).unwrap();
     let (waiters, outbox_wake) = (Waiters::new(10), Arc::new(Notify::new()));
-    let lifecycle = Lifecycle::new(
-        store,
-        Router::new(&config),
-        outbox_wake.clone(),
-        waiters.clone(),
-    );
+    let lifecycle = Lifecycle::new(store, config.router(), outbox_wake.clone(), waiters.clone());
     Fixture {
         lifecycle,
         waiters,
