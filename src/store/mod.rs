@@ -2,7 +2,7 @@
 //!
 //! Functions that must share a transaction take `&mut SqliteConnection`, so
 //! a state change and the outbox rows it causes commit together (see
-//! `tracker::poll` and `api::transfers`).
+//! `lifecycle`, their one caller).
 
 mod transfers;
 
