@@ -65,8 +65,9 @@ pub enum ApiError {
     /// dependency is down.
     #[error("{0}")]
     Unavailable(String),
-    /// 504 with Retry-After: a `?wait=` ran out while the transfer was still
-    /// TRACKING. Unlike 404 ("no instruction will come"), asking again helps.
+    /// 202 with Retry-After: a `?wait=` ran out while the transfer was still
+    /// TRACKING: accepted, not done. Unlike 404 ("no instruction will
+    /// come"), asking again helps. Not a 5xx: nothing failed.
     #[error("{0}")]
     StillTracking(String),
     /// 503 with Retry-After: the store cannot write (disk full or failing).
@@ -93,7 +94,7 @@ impl ApiError {
             Self::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable(_) | Self::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::StillTracking(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::StillTracking(_) => StatusCode::ACCEPTED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

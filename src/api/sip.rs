@@ -48,7 +48,7 @@ pub struct FormatQuery {
         (status = 404, description = "Unknown transfer; or no instruction will come: it ended (the message names the final state) without one, e.g. AGENT, CALLER_DISCONNECT, EXPIRED, FAILED; or, without `?wait=`, it is still TRACKING", body = ErrorEnvelope),
         (status = 422, description = "Bad `wait`", body = ErrorEnvelope),
         (status = 503, description = "Too many held requests (http.max_waiters), or shutting down; Retry-After", body = ErrorEnvelope),
-        (status = 504, description = "The `?wait=` ran out while the transfer was still TRACKING: ask again (Retry-After)", body = ErrorEnvelope),
+        (status = 202, description = "The `?wait=` ran out while the transfer was still TRACKING: no instruction yet, ask again (Retry-After); the envelope's code is 202-01", body = ErrorEnvelope),
     ), security(("bearer" = [])))]
 pub async fn instruction(
     State(app): State<AppState>,
@@ -74,7 +74,7 @@ pub async fn instruction(
 }
 
 /// Why there is no instruction, in words a dialplan's log can act on: still
-/// TRACKING after a wait (504: ask again), or ended without one (404: none
+/// TRACKING after a wait (202: ask again), or ended without one (404: none
 /// will come; the message names the final state).
 fn no_instruction(transfer: &Transfer, wait: Option<std::time::Duration>) -> ApiError {
     let id = &transfer.id;

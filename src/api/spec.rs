@@ -22,6 +22,7 @@ pub fn apply(doc: &mut Value) {
     register_body(&mut doc["components"]["schemas"]["RegisterRequest"]);
     list_state(&mut doc["paths"]["/v1/transfers"]["get"]["parameters"]);
     non_empty_raw_bodies(&mut doc["paths"]["/v1/sip/returns"]["post"]["requestBody"]);
+    wait_pattern(&mut doc["paths"]);
     for (path, method) in [("/v1/transfers", "post"), ("/v1/sip/returns", "post")] {
         let responses = &mut doc["paths"][path][method]["responses"];
         for status in ["200", "201"] {
@@ -63,6 +64,25 @@ fn list_state(parameters: &mut Value) {
     for parameter in parameters.as_array_mut().into_iter().flatten() {
         if parameter["name"] == "state" {
             parameter["schema"]["pattern"] = json!(pattern);
+        }
+    }
+}
+
+/// `?wait=` takes exactly what `wait::parse` reads.
+fn wait_pattern(paths: &mut Value) {
+    let operations = paths
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut());
+    for operation in
+        operations.flat_map(|o| o.as_object_mut().into_iter().flat_map(|o| o.values_mut()))
+    {
+        let parameters = operation
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut);
+        let parameters = parameters.into_iter().flatten();
+        for parameter in parameters.filter(|p| p["name"] == "wait") {
+            parameter["schema"]["pattern"] = json!(super::wait::PATTERN);
         }
     }
 }

@@ -61,6 +61,7 @@ pub async fn create(
     params(("id" = String, Path, description = "callTransferId"), WaitQuery),
     responses(
         (status = 200, description = "The bridge's view of the transfer; with `?wait=`, after it left TRACKING, or still TRACKING (with Retry-After) when the wait ran out", body = TransferView),
+        (status = 400, description = "Malformed query (e.g. `wait` given twice)", body = ErrorEnvelope),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
         (status = 404, description = "Unknown transfer", body = ErrorEnvelope),
         (status = 422, description = "Bad `wait` (negative, not a duration, unknown unit, too large)", body = ErrorEnvelope),
@@ -178,6 +179,7 @@ pub async fn cancel(
     responses(
         (status = 202, description = "Polling now, ahead of routine polls; with `?wait=`, still TRACKING when the wait ran out (Retry-After)", body = TransferView),
         (status = 200, description = "Ended (already, or within the wait); nothing left to poll", body = TransferView),
+        (status = 400, description = "Malformed query (e.g. `wait` given twice)", body = ErrorEnvelope),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
         (status = 404, description = "Unknown transfer", body = ErrorEnvelope),
         (status = 422, description = "Bad `wait`", body = ErrorEnvelope),

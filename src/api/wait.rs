@@ -16,12 +16,26 @@ use super::AppState;
 use super::error::ApiError;
 use crate::transfer::{Transfer, TransferId};
 
-/// Longest plain-seconds value, in integer digits: a day is 5 digits, so
+/// Digits allowed before and after the point: a day is 5 digits, so
 /// anything near 20 is a typo or an attack, not a wait.
-const MAX_SECONDS_DIGITS: usize = 9;
+const MAX_DIGITS: usize = 9;
 /// What a held request that ran out tells the client to wait before asking
 /// again: at once, really, but `Retry-After` counts whole seconds.
 pub const RETRY_AFTER_SECS: u64 = 1;
+/// Units a wait may carry (humantime's short forms), in seconds each.
+const UNITS: &[(&str, f64)] = &[
+    ("ns", 1e-9),
+    ("us", 1e-6),
+    ("ms", 1e-3),
+    ("s", 1.0),
+    ("sec", 1.0),
+    ("m", 60.0),
+    ("min", 60.0),
+    ("h", 3600.0),
+];
+/// The grammar `parse` accepts, for the OpenAPI document (so a fuzzer's
+/// schema-valid values are exactly the accepted ones).
+pub const PATTERN: &str = "^[0-9]{1,9}(\\.[0-9]{1,9})?(ns|us|ms|s|sec|m|min|h)?$";
 
 /// `?wait=` on the reads that may be held.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -32,31 +46,43 @@ pub struct WaitQuery {
     pub wait: Option<String>,
 }
 
-/// Parse `?wait=`: a humantime duration or plain seconds, capped at `max`.
+/// Parse `?wait=`: seconds (`5`, `2.5`) or a number with one humantime unit
+/// (`5s`, `750ms`, `1m`), capped at `max`.
 pub fn parse(raw: Option<&str>, max: Duration) -> Result<Option<Duration>, ApiError> {
     let Some(raw) = raw else {
         return Ok(None);
     };
-    let plain = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    let parsed = match plain {
-        true => plain_seconds(raw),
-        false => humantime::parse_duration(raw).map_err(|e| e.to_string()),
-    };
-    let wait = parsed.map_err(|why| {
+    let wait = duration(raw).map_err(|why| {
         ApiError::Invalid(format!(
-            "wait: {why} (got {raw:?}; give a duration such as 5s or 750ms, or seconds such as 2.5)"
+            "wait: {why} (got {raw:?}; give seconds such as 5 or 2.5, or a duration such as 5s, 750ms or 1m)"
         ))
     })?;
     Ok(Some(wait.min(max)))
 }
 
-fn plain_seconds(raw: &str) -> Result<Duration, String> {
-    let integer = raw.split('.').next().unwrap_or_default();
-    if integer.len() > MAX_SECONDS_DIGITS {
-        return Err("number of seconds is too large".into());
+fn duration(raw: &str) -> Result<Duration, &'static str> {
+    let split = raw
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, "0"));
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) {
+        return Err("not a number");
     }
-    let seconds: f64 = raw.parse().map_err(|_| "not a number".to_string())?;
-    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+    if whole.len() > MAX_DIGITS || fraction.len() > MAX_DIGITS {
+        return Err("too many digits");
+    }
+    let scale = match unit {
+        "" => 1.0,
+        unit => UNITS
+            .iter()
+            .find(|(name, _)| *name == unit)
+            .map(|(_, scale)| *scale)
+            .ok_or("unknown unit")?,
+    };
+    let seconds: f64 = number.parse().map_err(|_| "not a number")?;
+    Duration::try_from_secs_f64(seconds * scale).map_err(|_| "out of range")
 }
 
 /// The transfer as it stands after at most `wait`. A TRACKING transfer's
@@ -135,6 +161,8 @@ mod tests {
         assert_eq!(ok("0"), Duration::ZERO);
         assert_eq!(ok("1h"), MAX);
         assert_eq!(ok("3600"), MAX);
+        assert_eq!(ok("1.5s"), Duration::from_millis(1500));
+        assert_eq!(ok("1m"), MAX);
         assert_eq!(parse(None, MAX).unwrap(), None);
     }
 

@@ -170,7 +170,7 @@ async fn kamailio_falls_back_within_the_timeout_when_the_bridge_hangs() {
 
     let (response, took) = invite(&kamailio, &unique("kam-hang"), Duration::from_secs(8)).await;
     assert_redirect(&response, FALLBACK, &kamailio);
-    // One pull per try, each cut at HTTP_TIMEOUT: no 504 came, so one try.
+    // One pull per try, each cut at HTTP_TIMEOUT: no 202 came, so one try.
     assert!(took >= Duration::from_secs(2), "fallback after {took:?}");
     assert!(
         took < Duration::from_millis(3500),

@@ -83,10 +83,10 @@ async fn a_held_pull_that_runs_out_says_still_tracking() {
     let asked = Instant::now();
     let r = app.get(&format!("/v1/transfers/{id}/sip?wait=700ms")).await;
     let took = asked.elapsed();
-    assert_eq!(r.status(), 504);
+    assert_eq!(r.status(), 202);
     assert_eq!(r.headers()["retry-after"], "1");
     let error: Value = r.json().await.unwrap();
-    assert_eq!(error["error"]["code"], "504-01");
+    assert_eq!(error["error"]["code"], "202-01");
     assert!(message(&error).contains("TRACKING"), "{error}");
     assert!(
         took >= Duration::from_millis(700) && took < Duration::from_secs(3),
