@@ -6,6 +6,7 @@
 //! outbox -> delivery.
 
 pub mod api;
+pub mod backoff;
 pub mod config;
 pub mod delivery;
 pub mod demo;
