@@ -9,6 +9,7 @@
 //! `settings` at the bottom. `config` assembles each module's own section.
 
 pub mod api;
+pub mod backoff;
 pub mod config;
 pub mod delivery;
 pub mod demo;

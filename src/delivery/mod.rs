@@ -7,6 +7,7 @@ use std::time::Duration;
 
 pub use amqp::{AmqpConfig, AmqpPublisher, AuditQueueType, PublishError};
 
+use crate::backoff::Backoff;
 use crate::transfer::{Action, Target};
 
 /// What one delivery attempt came to.
@@ -96,11 +97,7 @@ impl Sinks {
         match target {
             Target::Amqp(_) => {
                 let (initial, max) = amqp;
-                Some(
-                    initial
-                        .saturating_mul(1 << attempts.saturating_sub(1).min(16))
-                        .min(max),
-                )
+                Some(Backoff::new(initial, max).delay(attempts))
             }
             Target::Webhook { .. } => self.webhook_retry.delay_before(attempts + 1, hint),
         }

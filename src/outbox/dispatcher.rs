@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use super::OutboxConfig;
 use super::repo::{self, Claimed};
+use crate::backoff::Backoff;
 use crate::delivery::{Outcome, Sinks};
 use crate::store::Store;
 use crate::transfer::{Action, ActionKind, AmqpTarget, Target, TransferEvent};
@@ -164,13 +165,14 @@ impl Dispatcher {
     /// holds makes that one delivery once space is back.
     async fn record_delivered(&self, id: &str) -> Result<(), crate::store::StoreError> {
         let give_up = tokio::time::Instant::now() + self.config.claim_timeout / 2;
-        let mut delay = Duration::from_millis(100);
+        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let mut delay = backoff.initial;
         loop {
             match repo::mark_delivered(self.store.pool(), id).await {
                 Err(e) if e.is_unavailable() && tokio::time::Instant::now() + delay < give_up => {
                     tracing::warn!(action_id = %id, error = %e, "cannot mark delivered; retrying");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(1));
+                    delay = backoff.next(delay);
                 }
                 other => return other,
             }

@@ -11,8 +11,9 @@ use tokio::time::Instant;
 
 use super::config::PollingConfig;
 use super::integrations::Integrations;
-use super::policy::{Completion, PollPolicy, backoff, jittered};
+use super::policy::{Completion, PollPolicy, backoff};
 use super::state::TrackState;
+use crate::backoff::jitter;
 use crate::lifecycle::{Finish, Finished, Lifecycle, Seen};
 use crate::store::StoreError;
 use crate::transfer::{BridgeState, Waiters};
@@ -146,7 +147,7 @@ fn next_delay(deps: &PollDeps, st: &TrackState) -> Duration {
             return delay;
         }
     }
-    let delay = jittered(deps.policy.next_delay(st), deps.config.jitter);
+    let delay = jitter(deps.policy.next_delay(st), deps.config.jitter);
     delay.min(deps.policy.ceiling(st))
 }
 

@@ -30,6 +30,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::settings::mask_url_password;
 use crate::transfer::{Action, AmqpTarget};
 use alarm::Alarm;
@@ -145,11 +146,12 @@ impl AmqpPublisher {
     /// Keep a connection up until `cancel` fires.
     pub async fn run(self, cancel: CancellationToken) {
         let cfg = &self.inner.config;
-        let mut delay = cfg.reconnect_initial;
+        let backoff = Backoff::new(cfg.reconnect_initial, cfg.reconnect_max);
+        let mut delay = backoff.initial;
         while !cancel.is_cancelled() {
             match connect(cfg).await {
                 Ok(session) => {
-                    delay = cfg.reconnect_initial;
+                    delay = backoff.initial;
                     self.hold(session, &cancel).await;
                 }
                 Err(e) => tracing::warn!(
@@ -162,7 +164,7 @@ impl AmqpPublisher {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(delay) => {}
             }
-            delay = (delay * 2).min(cfg.reconnect_max);
+            delay = backoff.next(delay);
         }
     }
 
