@@ -11,8 +11,8 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, AppState, RegisterLimiter};
 use crate::config::Config;
 use crate::delivery::{AmqpPublisher, Sinks};
+use crate::lifecycle::Lifecycle;
 use crate::outbox::Dispatcher;
-use crate::routing::Router;
 use crate::store::Store;
 use crate::tracker::{Integrations, PollDeps, TrackState, Tracker, policy_from_config};
 use crate::transfer::Waiters;
@@ -101,8 +101,7 @@ impl App {
             store: self.store.clone(),
             tracker,
             upstream: self.upstream.clone(),
-            router: Router::new(&self.config),
-            outbox_wake: self.dispatcher.waker(),
+            lifecycle: self.lifecycle(),
             amqp: self.amqp.clone(),
             metrics: crate::telemetry::metrics_handle(),
             draining: shutdown.clone(),
@@ -129,12 +128,20 @@ impl App {
         Ok(())
     }
 
+    fn lifecycle(&self) -> Lifecycle {
+        let router = self.config.router();
+        Lifecycle::new(
+            self.store.clone(),
+            router,
+            self.dispatcher.waker(),
+            self.waiters.clone(),
+        )
+    }
+
     fn poll_deps(&self) -> PollDeps {
         PollDeps {
-            store: self.store.clone(),
+            lifecycle: self.lifecycle(),
             upstream: self.upstream.clone(),
-            router: Router::new(&self.config),
-            outbox_wake: self.dispatcher.waker(),
             config: self.config.polling.clone(),
             policy: policy_from_config(&self.config.polling, self.integrations.clone()),
             integrations: self.integrations.clone(),

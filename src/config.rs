@@ -14,39 +14,18 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::routing::RouteConfig;
 
-mod amqp;
 mod tracking;
 
-pub use amqp::{AmqpConfig, AuditQueueType};
-pub use tracking::{PolicyKind, PollingConfig, TrustSignals, UpstreamConfig};
+pub use crate::delivery::{AmqpConfig, AuditQueueType};
+pub use crate::outbox::OutboxConfig;
+pub use crate::tracker::{PolicyKind, PollingConfig, TrustSignals};
+pub use crate::upstream::UpstreamConfig;
 
-/// The commented reference configuration, compiled in as the defaults.
-pub const DEFAULTS_TOML: &str = include_str!("../config/bridge.toml");
+pub use crate::settings::{ConfigError, DEFAULTS_TOML, mask_url_password};
+use crate::settings::{nonzero_duration, positive};
 
 /// Far above any file-descriptor limit, and within what a semaphore holds.
 const MAX_CONNECTIONS: usize = 1_000_000;
-
-/// What a redacted secret prints as.
-const REDACTED: &str = "**redacted**";
-
-/// A configuration problem, always naming the key at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// Figment's errors, each rewritten as `section.key: problem (source)`.
-    #[error("{0}")]
-    Load(String),
-    #[error("{key}: {reason}")]
-    Invalid { key: String, reason: String },
-}
-
-impl ConfigError {
-    pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Invalid {
-            key: key.into(),
-            reason: reason.into(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -104,23 +83,8 @@ pub struct HttpConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    #[serde(serialize_with = "redact_url_password")]
+    #[serde(serialize_with = "crate::settings::redact_url_password")]
     pub url: SecretString,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutboxConfig {
-    #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
-    pub batch_size: u32,
-    pub concurrency: usize,
-    #[serde(with = "humantime_serde")]
-    pub claim_timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub retry_initial: Duration,
-    #[serde(with = "humantime_serde")]
-    pub retry_max: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -255,6 +219,18 @@ impl Config {
         nonzero_duration("webhook.timeout", webhook.timeout)
     }
 
+    /// The router for these routes, exchanges and SIP settings.
+    pub fn router(&self) -> crate::routing::Router {
+        let to = crate::routing::Destinations {
+            audit_exchange: self.amqp.audit_exchange.clone(),
+            agent_exchange: self.amqp.agent_exchange.clone(),
+            pbx_exchange: self.amqp.pbx_exchange.clone(),
+            pbx_mandatory: self.amqp.pbx_mandatory,
+            default_webhook: self.webhook.default_url.clone(),
+        };
+        crate::routing::Router::new(self.routes.clone(), self.sip.clone(), to)
+    }
+
     /// The effective configuration as TOML with every secret redacted.
     pub fn redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
@@ -294,45 +270,6 @@ fn describe(error: figment::Error) -> ConfigError {
     ConfigError::Load(lines.join("; "))
 }
 
-fn positive(key: &str, value: u32) -> Result<(), ConfigError> {
-    if value == 0 {
-        return Err(ConfigError::invalid(key, "must be greater than 0"));
-    }
-    Ok(())
-}
-
-fn nonzero_duration(key: &str, value: Duration) -> Result<(), ConfigError> {
-    if value.is_zero() {
-        return Err(ConfigError::invalid(key, "must be longer than 0s"));
-    }
-    Ok(())
-}
-
-fn redact<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
-    if secret.expose_secret().is_empty() {
-        s.serialize_str("")
-    } else {
-        s.serialize_str(REDACTED)
-    }
-}
-
-/// Print a URL with its password masked, so operators still see host and user.
-fn redact_url_password<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&mask_url_password(secret.expose_secret()))
-}
-
-/// `amqp://user:pass@host` -> `amqp://user:**redacted**@host`.
-pub fn mask_url_password(raw: &str) -> String {
-    match reqwest::Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some(REDACTED));
-            url.to_string()
-        }
-        Ok(_) => raw.to_string(),
-        Err(_) => REDACTED.to_string(),
-    }
-}
-
 /// Tokens arrive as a TOML list or, from env, as one comma-separated string.
 mod secret_list {
     use super::*;
@@ -359,7 +296,7 @@ mod secret_list {
     }
 
     pub fn serialize<S: Serializer>(v: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(v.iter().map(|_| REDACTED))
+        s.collect_seq(v.iter().map(|_| crate::settings::REDACTED))
     }
 }
 

@@ -2,15 +2,21 @@
 //! done and delivers the outcome (RabbitMQ, SIP instructions, webhooks)
 //! through a durable outbox.
 //!
-//! Data flows one way: api -> store -> tracker -> upstream -> routing ->
-//! outbox -> delivery.
+//! Dependencies point one way, from the edges down to the domain (README,
+//! "Design"): `app` and `api` on top; `tracker` below them; `lifecycle`,
+//! the one home of state changes, below that; then `outbox`, `routing`,
+//! `store`, `upstream`, `delivery` and `sip`; `transfer` (the domain) and
+//! `settings` at the bottom. `config` assembles each module's own section.
 
 pub mod api;
+pub mod backoff;
 pub mod config;
 pub mod delivery;
 pub mod demo;
+pub mod lifecycle;
 pub mod outbox;
 pub mod routing;
+pub mod settings;
 pub mod simulator;
 pub mod sip;
 pub mod store;

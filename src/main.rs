@@ -170,9 +170,9 @@ fn sip_render(input: &str, config: Option<PathBuf>, raw: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match transfer_bridge::routing::Router::new(&config).instruction_for(&resource) {
+    match config.router().instruction_for(&resource) {
         Ok(sip) if raw => {
-            print!("{}", sip["message"].as_str().unwrap_or_default());
+            print!("{}", sip.message);
             ExitCode::SUCCESS
         }
         Ok(sip) => {

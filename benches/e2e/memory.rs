@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use transfer_bridge::routing::Router;
+use transfer_bridge::lifecycle::Lifecycle;
 use transfer_bridge::tracker::{
     Integrations, Phase, PollDeps, TrackState, Tracker, policy_from_config,
 };
@@ -36,15 +36,16 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Memory> {
         .spawn(async move {
             let budget = Arc::new(Budget::new(&config.upstream));
             let integrations = Integrations::new();
+            let waiters = Waiters::new(config.http.max_waiters);
+            let router = config.router();
+            let wake = Arc::new(Notify::new());
             let deps = PollDeps {
-                store: store.clone(),
+                lifecycle: Lifecycle::new(store.clone(), router, wake, waiters.clone()),
                 upstream: UpstreamClient::new(&config.upstream, budget)?,
-                router: Router::new(&config),
-                outbox_wake: Arc::new(Notify::new()),
                 config: config.polling.clone(),
                 policy: policy_from_config(&config.polling, integrations.clone()),
                 integrations,
-                waiters: Waiters::new(config.http.max_waiters),
+                waiters,
                 auth_fail_after: config.upstream.auth_fail_after,
             };
             track(deps, n).await

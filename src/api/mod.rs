@@ -21,7 +21,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use tokio::sync::Notify;
 
 pub use error::ApiError;
 pub use limit::RegisterLimiter;
@@ -30,8 +29,6 @@ pub use view::{ListResponse, TransferView};
 
 use crate::config::Config;
 use crate::delivery::AmqpPublisher;
-use crate::outbox::repo;
-use crate::routing;
 use crate::store::Store;
 use crate::tracker::Tracker;
 use crate::transfer::{Transfer, TransferId};
@@ -44,8 +41,8 @@ pub struct AppState {
     pub store: Store,
     pub tracker: Tracker,
     pub upstream: UpstreamClient,
-    pub router: routing::Router,
-    pub outbox_wake: Arc<Notify>,
+    /// Every state change goes through it.
+    pub lifecycle: crate::lifecycle::Lifecycle,
     pub amqp: AmqpPublisher,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Fired at shutdown: registrations answer 503 from then on.
@@ -70,7 +67,7 @@ impl AppState {
             true => None,
             false => self.tracker.polls(transfer.id.clone()).await,
         };
-        let actions = repo::for_transfer(self.store.pool(), &transfer.id).await?;
+        let actions = self.lifecycle.actions(&transfer.id).await?;
         let mut view = TransferView::summary(transfer);
         if let Some(polls) = live_polls {
             view.polls = view.polls.max(polls);

@@ -8,10 +8,9 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::outbox::repo;
-use crate::store::{self, NewTransfer, Registered};
+use crate::store::{NewTransfer, Registered};
 use crate::tracker::TrackState;
-use crate::transfer::{BridgeState, Transfer, TransferId};
+use crate::transfer::{Transfer, TransferId};
 use crate::upstream::{CreateCallTransfer, Disposition, Fetched, UpstreamError};
 
 pub(crate) const MAX_METADATA_ENTRIES: usize = 50;
@@ -74,31 +73,17 @@ pub async fn register(
         integration: Some(integration),
         return_signal: req.return_signal,
     };
-    let mut tx = app.store.begin().await?;
-    let registered = store::register(&mut tx, &new).await?;
-    let transfer = match registered {
+    let created = upstream.as_ref().map(|f| &f.resource);
+    match app.lifecycle.register(&new, created).await? {
         Registered::Created(t) => {
-            let plan = app.router.plan(
-                &t,
-                BridgeState::Tracking,
-                upstream.as_ref().map(|f| &f.resource),
-            );
-            repo::enqueue(&mut tx, &plan.actions).await?;
-            tx.commit().await?;
-            app.outbox_wake.notify_one();
             start_tracking(app, &t, upstream.as_ref()).await;
-            metrics::counter!("bridge_transfers_registered_total").increment(1);
-            return Ok((StatusCode::CREATED, t));
+            Ok((StatusCode::CREATED, t))
         }
-        Registered::Identical(t) => t,
-        Registered::Conflict(_) => {
-            return Err(ApiError::Conflict(format!(
-                "callTransferId {id} is already registered with a different body"
-            )));
-        }
-    };
-    tx.commit().await?;
-    Ok((StatusCode::OK, transfer))
+        Registered::Identical(t) => Ok((StatusCode::OK, t)),
+        Registered::Conflict(_) => Err(ApiError::Conflict(format!(
+            "callTransferId {id} is already registered with a different body"
+        ))),
+    }
 }
 
 async fn start_tracking(app: &AppState, t: &Transfer, created: Option<&Fetched>) {

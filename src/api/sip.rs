@@ -16,9 +16,9 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiBytes, IdPath};
 use super::view::TransferView;
-use crate::outbox::repo;
+use crate::lifecycle::{Returned, Seen};
 use crate::sip::{ParsedReturn, ReturnInput, parse_return};
-use crate::store::{self, NewTransfer};
+use crate::store::NewTransfer;
 use crate::transfer::{BridgeState, Transfer, TransferId};
 use crate::upstream::model::{OutputContext, TransferMethod, TransferType};
 use crate::upstream::{CallTransfer, ErrorEnvelope, Status};
@@ -68,8 +68,7 @@ pub async fn instruction(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|accept| accept.to_ascii_lowercase().contains(MESSAGE_SIP));
     if wants_raw {
-        let message = sip["message"].as_str().unwrap_or_default().to_string();
-        return Ok(([(header::CONTENT_TYPE, MESSAGE_SIP)], message).into_response());
+        return Ok(([(header::CONTENT_TYPE, MESSAGE_SIP)], sip.message).into_response());
     }
     Ok(Json(sip).into_response())
 }
@@ -202,7 +201,7 @@ fn return_id(parsed: &ParsedReturn, text: &str) -> Result<TransferId, ApiError> 
 }
 
 fn completed_resource(id: &TransferId, parsed: &ParsedReturn) -> CallTransfer {
-    let now = crate::routing::event::now_rfc3339();
+    let now = crate::transfer::clock::now_rfc3339();
     CallTransfer {
         id: id.to_string(),
         external_conversation_id: parsed.external_conversation_id.clone().unwrap_or_default(),
@@ -231,47 +230,24 @@ async fn complete(
     resource: &CallTransfer,
 ) -> Result<(StatusCode, TransferId), ApiError> {
     let raw = serde_json::to_value(resource).map_err(ApiError::internal)?;
-    let mut tx = app.store.begin().await?;
-    let (status, mut transfer) = match store::fetch(&mut tx, id).await? {
-        Some(existing) if existing.state.is_terminal() => return Ok((StatusCode::OK, id.clone())),
-        Some(existing) => (StatusCode::OK, existing),
-        None => {
-            let new = NewTransfer {
-                id: id.clone(),
-                callback_url: None,
-                metadata: BTreeMap::new(),
-                request_json: "sip-return".into(),
-                upstream_status: None,
-                upstream: None,
-                integration: None,
-                return_signal: None,
-            };
-            match store::register(&mut tx, &new).await? {
-                store::Registered::Created(t) => (StatusCode::CREATED, t),
-                _ => return Ok((StatusCode::OK, id.clone())),
-            }
-        }
+    let new = NewTransfer {
+        id: id.clone(),
+        callback_url: None,
+        metadata: BTreeMap::new(),
+        request_json: "sip-return".into(),
+        upstream_status: None,
+        upstream: None,
+        integration: None,
+        return_signal: None,
     };
-    store::record_upstream(&mut tx, id, "COMPLETED", &raw, transfer.polls).await?;
-    transfer.state = BridgeState::Completed;
-    let plan = app
-        .router
-        .plan(&transfer, BridgeState::Completed, Some(resource));
-    if store::finish(
-        &mut tx,
-        id,
-        BridgeState::Completed,
-        plan.event.reason.as_deref(),
-        None,
-        plan.event.sip.as_ref(),
-    )
-    .await?
-    {
-        repo::enqueue(&mut tx, &plan.actions).await?;
-    }
-    tx.commit().await?;
+    let seen = Seen {
+        resource,
+        raw: &raw,
+    };
+    let status = match app.lifecycle.sip_return(&new, seen).await? {
+        Returned::Created => StatusCode::CREATED,
+        Returned::Existing => StatusCode::OK,
+    };
     app.tracker.untrack(id.clone()).await;
-    app.outbox_wake.notify_one();
-    app.waiters.wake(id);
     Ok((status, id.clone()))
 }

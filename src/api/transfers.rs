@@ -12,8 +12,7 @@ use super::extract::{ApiJson, IdPath};
 use super::register::{RegisterRequest, register};
 use super::view::{ListResponse, TransferView};
 use super::wait::{self, WaitQuery};
-use crate::outbox::repo;
-use crate::store;
+use crate::lifecycle::{Finish, Finished};
 use crate::transfer::{BridgeState, TransferId};
 use crate::upstream::ErrorEnvelope;
 
@@ -155,31 +154,20 @@ pub async fn cancel(
     State(app): State<AppState>,
     IdPath(id): IdPath,
 ) -> Result<Json<TransferView>, ApiError> {
-    let mut tx = app.store.begin().await?;
-    let Some(mut transfer) = store::fetch(&mut tx, &id).await? else {
-        return Err(not_found(&id));
+    let cancel = Finish {
+        state: BridgeState::Cancelled,
+        reason: Some("cancelled via DELETE /v1/transfers/{id}"),
+        seen: None,
+        polls: None,
     };
-    let reason = "cancelled via DELETE /v1/transfers/{id}";
-    if store::finish(
-        &mut tx,
-        &id,
-        BridgeState::Cancelled,
-        Some(reason),
-        None,
-        None,
-    )
-    .await?
-    {
-        transfer.state = BridgeState::Cancelled;
-        transfer.reason = Some(reason.into());
-        let plan = app.router.plan(&transfer, BridgeState::Cancelled, None);
-        repo::enqueue(&mut tx, &plan.actions).await?;
-    }
-    tx.commit().await?;
-    app.tracker.untrack(id.clone()).await;
-    app.outbox_wake.notify_one();
-    app.waiters.wake(&id);
-    let transfer = app.find(&id).await?;
+    let transfer = match app.lifecycle.finish(&id, cancel).await? {
+        Finished::Unknown => return Err(not_found(&id)),
+        Finished::AlreadyEnded(transfer) => transfer,
+        Finished::Changed { .. } => {
+            app.tracker.untrack(id.clone()).await;
+            app.find(&id).await?
+        }
+    };
     Ok(Json(app.view(transfer).await?))
 }
 
@@ -240,8 +228,7 @@ pub async fn redeliver(
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let transfer = app.find(&id).await?;
-    let requeued = repo::redeliver(app.store.pool(), &id).await?;
-    app.outbox_wake.notify_one();
+    let requeued = app.lifecycle.redeliver(&id).await?;
     let mut view = app.view(transfer).await?;
     view.requeued = Some(requeued);
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())

@@ -5,9 +5,10 @@ pub mod webhook;
 
 use std::time::Duration;
 
-pub use amqp::{AmqpPublisher, PublishError};
+pub use amqp::{AmqpConfig, AmqpPublisher, AuditQueueType, PublishError};
 
-use crate::outbox::{Action, Target};
+use crate::backoff::Backoff;
+use crate::transfer::{Action, Target};
 
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,22 +37,16 @@ pub struct Sinks {
 impl Sinks {
     pub async fn deliver(&self, action: &Action) -> Outcome {
         match &action.target {
-            Target::Amqp(target) => {
-                match self
-                    .amqp
-                    .publish(target, &action.id, action.body.as_bytes())
-                    .await
-                {
-                    Ok(()) => Outcome::Delivered,
-                    Err(e @ PublishError::TooLong { .. }) => Outcome::Failed {
-                        error: e.to_string(),
-                    },
-                    Err(e) => Outcome::Retry {
-                        error: e.to_string(),
-                        after: None,
-                    },
-                }
-            }
+            Target::Amqp(target) => match self.amqp.publish(target, action).await {
+                Ok(()) => Outcome::Delivered,
+                Err(e @ PublishError::TooLong { .. }) => Outcome::Failed {
+                    error: e.to_string(),
+                },
+                Err(e) => Outcome::Retry {
+                    error: e.to_string(),
+                    after: None,
+                },
+            },
             Target::Webhook { url } => self.send_webhook(url, action).await,
         }
     }
@@ -102,11 +97,7 @@ impl Sinks {
         match target {
             Target::Amqp(_) => {
                 let (initial, max) = amqp;
-                Some(
-                    initial
-                        .saturating_mul(1 << attempts.saturating_sub(1).min(16))
-                        .min(max),
-                )
+                Some(Backoff::new(initial, max).delay(attempts))
             }
             Target::Webhook { .. } => self.webhook_retry.delay_before(attempts + 1, hint),
         }

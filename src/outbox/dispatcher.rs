@@ -7,16 +7,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::{Notify, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::action::{Action, AmqpTarget, Target};
+use super::OutboxConfig;
 use super::repo::{self, Claimed};
-use crate::config::OutboxConfig;
+use crate::backoff::Backoff;
 use crate::delivery::{Outcome, Sinks};
 use crate::store::Store;
+use crate::transfer::{Action, ActionKind, AmqpTarget, Target, TransferEvent};
 
 /// Sent after every settled attempt (the demo prints these).
 #[derive(Debug, Clone)]
@@ -124,7 +124,7 @@ impl Dispatcher {
     pub async fn settle(&self, item: Claimed) {
         let Claimed { action, attempts } = item;
         let outcome = self.sinks.deliver(&action).await;
-        metrics::counter!("bridge_deliveries_total", "kind" => action.kind.clone(), "outcome" => outcome_label(&outcome)).increment(1);
+        metrics::counter!("bridge_deliveries_total", "kind" => action.kind.to_string(), "outcome" => outcome_label(&outcome)).increment(1);
         let result = match &outcome {
             Outcome::Delivered => self.record_delivered(&action.id).await,
             Outcome::Retry { error, after } => match self.retry_delay(&action, attempts, *after) {
@@ -155,7 +155,7 @@ impl Dispatcher {
         let _ = self.reports.send(DeliveryReport {
             action_id: action.id.clone(),
             transfer_id: action.transfer_id.to_string(),
-            kind: action.kind.clone(),
+            kind: action.kind.to_string(),
             outcome,
         });
     }
@@ -165,13 +165,14 @@ impl Dispatcher {
     /// holds makes that one delivery once space is back.
     async fn record_delivered(&self, id: &str) -> Result<(), crate::store::StoreError> {
         let give_up = tokio::time::Instant::now() + self.config.claim_timeout / 2;
-        let mut delay = Duration::from_millis(100);
+        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let mut delay = backoff.initial;
         loop {
             match repo::mark_delivered(self.store.pool(), id).await {
                 Err(e) if e.is_unavailable() && tokio::time::Instant::now() + delay < give_up => {
                     tracing::warn!(action_id = %id, error = %e, "cannot mark delivered; retrying");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(1));
+                    delay = backoff.next(delay);
                 }
                 other => return other,
             }
@@ -194,7 +195,7 @@ impl Dispatcher {
         tracing::error!(action_id = %action.id, error = %error, "delivery failed for good");
         let mut tx = self.store.begin().await?;
         repo::mark_failed(&mut tx, &action.id, error).await?;
-        if action.kind != "audit" {
+        if action.kind != ActionKind::Audit {
             repo::enqueue(&mut tx, &[self.failure_event(action, error)]).await?;
         }
         tx.commit().await?;
@@ -202,53 +203,28 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// The `delivery.failed` audit record of `action`: its own event (every
+    /// action of a state change carries it), re-typed and re-dated.
     fn failure_event(&self, action: &Action, error: &str) -> Action {
-        let mut body: Value = serde_json::from_str(&action.body).unwrap_or(Value::Null);
-        if let Some(obj) = body.as_object_mut() {
-            obj.insert(
-                "eventId".into(),
-                format!("{}.delivery_failed", action.id).into(),
-            );
-            obj.insert("type".into(), "delivery.failed".into());
-            obj.insert(
-                "occurredAt".into(),
-                crate::routing::event::now_rfc3339().into(),
-            );
-            obj.insert(
-                "reason".into(),
-                format!("action {}: {error}", action.id).into(),
-            );
-        }
-        let suffix = action
-            .id
-            .strip_prefix(action.transfer_id.as_str())
-            .unwrap_or("");
-        Action {
-            id: action
-                .transfer_id
-                .action_id(&format!("audit.delivery_failed{suffix}")),
-            transfer_id: action.transfer_id.clone(),
-            kind: "audit".into(),
-            target: Target::Amqp(AmqpTarget {
-                exchange: self.audit_exchange.clone(),
-                routing_key: "delivery.failed".into(),
-                mandatory: true,
-                event_type: "delivery.failed".into(),
-                correlation_id: body
-                    .get("externalConversationId")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                transfer_type: body
-                    .get("transferType")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                current_task: body
-                    .get("currentTaskName")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-            }),
-            body: body.to_string(),
-        }
+        let event = serde_json::from_str::<TransferEvent>(&action.body)
+            .ok()
+            .map(|event| event.delivery_failed(&action.id, error));
+        let field = |get: fn(&TransferEvent) -> &Option<String>| {
+            event.as_ref().and_then(|e| get(e).clone())
+        };
+        let target = Target::Amqp(AmqpTarget {
+            exchange: self.audit_exchange.clone(),
+            routing_key: "delivery.failed".into(),
+            mandatory: true,
+            event_type: "delivery.failed".into(),
+            correlation_id: field(|e| &e.external_conversation_id),
+            transfer_type: field(|e| &e.transfer_type),
+            current_task: field(|e| &e.current_task_name),
+        });
+        let name = format!("audit.delivery_failed.{}", action.name);
+        let mut failure = Action::new(&action.transfer_id, &name, ActionKind::Audit, target);
+        failure.body = serde_json::to_string(&event).expect("events serialize");
+        failure
     }
 }
 

@@ -1,10 +1,28 @@
 //! The durable outbox: actions are stored with the state change that caused
 //! them, then a dispatcher delivers them until a confirm or a 2xx settles them.
 
-mod action;
 mod dispatcher;
 pub mod repo;
 
-pub use action::{Action, ActionStatus, AmqpTarget, Target};
 pub use dispatcher::Dispatcher;
 pub use repo::ActionView;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `[outbox]`: how the dispatcher claims, delivers and retries.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    pub batch_size: u32,
+    pub concurrency: usize,
+    #[serde(with = "humantime_serde")]
+    pub claim_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+}

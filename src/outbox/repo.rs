@@ -4,9 +4,9 @@ use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use super::action::{Action, ActionStatus, Target};
 use crate::store::{StoreError, now_text};
 use crate::transfer::TransferId;
+use crate::transfer::{Action, ActionKind, ActionStatus, Target};
 
 /// An action handed to a dispatcher, with how many attempts it has had
 /// (this one included).
@@ -28,9 +28,7 @@ pub struct ActionView {
     pub last_error: Option<String>,
 }
 
-pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
+use crate::transfer::clock::now_unix_ms as now_ms;
 
 /// Insert in the caller's transaction. A repeat of the same id is ignored:
 /// an action, once recorded, keeps its id and body forever.
@@ -40,16 +38,17 @@ pub async fn enqueue(conn: &mut SqliteConnection, actions: &[Action]) -> Result<
     for action in actions {
         sqlx::query(
             "INSERT INTO actions (id, transfer_id, kind, target_json, body, status, attempts, \
-             next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7) \
+             next_attempt_at, created_at, name) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7, $8) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&action.id)
         .bind(action.transfer_id.as_str())
-        .bind(&action.kind)
+        .bind(action.kind.as_str())
         .bind(serde_json::to_string(&action.target).expect("targets serialize"))
         .bind(&action.body)
         .bind(now)
         .bind(&created)
+        .bind(&action.name)
         .execute(&mut *conn)
         .await?;
     }
@@ -73,7 +72,7 @@ pub async fn claim_due(
            AND (claimed_until IS NULL OR claimed_until <= $1) \
            AND ($4 OR json_extract(target_json, '$.sink') <> 'amqp') \
            ORDER BY next_attempt_at LIMIT $3) \
-         RETURNING id, transfer_id, kind, target_json, body, attempts",
+         RETURNING id, transfer_id, name, kind, target_json, body, attempts",
     )
     .bind(now)
     .bind(now + lease_ms)
@@ -192,7 +191,8 @@ fn claimed_from_row(row: &SqliteRow) -> Result<Claimed, StoreError> {
     Ok(Claimed {
         action: Action {
             transfer_id: TransferId::parse(&transfer).map_err(|_| corrupt("transfer_id"))?,
-            kind: row.try_get("kind")?,
+            name: row.try_get("name")?,
+            kind: ActionKind::parse(row.try_get("kind")?),
             target,
             body: row.try_get("body")?,
             id,

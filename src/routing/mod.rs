@@ -9,13 +9,12 @@ mod rules;
 mod sip_action;
 mod template;
 
-pub use event::TransferEvent;
+pub use crate::transfer::TransferEvent;
 pub use rules::{AmqpRoute, MatchConfig, RouteConfig, validate_routes};
 pub use sip_action::SipRoute;
 
-use crate::config::Config;
-use crate::outbox::{Action, AmqpTarget, Target};
-use crate::sip::SipConfig;
+use crate::sip::{SipConfig, SipInstruction};
+use crate::transfer::{Action, ActionKind, AmqpTarget, Target};
 use crate::transfer::{BridgeState, Transfer};
 use crate::upstream::CallTransfer;
 
@@ -42,16 +41,29 @@ pub struct Router {
     default_webhook: Option<String>,
 }
 
+/// Where planned actions go, besides what each route names itself.
+#[derive(Debug, Clone)]
+pub struct Destinations {
+    pub audit_exchange: String,
+    /// For routes that publish without naming an exchange.
+    pub agent_exchange: String,
+    pub pbx_exchange: String,
+    /// Publish SIP instructions as mandatory (`amqp.pbx_mandatory`).
+    pub pbx_mandatory: bool,
+    /// Callback for transfers registered without one.
+    pub default_webhook: Option<String>,
+}
+
 impl Router {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(routes: Vec<RouteConfig>, sip: SipConfig, to: Destinations) -> Self {
         Self {
-            routes: config.routes.clone(),
-            audit_exchange: config.amqp.audit_exchange.clone(),
-            agent_exchange: config.amqp.agent_exchange.clone(),
-            pbx_exchange: config.amqp.pbx_exchange.clone(),
-            pbx_mandatory: config.amqp.pbx_mandatory,
-            sip: config.sip.clone(),
-            default_webhook: config.webhook.default_url.clone(),
+            routes,
+            audit_exchange: to.audit_exchange,
+            agent_exchange: to.agent_exchange,
+            pbx_exchange: to.pbx_exchange,
+            pbx_mandatory: to.pbx_mandatory,
+            sip,
+            default_webhook: to.default_webhook,
         }
     }
 
@@ -63,7 +75,7 @@ impl Router {
         state: BridgeState,
         resource: Option<&CallTransfer>,
     ) -> Plan {
-        let mut event = TransferEvent::for_state(transfer, state, resource);
+        let mut event = event::for_state(transfer, state, resource);
         let route = match state {
             BridgeState::Completed => self.routes.iter().find(|r| r.matcher.matches(&event)),
             _ => None,
@@ -84,18 +96,17 @@ impl Router {
             && state.is_terminal()
             && route.is_none_or(|r| r.webhook)
         {
-            actions.push(Action {
-                id: transfer.id.action_id(&format!("webhook.{suffix}")),
-                transfer_id: transfer.id.clone(),
-                kind: "webhook".into(),
-                target: Target::Webhook { url: url.clone() },
-                body: String::new(),
-            });
+            actions.push(Action::new(
+                &transfer.id,
+                &format!("webhook.{suffix}"),
+                ActionKind::Webhook,
+                Target::Webhook { url: url.clone() },
+            ));
         }
         actions.push(amqp_action(
             &event,
             transfer,
-            &format!("audit.{suffix}"),
+            (&format!("audit.{suffix}"), ActionKind::Audit),
             &self.audit_exchange,
             format!("transfer.{suffix}"),
             true,
@@ -111,7 +122,7 @@ impl Router {
 
     /// What `sip render` prints: the SIP instruction a COMPLETED upstream
     /// resource produces under the active routes.
-    pub fn instruction_for(&self, resource: &CallTransfer) -> Result<serde_json::Value, String> {
+    pub fn instruction_for(&self, resource: &CallTransfer) -> Result<SipInstruction, String> {
         let id = crate::transfer::TransferId::parse(&resource.id).map_err(|e| e.to_string())?;
         let now = time::OffsetDateTime::now_utc();
         let transfer = Transfer {
@@ -161,17 +172,11 @@ impl Router {
                         "pbx.{}",
                         instruction.method.to_string().to_ascii_lowercase()
                     );
-                    event.sip = serde_json::to_value(&instruction).ok().map(|mut json| {
-                        // Where the call goes next, for dialplans that read
-                        // one field: the Refer-To URI of a REFER, else the
-                        // request-URI (a placeholder for BYE).
-                        json["target"] = refer_target(&instruction).into();
-                        json
-                    });
+                    event.sip = Some(instruction);
                     actions.push(amqp_action(
                         event,
                         transfer,
-                        "pbx",
+                        ("pbx", ActionKind::Pbx),
                         &self.pbx_exchange,
                         key,
                         self.pbx_mandatory,
@@ -186,7 +191,7 @@ impl Router {
                 Ok(key) => actions.push(amqp_action(
                     event,
                     transfer,
-                    &route.name,
+                    (&route.name, ActionKind::Route(route.name.clone())),
                     exchange,
                     truncate(key),
                     amqp.mandatory,
@@ -208,40 +213,21 @@ impl Router {
 fn amqp_action(
     event: &TransferEvent,
     transfer: &Transfer,
-    name: &str,
+    (name, kind): (&str, ActionKind),
     exchange: &str,
     routing_key: String,
     mandatory: bool,
 ) -> Action {
-    Action {
-        id: transfer.id.action_id(name),
-        transfer_id: transfer.id.clone(),
-        kind: name.split('.').next().unwrap_or(name).to_string(),
-        target: Target::Amqp(AmqpTarget {
-            exchange: exchange.to_string(),
-            routing_key,
-            mandatory,
-            event_type: event.kind.clone(),
-            correlation_id: event.external_conversation_id.clone(),
-            transfer_type: event.transfer_type.clone(),
-            current_task: event.current_task_name.clone(),
-        }),
-        body: String::new(),
-    }
-}
-
-fn refer_target(instruction: &crate::sip::SipInstruction) -> String {
-    instruction
-        .headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("Refer-To"))
-        .map(|(_, value)| {
-            value
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_string()
-        })
-        .unwrap_or_else(|| instruction.request_uri.clone())
+    let target = Target::Amqp(AmqpTarget {
+        exchange: exchange.to_string(),
+        routing_key,
+        mandatory,
+        event_type: event.kind.clone(),
+        correlation_id: event.external_conversation_id.clone(),
+        transfer_type: event.transfer_type.clone(),
+        current_task: event.current_task_name.clone(),
+    });
+    Action::new(&transfer.id, name, kind, target)
 }
 
 fn truncate(mut key: String) -> String {

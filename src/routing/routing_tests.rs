@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::Config;
 use crate::transfer::TransferId;
 use figment::providers::Format;
 use serde_json::json;
@@ -48,7 +49,7 @@ fn target(action: &Action) -> &AmqpTarget {
 
 #[test]
 fn agent_outcome_goes_to_the_agent_exchange_and_audit() {
-    let router = Router::new(&config());
+    let router = config().router();
     let actions = router
         .plan(
             &transfer(),
@@ -75,7 +76,7 @@ fn agent_outcome_goes_to_the_agent_exchange_and_audit() {
 
 #[test]
 fn disconnect_and_unknown_types_only_reach_audit() {
-    let router = Router::new(&config());
+    let router = config().router();
     for kind in ["CALLER_DISCONNECT", "SOMETHING_NEW"] {
         let actions = router
             .plan(
@@ -99,7 +100,7 @@ fn glob_and_variable_matchers() {
         )
         .unwrap(),
     );
-    let router = Router::new(&cfg);
+    let router = cfg.router();
     let actions = router
         .plan(
             &transfer(),
@@ -121,7 +122,7 @@ fn glob_and_variable_matchers() {
 
 #[test]
 fn missing_task_still_gives_a_usable_key() {
-    let router = Router::new(&config());
+    let router = config().router();
     let resource: CallTransfer = serde_json::from_value(json!({
         "id": "ct-1", "externalConversationId": "c", "status": "COMPLETED",
         "createdAt": "x", "type": "SIP", "outputContext": {"transferType": "AGENT"}

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::ConfigError;
+use crate::settings::ConfigError;
 
-use super::event::TransferEvent;
+use crate::transfer::TransferEvent;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::event::TransferEvent;
 use super::template;
 use crate::sip::{self, Method, RenderRequest, SipConfig, SipInstruction};
+use crate::transfer::TransferEvent;
 use crate::upstream::CallTransfer;
 use crate::upstream::model::ReturnTransferType;
 

@@ -3,7 +3,7 @@
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use super::event::TransferEvent;
+use crate::transfer::TransferEvent;
 
 /// What templates can see. `currentTaskName` is `"none"` when the agent gave
 /// no task, so a default key such as `agent.{{ currentTaskName }}` stays a

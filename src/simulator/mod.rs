@@ -233,7 +233,3 @@ fn create_from(state: &SimState, id: String, body: Value) -> Response {
     inner.transfers.insert(id, transfer);
     Json(resource).into_response()
 }
-
-#[cfg(test)]
-#[path = "simulator_tests.rs"]
-mod tests;

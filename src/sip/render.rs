@@ -10,7 +10,7 @@ use super::rules::{TargetKind, check_target, has_control, trim_lws};
 use super::vendor;
 
 /// The SIP request the PBX should send.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
     /// Blind transfer (RFC 3515); variables ride in the Refer-To URI.
@@ -66,7 +66,7 @@ pub struct RenderRequest<'a> {
 }
 
 /// The rendered request.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SipInstruction {
     /// Method of the request.
@@ -80,6 +80,9 @@ pub struct SipInstruction {
     /// Header names of every variable or extra header refused or not
     /// fitting, e.g. `X-GA-tv-priority`; `User-to-User` for the UUI.
     pub dropped: Vec<String>,
+    /// Where the call goes next, for dialplans that read one field: the
+    /// Refer-To URI of a REFER, else the request-URI (a placeholder for BYE).
+    pub target: String,
 }
 
 /// Renders one transfer; see the module docs for placement rules.
@@ -106,12 +109,14 @@ pub fn render(req: &RenderRequest<'_>, cfg: &SipConfig) -> Result<SipInstruction
         call_transfer_id: trim_lws(req.call_transfer_id),
         custom: placement.headers,
     });
+    let target = refer_to.unwrap_or_else(|| request_uri.to_string());
     Ok(SipInstruction {
         method: req.method,
         request_uri: request_uri.to_string(),
         headers,
         message,
         dropped: placement.dropped,
+        target,
     })
 }
 

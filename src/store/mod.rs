@@ -2,7 +2,7 @@
 //!
 //! Functions that must share a transaction take `&mut SqliteConnection`, so
 //! a state change and the outbox rows it causes commit together (see
-//! `tracker::poll` and `api::transfers`).
+//! `lifecycle`, their one caller).
 
 mod transfers;
 
@@ -154,10 +154,10 @@ async fn reusable(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
 }
 
 pub(crate) fn now_text() -> String {
-    crate::routing::event::now_rfc3339()
+    crate::transfer::clock::now_rfc3339()
 }
 
 pub(crate) fn parse_time(raw: &str) -> Result<time::OffsetDateTime, StoreError> {
-    crate::upstream::model::parse_time(raw)
+    crate::transfer::clock::parse_rfc3339(raw)
         .ok_or_else(|| StoreError::Corrupt(format!("bad timestamp {raw:?}")))
 }

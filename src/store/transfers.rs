@@ -7,6 +7,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
 use super::{Store, StoreError, now_text, parse_time};
+use crate::sip::SipInstruction;
 use crate::transfer::{BridgeState, Transfer, TransferId};
 
 /// A registration as the API accepted it.
@@ -170,7 +171,7 @@ pub async fn finish(
     state: BridgeState,
     reason: Option<&str>,
     polls: Option<u32>,
-    sip: Option<&Value>,
+    sip: Option<&SipInstruction>,
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE transfers SET state = $2, reason = $3, polls = COALESCE($4, polls), updated_at = $5, \
@@ -181,7 +182,7 @@ pub async fn finish(
     .bind(reason)
     .bind(polls)
     .bind(now_text())
-    .bind(sip.map(Value::to_string))
+    .bind(sip.map(|s| serde_json::to_string(s).expect("instructions serialize")))
     .execute(conn)
     .await?
     .rows_affected();

@@ -22,11 +22,11 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::config::PollingConfig;
 use super::durations::Durations;
 use super::feedback::LagFeedback;
 use super::policy::{Completion, PollPolicy};
 use super::state::{Phase, TrackState};
-use crate::config::PollingConfig;
 
 /// Recalibrate the scale after this many learned completions.
 const RECALIBRATE_EVERY: u64 = 100;

@@ -2,6 +2,7 @@
 //! COMPLETED or EXPIRED, or the bridge gives up (FAILED).
 
 mod adaptive;
+mod config;
 mod durations;
 mod feedback;
 mod integrations;
@@ -19,11 +20,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use adaptive::AdaptivePolicy;
+pub use config::{PolicyKind, PollingConfig, TrustSignals};
 pub use durations::Durations;
 pub use integrations::{IntegrationId, Integrations, SHARED as SHARED_INTEGRATION};
-pub use policy::{
-    Completion, FixedPolicy, PollPolicy, backoff, from_config as policy_from_config, jittered,
-};
+pub use policy::{Completion, FixedPolicy, PollPolicy, backoff, from_config as policy_from_config};
 pub use poll::{PollDeps, Step, fail_auth, finish, poll_once};
 pub use signals::SignalAware;
 pub use state::{Phase, TrackState};

@@ -1,13 +1,14 @@
-//! When to poll next: the policy seam, the fixed policy, backoff, jitter.
+//! When to poll next: the policy seam, the fixed policy, failure backoff.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::adaptive::AdaptivePolicy;
+use super::config::{PolicyKind, PollingConfig};
 use super::integrations::{IntegrationId, Integrations};
 use super::signals::SignalAware;
 use super::state::{Phase, TrackState};
-use crate::config::{PolicyKind, PollingConfig};
+use crate::backoff::Backoff;
 
 /// Chooses the delay before the next GET of a transfer.
 pub trait PollPolicy: Send + Sync + 'static {
@@ -56,15 +57,6 @@ pub fn from_config(cfg: &PollingConfig, integrations: Arc<Integrations>) -> Arc<
     Arc::new(SignalAware::new(inner, cfg, integrations))
 }
 
-/// Scale by a random factor in `1 ± jitter`, so transfers registered
-/// together drift apart instead of polling in lockstep.
-pub fn jittered(delay: Duration, jitter: f64) -> Duration {
-    if jitter <= 0.0 || delay.is_zero() {
-        return delay;
-    }
-    delay.mul_f64(rand::random_range(1.0 - jitter..1.0 + jitter))
-}
-
 /// One interval per upstream status, straight from `[polling]`.
 #[derive(Debug, Clone)]
 pub struct FixedPolicy {
@@ -90,12 +82,11 @@ impl PollPolicy for FixedPolicy {
     }
 }
 
-/// Exponential backoff after consecutive failures: `initial * 2^(n-1)`, capped.
+/// Delay after `failures` consecutive failures: `backoff_initial` doubling
+/// to `backoff_max`, which from the 250 ms default is the vendor's 5xx
+/// guidance (250, 500, 1000 ms) continued.
 pub fn backoff(cfg: &PollingConfig, failures: u32) -> Duration {
-    let factor = 1u32 << failures.saturating_sub(1).min(16);
-    cfg.backoff_initial
-        .saturating_mul(factor)
-        .min(cfg.backoff_max)
+    Backoff::new(cfg.backoff_initial, cfg.backoff_max).delay(failures)
 }
 
 #[cfg(test)]

@@ -7,30 +7,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::config::PollingConfig;
 use super::integrations::Integrations;
-use super::policy::{Completion, PollPolicy, backoff, jittered};
+use super::policy::{Completion, PollPolicy, backoff};
 use super::state::TrackState;
-use crate::config::PollingConfig;
-use crate::outbox::repo;
-use crate::routing::Router;
-use crate::store::{self, Store, StoreError};
+use crate::backoff::jitter;
+use crate::lifecycle::{Finish, Finished, Lifecycle, Seen};
+use crate::store::StoreError;
 use crate::transfer::{BridgeState, Waiters};
 use crate::upstream::model::parse_time;
 use crate::upstream::{
     CallTransfer, CircuitStatus, Disposition, Fetched, Priority, UpstreamClient, UpstreamError,
 };
 
+/// While a request is held for the transfer (`?wait=`), a caller is on the
+/// line: re-poll at least this often, not at ever-doubling intervals, until
+/// the transfer ends or the request gives up.
+const HELD_REPOLL: Duration = Duration::from_secs(1);
+
+/// In the returned-call lane: within `returned_window` of a signal, or while
+/// a request is held for it.
+pub(super) fn signalled(deps: &PollDeps, st: &TrackState) -> bool {
+    st.in_signal_window(deps.config.returned_window) || deps.waiters.is_held(&st.id)
+}
+
 /// Everything a poll needs; cheap to clone.
 #[derive(Clone)]
 pub struct PollDeps {
-    pub store: Store,
+    /// Records what polls find and ends transfers (one transaction each).
+    pub lifecycle: Lifecycle,
     pub upstream: UpstreamClient,
-    pub router: Router,
-    /// Wakes the outbox dispatcher after new actions commit.
-    pub outbox_wake: Arc<Notify>,
     pub config: PollingConfig,
     pub policy: Arc<dyn PollPolicy>,
     /// Names of the integrations whose signal trust the policy learns.
@@ -58,10 +66,9 @@ pub async fn poll_once(deps: &PollDeps, st: &mut TrackState) -> Step {
         return finish_or_retry(deps, st, BridgeState::Failed, Some(reason), None).await;
     }
     st.polls += 1;
-    let priority = if st.in_signal_window(deps.config.returned_window) {
-        Priority::Signal
-    } else {
-        Priority::Routine
+    let priority = match signalled(deps, st) {
+        true => Priority::Signal,
+        false => Priority::Routine,
     };
     let sent = Instant::now();
     match deps.upstream.get(st.id.as_str(), priority).await {
@@ -88,7 +95,7 @@ async fn on_resource(
 ) -> Step {
     st.failures = 0;
     let status = fetched.resource.status.clone();
-    if let Some(done) = BridgeState::after_upstream(&status) {
+    if let Some(done) = status.ends_tracking() {
         if done == BridgeState::Completed {
             let signalled = st.signalled_at.is_some();
             let lag = fetched
@@ -111,11 +118,11 @@ async fn on_resource(
     let phase = st.learn(&fetched.resource);
     if phase != st.phase {
         st.phase = phase;
-        let write = async {
-            let mut conn = deps.store.pool().acquire().await?;
-            store::record_upstream(&mut conn, &st.id, status.as_str(), &fetched.raw, st.polls).await
+        let seen = Seen {
+            resource: &fetched.resource,
+            raw: &fetched.raw,
         };
-        if let Err(e) = write.await {
+        if let Err(e) = deps.lifecycle.upstream_seen(&st.id, seen, st.polls).await {
             tracing::warn!(call_transfer_id = %st.id, error = %e, "cannot record upstream status; will retry");
             st.phase = super::state::Phase::Unknown;
         }
@@ -133,11 +140,14 @@ fn next_delay(deps: &PollDeps, st: &TrackState) -> Duration {
     if let Some(at) = st.signalled_at {
         let since = at.elapsed();
         let delay = since.max(deps.config.returned_interval);
+        if deps.waiters.is_held(&st.id) {
+            return delay.min(HELD_REPOLL);
+        }
         if since + delay <= deps.config.returned_window {
             return delay;
         }
     }
-    let delay = jittered(deps.policy.next_delay(st), deps.config.jitter);
+    let delay = jitter(deps.policy.next_delay(st), deps.config.jitter);
     delay.min(deps.policy.ceiling(st))
 }
 
@@ -198,7 +208,8 @@ async fn finish_or_retry(
     }
 }
 
-/// State change and the actions it causes, in one transaction.
+/// End tracking through the lifecycle (state, actions and what the
+/// upstream said, in one transaction).
 pub async fn finish(
     deps: &PollDeps,
     st: &TrackState,
@@ -206,41 +217,18 @@ pub async fn finish(
     reason: Option<&str>,
     fetched: Option<&Fetched>,
 ) -> Result<(), StoreError> {
-    let mut tx = deps.store.begin().await?;
-    if let Some(f) = fetched {
-        store::record_upstream(
-            &mut tx,
-            &st.id,
-            f.resource.status.as_str(),
-            &f.raw,
-            st.polls,
-        )
-        .await?;
-    }
-    let Some(mut transfer) = store::fetch(&mut tx, &st.id).await? else {
-        return Ok(());
+    let finish = Finish {
+        state,
+        reason,
+        seen: fetched.map(|f| Seen {
+            resource: &f.resource,
+            raw: &f.raw,
+        }),
+        polls: Some(st.polls),
     };
-    transfer.state = state;
-    transfer.reason = reason.map(str::to_owned);
-    transfer.polls = st.polls;
-    let plan = deps
-        .router
-        .plan(&transfer, state, fetched.map(|f| &f.resource));
-    let sip = plan.event.sip.as_ref();
-    // A route that could not run in full says why in the event; keep it.
-    let reason = reason.or(plan.event.reason.as_deref());
-    if !store::finish(&mut tx, &st.id, state, reason, Some(st.polls), sip).await? {
-        // Cancelled (or finished) meanwhile: that change already has its actions.
-        return Ok(());
+    if let Finished::Changed { .. } = deps.lifecycle.finish(&st.id, finish).await? {
+        record_finish(st, state, fetched);
     }
-    let actions = plan.actions;
-    repo::enqueue(&mut tx, &actions).await?;
-    tx.commit().await?;
-    metrics::counter!("bridge_transfers_finished_total", "state" => state.as_str()).increment(1);
-    record_finish(st, state, fetched);
-    tracing::info!(call_transfer_id = %st.id, state = %state, polls = st.polls, actions = actions.len(), "transfer finished");
-    deps.outbox_wake.notify_one();
-    deps.waiters.wake(&st.id);
     Ok(())
 }
 

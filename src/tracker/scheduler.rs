@@ -291,8 +291,7 @@ impl Scheduler {
                 } else {
                     delay
                 };
-                let window = self.deps.config.returned_window;
-                let lane = match state.in_signal_window(window) {
+                let lane = match super::poll::signalled(&self.deps, &state) {
                     true => Lane::Signal,
                     false => Lane::Routine,
                 };

@@ -12,10 +12,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::config::{PollingConfig, TrustSignals};
 use super::integrations::{IntegrationId, Integrations};
 use super::policy::{Completion, PollPolicy};
 use super::state::TrackState;
-use crate::config::{PollingConfig, TrustSignals};
 
 /// Completions remembered per integration (one bit each).
 const WINDOW: u32 = 100;

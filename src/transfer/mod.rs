@@ -1,5 +1,8 @@
 //! The domain: a tracked call transfer, its id and its bridge states.
 
+mod action;
+pub mod clock;
+mod event;
 mod id;
 mod waiters;
 
@@ -9,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+pub use action::{Action, ActionKind, ActionStatus, AmqpTarget, Target};
+pub use event::{TransferEvent, Variables};
 pub use id::{InvalidId, MAX_ID_LEN, TransferId};
 pub use waiters::{Full as WaitersFull, Waiter, Waiters};
-
-use crate::upstream::Status;
 
 /// The bridge's own lifecycle of a transfer (DESIGN.md, "Bridge states").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -67,15 +70,6 @@ impl BridgeState {
     pub fn is_terminal(self) -> bool {
         self != Self::Tracking
     }
-
-    /// The bridge state an upstream status leads to, if it ends tracking.
-    pub fn after_upstream(status: &Status) -> Option<Self> {
-        match status {
-            Status::Completed => Some(Self::Completed),
-            Status::Expired => Some(Self::Expired),
-            _ => None,
-        }
-    }
 }
 
 impl std::fmt::Display for BridgeState {
@@ -100,7 +94,7 @@ pub struct Transfer {
     /// Why the transfer ended FAILED or CANCELLED.
     pub reason: Option<String>,
     /// The SIP instruction made at completion, if a route asked for one.
-    pub sip: Option<Value>,
+    pub sip: Option<crate::sip::SipInstruction>,
     /// Which integration registered it (`tok-<fingerprint>` of its bearer
     /// token, `shared` when tokens are off): signal trust is learned per
     /// integration.

@@ -81,6 +81,11 @@ impl Waiters {
         }
     }
 
+    /// Whether a request is held for `id` right now.
+    pub fn is_held(&self, id: &TransferId) -> bool {
+        self.lock().by_id.contains_key(id)
+    }
+
     /// Requests held right now.
     pub fn held(&self) -> usize {
         self.lock().held

@@ -17,6 +17,7 @@ mod clock;
 mod pace;
 mod snapshot;
 #[cfg(test)]
+#[path = "budget/budget_tests.rs"]
 mod tests;
 
 use std::num::NonZeroU32;
@@ -35,10 +36,11 @@ use tokio::time::Instant;
 pub use clock::{TokioClock, UtcClock};
 pub use snapshot::BudgetSnapshot;
 
+use super::UpstreamConfig;
 use super::circuit::AuthCircuit;
 use super::client::Fetched;
 use super::error::UpstreamError;
-use crate::config::UpstreamConfig;
+use crate::backoff::Backoff;
 use pace::{Load, Pacer};
 use snapshot::publish;
 
@@ -47,8 +49,8 @@ use snapshot::publish;
 /// one more request than the limit into a 1-second window the upstream counts.
 const SPIKE_HEADROOM: f64 = 1.02;
 
-/// The longest 429 pause without `Retry-After` (vendor guidance: 1, 2, 4 s).
-const MAX_429_STEP: u32 = 2;
+/// The 429 pause without `Retry-After`: vendor guidance is 1, 2, 4 s.
+const PAUSE_429: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(4));
 
 /// Who is asking; returned-call signals and creates are served first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,10 +155,10 @@ impl Budget {
                 retry_after,
                 ..
             }) => {
-                let step = state.consecutive_429.min(MAX_429_STEP);
-                state.consecutive_429 += 1;
+                state.consecutive_429 = state.consecutive_429.saturating_add(1);
+                let attempt = state.consecutive_429;
                 drop(state);
-                let pause = retry_after.unwrap_or(Duration::from_secs(1 << step));
+                let pause = retry_after.unwrap_or_else(|| PAUSE_429.delay(attempt));
                 self.pause_for(pause);
             }
             _ => state.consecutive_429 = 0,

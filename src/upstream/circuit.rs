@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::error::UpstreamError;
+use crate::backoff::Backoff;
 
 /// How often an open circuit repeats its log line.
 const LOG_EVERY: Duration = Duration::from_secs(60);
@@ -131,7 +132,8 @@ impl AuthCircuit {
                 // Requests already in flight when the circuit opened answer
                 // before the probe time; only a probe's refusal backs off.
                 if now >= open.probe_at {
-                    open.backoff = (open.backoff * 2).min(self.probe_max);
+                    open.backoff =
+                        Backoff::new(self.probe_initial, self.probe_max).next(open.backoff);
                     open.probe_at = now + open.backoff;
                 }
                 if now.duration_since(open.last_log) >= LOG_EVERY {

@@ -8,11 +8,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tracing::instrument;
 
+use super::UpstreamConfig;
 use super::budget::{Budget, Priority};
 use super::create::CreateCallTransfer;
 use super::error::{ErrorEnvelope, UpstreamError, parse_retry_after};
 use super::model::{CallTransfer, redact_secrets};
-use crate::config::UpstreamConfig;
 
 pub const HEADER_API_ID: &str = "asapp-api-id";
 pub const HEADER_API_SECRET: &str = "asapp-api-secret";

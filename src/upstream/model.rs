@@ -5,13 +5,10 @@
 //! parsing: unknown values are kept verbatim as `Unknown(..)`.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-/// String-keyed variables. The spec says string-to-string, but examples carry
-/// booleans, numbers and arrays, so values stay JSON.
-pub type Variables = Map<String, Value>;
+pub use crate::transfer::Variables;
 
 /// Declares an enum whose wire form is case-insensitive and whose unknown
 /// values are preserved instead of rejected.
@@ -92,6 +89,16 @@ impl Status {
     /// COMPLETED and EXPIRED end tracking.
     pub fn is_terminal(&self) -> bool {
         matches!(self, Self::Completed | Self::Expired)
+    }
+
+    /// The bridge state this status leads to, if it ends tracking.
+    pub fn ends_tracking(&self) -> Option<crate::transfer::BridgeState> {
+        use crate::transfer::BridgeState;
+        match self {
+            Self::Completed => Some(BridgeState::Completed),
+            Self::Expired => Some(BridgeState::Expired),
+            _ => None,
+        }
     }
 }
 
@@ -198,9 +205,8 @@ impl CallTransfer {
 }
 
 /// RFC 3339 timestamps; anything else is treated as absent, never an error.
-pub fn parse_time(raw: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(raw, &Rfc3339).ok()
-}
+/// RFC 3339, as the upstream writes its times.
+pub use crate::transfer::clock::parse_rfc3339 as parse_time;
 
 /// Replace `sip.returnInviteAuthentication.password` in a raw resource so the
 /// bridge can store and echo what it saw without leaking the credential.

@@ -16,6 +16,7 @@ mod compose;
 mod connections;
 mod durability;
 mod hostile;
+mod ids;
 mod kamailio;
 mod lifecycle;
 mod ops;

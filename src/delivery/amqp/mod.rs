@@ -13,6 +13,8 @@
 //! publishes wait instead of timing out, the dispatcher stops claiming broker
 //! actions, and `/readyz` reports the alarm.
 
+mod config;
+pub use config::{AmqpConfig, AuditQueueType};
 mod alarm;
 mod props;
 pub mod topology;
@@ -28,8 +30,9 @@ use secrecy::ExposeSecret;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AmqpConfig, mask_url_password};
-use crate::outbox::AmqpTarget;
+use crate::backoff::Backoff;
+use crate::settings::mask_url_password;
+use crate::transfer::{Action, AmqpTarget};
 use alarm::Alarm;
 pub use topology::{AuditMismatch, declare_exchange, declare_topology};
 
@@ -143,11 +146,12 @@ impl AmqpPublisher {
     /// Keep a connection up until `cancel` fires.
     pub async fn run(self, cancel: CancellationToken) {
         let cfg = &self.inner.config;
-        let mut delay = cfg.reconnect_initial;
+        let backoff = Backoff::new(cfg.reconnect_initial, cfg.reconnect_max);
+        let mut delay = backoff.initial;
         while !cancel.is_cancelled() {
             match connect(cfg).await {
                 Ok(session) => {
-                    delay = cfg.reconnect_initial;
+                    delay = backoff.initial;
                     self.hold(session, &cancel).await;
                 }
                 Err(e) => tracing::warn!(
@@ -160,7 +164,7 @@ impl AmqpPublisher {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(delay) => {}
             }
-            delay = (delay * 2).min(cfg.reconnect_max);
+            delay = backoff.next(delay);
         }
     }
 
@@ -256,15 +260,12 @@ impl AmqpPublisher {
         *slot = Some(status);
     }
 
-    /// Publish and wait for the broker's confirm. Ok only on a clean ack.
-    pub async fn publish(
-        &self,
-        target: &AmqpTarget,
-        message_id: &str,
-        body: &[u8],
-    ) -> Result<(), PublishError> {
+    /// Publish `action` (its body, with its ids as properties) to `target`
+    /// and wait for the broker's confirm. Ok only on a clean ack.
+    pub async fn publish(&self, target: &AmqpTarget, action: &Action) -> Result<(), PublishError> {
         let live = self.read().ok_or(PublishError::NotConnected)?;
-        let properties = props::properties(target, message_id)?;
+        let properties = props::properties(target, &action.id, &action.transfer_id)?;
+        let body = action.body.as_bytes();
         let options = BasicPublishOptions {
             mandatory: target.mandatory,
             ..Default::default()

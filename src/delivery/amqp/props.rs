@@ -4,19 +4,21 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 
 use super::PublishError;
-use crate::outbox::AmqpTarget;
+use crate::transfer::{AmqpTarget, TransferId};
 
 const APP_ID: &str = "transfer-bridge";
 /// AMQP delivery mode 2: the broker writes the message to disk.
 const PERSISTENT: u8 = 2;
 
+/// `message_id` is the action's id; `transfer` is its transfer's id, a field
+/// of the action (ids may contain `.`, so neither is cut out of the other).
 pub(super) fn properties(
     target: &AmqpTarget,
     message_id: &str,
+    transfer: &TransferId,
 ) -> Result<BasicProperties, PublishError> {
     let mut headers = FieldTable::default();
-    let call_transfer_id = message_id.split('.').next().unwrap_or(message_id);
-    headers.insert("x-call-transfer-id".into(), long(call_transfer_id));
+    headers.insert("x-call-transfer-id".into(), long(transfer.as_str()));
     headers.insert(
         "x-transfer-type".into(),
         long(target.transfer_type.as_deref().unwrap_or("")),

@@ -16,7 +16,7 @@ use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 
-use crate::config::{AmqpConfig, AuditQueueType};
+use super::{AmqpConfig, AuditQueueType};
 
 /// AMQP reply codes (AMQP 0-9-1 §1.9).
 const NOT_FOUND: u16 = 404;

@@ -34,7 +34,9 @@ pub use self::ssrf::{
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// Current signing secret (`whsec_...`); `None` sends unsigned webhooks.
+    /// Current signing secret (`whsec_...`). Required before any callback is
+    /// accepted: registration refuses a `callbackUrl` without it, and
+    /// `webhook.default_url` needs it too (`config check`).
     pub secret: Option<WebhookSecret>,
     /// Secrets being rotated out; signatures for them are sent too.
     pub previous_secrets: Vec<WebhookSecret>,

@@ -6,10 +6,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use rand::RngExt as _;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::{Deserialize, Serialize};
+
+use crate::backoff::jitter;
 
 /// Response header a receiver may set to ask us to give up on a message.
 /// A project convention (not part of Standard Webhooks), in the spirit of
@@ -73,24 +74,10 @@ impl RetryPolicy {
     /// result is `max(jittered schedule, min(hint, max_retry_after))`.
     pub fn delay_before(&self, attempt: u32, retry_after: Option<Duration>) -> Option<Duration> {
         let index = usize::try_from(attempt.max(1) - 1).ok()?;
-        let scheduled = jittered(*self.schedule.get(index)?, self.jitter);
+        let scheduled = jitter(*self.schedule.get(index)?, self.jitter);
         let hint = retry_after.map_or(Duration::ZERO, |h| h.min(self.max_retry_after));
         Some(scheduled.max(hint))
     }
-}
-
-fn jittered(base: Duration, jitter: f64) -> Duration {
-    // NaN or out-of-range config must not panic or produce negative delays.
-    let jitter = if jitter.is_finite() {
-        jitter.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    if base.is_zero() || jitter == 0.0 {
-        return base;
-    }
-    let factor = 1.0 + rand::rng().random_range(-jitter..=jitter);
-    Duration::try_from_secs_f64(base.as_secs_f64() * factor).unwrap_or(Duration::MAX)
 }
 
 /// What to do with a message after one delivery attempt.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, nonzero_duration};
+use crate::settings::{ConfigError, nonzero_duration};
 
 /// RabbitMQ caps `x-message-ttl` at 2^32-1 ms (about 49 days).
 const MAX_MESSAGE_TTL_MS: u128 = u32::MAX as u128;
@@ -14,7 +14,7 @@ const MAX_MESSAGE_TTL_MS: u128 = u32::MAX as u128;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpConfig {
-    #[serde(serialize_with = "super::redact_url_password")]
+    #[serde(serialize_with = "crate::settings::redact_url_password")]
     pub url: SecretString,
     pub agent_exchange: String,
     pub pbx_exchange: String,
@@ -67,7 +67,7 @@ impl AuditQueueType {
 
 impl AmqpConfig {
     /// Checks serde cannot express; each message names its key.
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         check_url(self.url.expose_secret()).map_err(|e| ConfigError::invalid("amqp.url", e))?;
         if self.audit_max_age < Duration::from_secs(1) {
             return Err(ConfigError::invalid(

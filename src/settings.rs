@@ -1,0 +1,73 @@
+//! What every module's configuration shares: its error, the checks most
+//! keys need, and serializers that never print a secret. A leaf: it imports
+//! nothing of the crate, so each module owns its own config struct and
+//! `config` (at the top) only assembles and validates them.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serializer;
+
+/// The commented reference configuration, compiled in as the defaults.
+pub const DEFAULTS_TOML: &str = include_str!("../config/bridge.toml");
+
+/// What a redacted secret prints as.
+pub const REDACTED: &str = "**redacted**";
+
+/// A configuration problem, always naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Figment's errors, each rewritten as `section.key: problem (source)`.
+    #[error("{0}")]
+    Load(String),
+    #[error("{key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl ConfigError {
+    pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+pub fn positive(key: &str, value: u32) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(key, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+pub fn nonzero_duration(key: &str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(ConfigError::invalid(key, "must be longer than 0s"));
+    }
+    Ok(())
+}
+
+pub fn redact<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    if secret.expose_secret().is_empty() {
+        s.serialize_str("")
+    } else {
+        s.serialize_str(REDACTED)
+    }
+}
+
+/// Print a URL with its password masked, so operators still see host and user.
+pub fn redact_url_password<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&mask_url_password(secret.expose_secret()))
+}
+
+/// `amqp://user:pass@host` -> `amqp://user:**redacted**@host`.
+pub fn mask_url_password(raw: &str) -> String {
+    match reqwest::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some(REDACTED));
+            url.to_string()
+        }
+        Ok(_) => raw.to_string(),
+        Err(_) => REDACTED.to_string(),
+    }
+}
