@@ -216,6 +216,20 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `POST` a path of this bridge, with no body.
+    pub async fn post(&self, path: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET` a path and read its JSON body.
+    pub async fn json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.unwrap()
+    }
+
     pub async fn view(&self, id: &str) -> Value {
         self.http
             .get(format!("{}/v1/transfers/{id}", self.base))
@@ -250,6 +264,16 @@ impl TestApp {
     pub async fn bind(&self, exchange: &str, key: &str) -> TestQueue {
         self.broker.bind(exchange, key).await
     }
+}
+
+/// A SIP transfer whose agent hands back with a REFER after `ongoing_ms`.
+pub fn refer_after(ongoing_ms: u64) -> Value {
+    json!({"type": "SIP",
+        "timeline": [{"status": "ACTIVE", "forMs": 50}, {"status": "ONGOING", "forMs": ongoing_ms},
+            {"status": "COMPLETED"}],
+        "sip": {"returnTransferType": "REFER", "returnUri": "sip:ivr@pbx.example.com"},
+        "outputContext": {"transferType": "SYSTEM", "currentTaskName": "verify",
+            "transferVariables": {"priority": "high", "note": "a&b=c"}}})
 }
 
 /// A timeline that completes with `output` after a short ONGOING phase.

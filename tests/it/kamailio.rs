@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use rsip::{Header, Method};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::*;
 use crate::pbx::{Kamailio, SipClient, check, header_value, quoted};
@@ -14,16 +14,6 @@ use crate::pbx::{Kamailio, SipClient, check, header_value, quoted};
 const REDIRECT: &str = "return-by-redirect.cfg";
 const RELAY: &str = "refer-relay.cfg";
 const FALLBACK: &str = "sip:agents@fallback.example.com";
-
-/// A SIP transfer whose agent hands back with a REFER after `ongoing_ms`.
-fn refer_after(ongoing_ms: u64) -> Value {
-    json!({"type": "SIP",
-        "timeline": [{"status": "ACTIVE", "forMs": 50}, {"status": "ONGOING", "forMs": ongoing_ms},
-            {"status": "COMPLETED"}],
-        "sip": {"returnTransferType": "REFER", "returnUri": "sip:ivr@pbx.example.com"},
-        "outputContext": {"transferType": "SYSTEM", "currentTaskName": "verify",
-            "transferVariables": {"priority": "high", "note": "a&b=c"}}})
-}
 
 /// The redirect recipe pointed at `bridge`, with the test's fallback.
 async fn redirector(bridge: &str, extra: &[(&str, String)]) -> Kamailio {
@@ -73,12 +63,7 @@ async fn kamailio_redirects_an_invite_after_completion_to_the_target() {
     app.script(&id, refer_after(100));
     app.register_id(&id).await;
     app.settled(&id).await;
-    let sip: Value = app
-        .get(&format!("/v1/transfers/{id}/sip"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sip = app.json(&format!("/v1/transfers/{id}/sip")).await;
     let target = sip["target"].as_str().unwrap().to_string();
     assert!(target.contains("?X-GA-"), "{target}");
 
@@ -104,12 +89,7 @@ async fn kamailio_holds_an_invite_that_comes_before_the_completion() {
 
     let (response, _) = invite(&kamailio, &id, Duration::from_secs(15)).await;
     let answered = Instant::now();
-    let sip: Value = app
-        .get(&format!("/v1/transfers/{id}/sip"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sip = app.json(&format!("/v1/transfers/{id}/sip")).await;
     assert_redirect(&response, sip["target"].as_str().unwrap(), &kamailio);
     assert!(
         answered > completed_at,

@@ -6,16 +6,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-/// A SIP transfer whose agent hands back with a REFER after `ongoing_ms`.
-fn refer_after(ongoing_ms: u64) -> Value {
-    json!({"type": "SIP",
-        "timeline": [{"status": "ACTIVE", "forMs": 50}, {"status": "ONGOING", "forMs": ongoing_ms},
-            {"status": "COMPLETED"}],
-        "sip": {"returnTransferType": "REFER", "returnUri": "sip:ivr@pbx.example.com"},
-        "outputContext": {"transferType": "SYSTEM", "currentTaskName": "done",
-            "transferVariables": {"lang": "en"}}})
-}
-
 /// Routine polls so rare that only the pull's signal can find a completion.
 fn rare_routine_polls(c: &mut transfer_bridge::config::Config) {
     c.polling.active_interval = Duration::from_secs(20);
@@ -98,11 +88,8 @@ async fn a_held_pull_that_runs_out_says_still_tracking() {
     assert_eq!(view.headers()["retry-after"], "1");
     assert_eq!(view.json::<Value>().await.unwrap()["state"], "TRACKING");
     let returned = app
-        .http
-        .post(format!("{}/v1/transfers/{id}/returned?wait=0.3", app.base))
-        .send()
-        .await
-        .unwrap();
+        .post(&format!("/v1/transfers/{id}/returned?wait=0.3"))
+        .await;
     assert_eq!(returned.status(), 202);
     assert_eq!(returned.headers()["retry-after"], "1");
 }
@@ -152,11 +139,8 @@ async fn the_view_and_returned_answer_when_the_transfer_leaves_tracking() {
     app.script(&id, refer_after(800));
     app.register_id(&id).await;
     let returned = app
-        .http
-        .post(format!("{}/v1/transfers/{id}/returned?wait=10s", app.base))
-        .send()
-        .await
-        .unwrap();
+        .post(&format!("/v1/transfers/{id}/returned?wait=10s"))
+        .await;
     assert_eq!(returned.status(), 200);
     assert!(returned.headers().get("retry-after").is_none());
     assert_eq!(
