@@ -282,12 +282,14 @@ async fn print_sip(base: &str, ids: &[String]) -> anyhow::Result<()> {
     let Some(system) = ids.iter().find(|id| id.ends_with("-system")) else {
         return Ok(());
     };
-    let message = reqwest::get(format!("{base}/v1/transfers/{system}/sip?format=sip"))
-        .await?
-        .text()
-        .await?;
+    let message = reqwest::get(format!(
+        "{base}/v1/transfers/{system}/sip?format=sip&wait=10s"
+    ))
+    .await?
+    .text()
+    .await?;
     println!(
-        "\nGET /v1/transfers/{system}/sip?format=sip\n{}",
+        "\nGET /v1/transfers/{system}/sip?format=sip&wait=10s\n{}",
         message.replace("\r\n", "\n")
     );
     Ok(())
