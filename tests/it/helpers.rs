@@ -20,6 +20,7 @@ use transfer_bridge::config::{Config, PolicyKind};
 use transfer_bridge::simulator::{self, Script, SimHandle};
 
 pub use crate::cleanup::BrokerCleanup;
+pub use crate::scripts::{completes_with, refer_after};
 
 pub const SIM_ID: &str = "test-id";
 pub const SIM_SECRET: &str = "test-secret";
@@ -264,22 +265,6 @@ impl TestApp {
     pub async fn bind(&self, exchange: &str, key: &str) -> TestQueue {
         self.broker.bind(exchange, key).await
     }
-}
-
-/// A SIP transfer whose agent hands back with a REFER after `ongoing_ms`.
-pub fn refer_after(ongoing_ms: u64) -> Value {
-    json!({"type": "SIP",
-        "timeline": [{"status": "ACTIVE", "forMs": 50}, {"status": "ONGOING", "forMs": ongoing_ms},
-            {"status": "COMPLETED"}],
-        "sip": {"returnTransferType": "REFER", "returnUri": "sip:ivr@pbx.example.com"},
-        "outputContext": {"transferType": "SYSTEM", "currentTaskName": "verify",
-            "transferVariables": {"priority": "high", "note": "a&b=c"}}})
-}
-
-/// A timeline that completes with `output` after a short ONGOING phase.
-pub fn completes_with(output: Value) -> Value {
-    json!({"timeline": [{"status": "ACTIVE", "forMs": 100}, {"status": "ONGOING", "forMs": 200}, {"status": "COMPLETED"}],
-        "outputContext": output})
 }
 
 pub fn unique(prefix: &str) -> String {

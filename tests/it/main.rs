@@ -6,6 +6,7 @@ mod crash;
 mod helpers;
 mod pbx;
 mod rabbitmq;
+mod scripts;
 
 mod agent;
 mod alarm;
