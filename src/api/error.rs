@@ -14,6 +14,10 @@ use crate::upstream::{ErrorBody, ErrorEnvelope};
 /// rotation to free space, short enough that clients resume promptly.
 pub const STORAGE_RETRY_AFTER: Duration = Duration::from_secs(5);
 
+/// `Retry-After` when asking again soon helps (overloaded, shutting down,
+/// a `?wait=` that ran out): at once, really, but it counts whole seconds.
+pub const RETRY_SOON_SECS: u64 = 1;
+
 tokio::task_local! {
     /// The current request's id, set by the request-id middleware.
     pub static REQUEST_ID: String;
@@ -129,8 +133,7 @@ impl IntoResponse for ApiError {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
             Self::Unavailable(_) | Self::StillTracking(_) => {
-                let secs = super::wait::RETRY_AFTER_SECS;
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_SOON_SECS));
             }
             Self::StorageUnavailable => {
                 headers.insert(

@@ -19,9 +19,6 @@ use crate::transfer::{Transfer, TransferId};
 /// Digits allowed before and after the point: a day is 5 digits, so
 /// anything near 20 is a typo or an attack, not a wait.
 const MAX_DIGITS: usize = 9;
-/// What a held request that ran out tells the client to wait before asking
-/// again: at once, really, but `Retry-After` counts whole seconds.
-pub const RETRY_AFTER_SECS: u64 = 1;
 /// Units a wait may carry (humantime's short forms), in seconds each.
 const UNITS: &[(&str, f64)] = &[
     ("ns", 1e-9),
@@ -136,9 +133,10 @@ fn shutting_down() -> ApiError {
 
 /// Mark an answer given while the transfer is still TRACKING: ask again.
 pub fn retry_soon(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(super::error::RETRY_SOON_SECS),
+    );
     response
 }
 

@@ -6,7 +6,7 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-pub fn now() -> OffsetDateTime {
+fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 

@@ -86,11 +86,6 @@ impl Waiters {
         self.lock().by_id.contains_key(id)
     }
 
-    /// Requests held right now.
-    pub fn held(&self) -> usize {
-        self.lock().held
-    }
-
     fn lock(&self) -> MutexGuard<'_, Slots> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -152,7 +147,7 @@ mod tests {
         let _b = waiters.hold(&id("t2")).unwrap();
         assert!(matches!(waiters.hold(&id("t3")), Err(Full(2))));
         drop(a);
-        assert_eq!(waiters.held(), 1);
+        assert_eq!(waiters.lock().held, 1);
         assert!(waiters.hold(&id("t3")).is_ok());
         assert!(waiters.lock().by_id.len() <= 2, "emptied slots are removed");
     }
