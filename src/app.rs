@@ -9,12 +9,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState, RegisterLimiter};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::delivery::{AmqpPublisher, Sinks};
 use crate::lifecycle::Lifecycle;
 use crate::outbox::Dispatcher;
 use crate::store::Store;
-use crate::tracker::{Integrations, PollDeps, TrackState, Tracker, policy_from_config};
+use crate::tracker::{Integrations, PollDeps, Tracker, policy_from_config};
 use crate::transfer::Waiters;
 use crate::upstream::{Budget, UpstreamClient};
 
@@ -28,6 +29,8 @@ pub struct App {
     dispatcher: Dispatcher,
     integrations: Arc<Integrations>,
     waiters: Arc<Waiters>,
+    /// This instance's id (`cluster.instance_id`, or generated).
+    instance: Arc<str>,
 }
 
 impl App {
@@ -49,11 +52,13 @@ impl App {
             webhook_secrets: config.webhook.signing_secrets(),
             webhook_retry: config.webhook.retry.clone(),
         };
+        let instance: Arc<str> = config.cluster.instance_id().into();
         let dispatcher = Dispatcher::new(
             store.clone(),
             sinks,
             config.outbox.clone(),
             config.amqp.audit_exchange.clone(),
+            instance.clone(),
         );
         let waiters = Waiters::new(config.http.max_waiters);
         Ok(Self {
@@ -64,6 +69,7 @@ impl App {
             dispatcher,
             integrations: Integrations::new(),
             waiters,
+            instance,
         })
     }
 
@@ -94,12 +100,22 @@ impl App {
         let broker_stop = CancellationToken::new();
         let broker = tokio::spawn(self.amqp.clone().run(broker_stop.clone()));
         let tracker = Tracker::spawn(self.poll_deps(), &tasks, work_stop.clone(), drain);
-        self.resume(&tracker).await?;
+        let cluster = self.join(tracker.clone()).await?;
+        // Fired when this instance lost its lease: it stops at once.
+        let fenced = CancellationToken::new();
+        let url = self.config.store.url.expose_secret().to_owned();
+        let cluster_task = tokio::spawn(cluster.clone().run(
+            self.waiters.clone(),
+            url,
+            work_stop.clone(),
+            fenced.clone(),
+        ));
         tasks.spawn(self.dispatcher.clone().run(work_stop.clone(), drain));
         let state = AppState {
             config: self.config.clone(),
             store: self.store.clone(),
             tracker,
+            cluster,
             upstream: self.upstream.clone(),
             lifecycle: self.lifecycle(),
             amqp: self.amqp.clone(),
@@ -109,8 +125,12 @@ impl App {
             waiters: self.waiters.clone(),
         };
         tracing::info!(addr = %listener.local_addr()?, "transfer-bridge listening");
+        let stop = fenced.clone();
         api::serve::serve(listener, api::app(state), &self.config.http, async move {
-            shutdown.cancelled().await;
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = stop.cancelled() => return,
+            }
             tracing::info!(
                 grace_ms = grace.as_millis() as u64,
                 "draining: registrations now get 503"
@@ -121,11 +141,16 @@ impl App {
         work_stop.cancel();
         tasks.close();
         tasks.wait().await;
+        // The lease is given up only after the last poll and delivery.
+        let _ = cluster_task.await;
         broker_stop.cancel();
         let _ = broker.await;
         self.store.close().await;
         tracing::info!("transfer-bridge stopped");
-        Ok(())
+        match fenced.is_cancelled() {
+            true => anyhow::bail!("stopped: this instance lost its lease (see the log)"),
+            false => Ok(()),
+        }
     }
 
     fn lifecycle(&self) -> Lifecycle {
@@ -135,6 +160,7 @@ impl App {
             router,
             self.dispatcher.waker(),
             self.waiters.clone(),
+            self.instance.clone(),
         )
     }
 
@@ -150,25 +176,23 @@ impl App {
         }
     }
 
-    /// Pick up every transfer a previous run left TRACKING.
-    async fn resume(&self, tracker: &Tracker) -> anyhow::Result<()> {
-        let pending = self
-            .store
-            .tracking()
-            .await
-            .context("reading tracked transfers")?;
-        let count = pending.len();
-        // What each transfer's last resource said lets the policy schedule
-        // it (an ACTIVE one at its expiry, say) instead of a GET for all at once.
-        for transfer in pending {
-            let integration = tracker.integration(transfer.integration.as_deref());
-            tracker
-                .track_per_policy(TrackState::resumed(&transfer, integration))
-                .await;
-        }
-        if count > 0 {
-            tracing::info!(count, "resumed tracking after restart");
-        }
-        Ok(())
+    /// Take this instance's lease and pick up what is left to poll: on
+    /// SQLite every transfer a previous run left TRACKING, on PostgreSQL
+    /// those of instances whose lease expired.
+    async fn join(&self, tracker: Tracker) -> anyhow::Result<Cluster> {
+        let cluster = Cluster::new(
+            self.store.clone(),
+            self.lifecycle(),
+            tracker,
+            self.config.cluster.clone(),
+            |_live| {},
+        );
+        let count = cluster.join().await.context("joining the cluster")?;
+        tracing::info!(
+            instance = cluster.instance(),
+            resumed = count,
+            "instance joined"
+        );
+        Ok(cluster)
     }
 }

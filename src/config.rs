@@ -34,6 +34,7 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub polling: PollingConfig,
     pub store: StoreConfig,
+    pub cluster: crate::cluster::ClusterConfig,
     pub amqp: AmqpConfig,
     pub outbox: OutboxConfig,
     pub telemetry: TelemetryConfig,
@@ -178,12 +179,13 @@ impl Config {
             ));
         }
         let store = self.store.url.expose_secret();
-        if !store.starts_with("sqlite:") {
+        if crate::store::Backend::of_url(store).is_none() {
             return Err(ConfigError::invalid(
                 "store.url",
-                "only sqlite:// stores are supported by this build",
+                "must start with sqlite: (one instance) or postgres:// (several)",
             ));
         }
+        self.cluster.validate()?;
         self.amqp.validate()?;
         self.validate_webhook()?;
         self.sip

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod backoff;
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod demo;

@@ -40,7 +40,13 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Memory> {
             let router = config.router();
             let wake = Arc::new(Notify::new());
             let deps = PollDeps {
-                lifecycle: Lifecycle::new(store.clone(), router, wake, waiters.clone()),
+                lifecycle: Lifecycle::new(
+                    store.clone(),
+                    router,
+                    wake,
+                    waiters.clone(),
+                    "bench".into(),
+                ),
                 upstream: UpstreamClient::new(&config.upstream, budget)?,
                 config: config.polling.clone(),
                 policy: policy_from_config(&config.polling, integrations.clone()),

@@ -40,6 +40,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub tracker: Tracker,
+    /// Routes a returned signal to whichever instance polls the transfer.
+    pub cluster: crate::cluster::Cluster,
     pub upstream: UpstreamClient,
     /// Every state change goes through it.
     pub lifecycle: crate::lifecycle::Lifecycle,

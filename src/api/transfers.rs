@@ -209,7 +209,7 @@ pub async fn returned(
 /// Poll a TRACKING transfer now, in the returned-call lane.
 async fn signal(app: &AppState, id: &TransferId) -> Result<crate::transfer::Transfer, ApiError> {
     let transfer = app.find(id).await?;
-    if !transfer.state.is_terminal() && !app.tracker.poll_now(id.clone()).await {
+    if !transfer.state.is_terminal() && !app.cluster.poll_now(&transfer).await {
         return Err(ApiError::Unavailable("the tracker is not running".into()));
     }
     Ok(transfer)

@@ -106,7 +106,7 @@ pub async fn settle(
     if transfer.state.is_terminal() {
         return Ok(transfer);
     }
-    if !app.tracker.poll_now(id.clone()).await {
+    if !app.cluster.poll_now(&transfer).await {
         // The tracker lets go of a transfer once it ended it: read again.
         let transfer = app.find(id).await?;
         return match transfer.state.is_terminal() {
@@ -114,11 +114,7 @@ pub async fn settle(
             false => Err(ApiError::Unavailable("the tracker is not running".into())),
         };
     }
-    let outcome = tokio::select! {
-        _ = waiter.changed() => "changed",
-        _ = tokio::time::sleep(wait) => "timeout",
-        _ = app.draining.cancelled() => "shutdown",
-    };
+    let outcome = hold(app, &transfer, &mut waiter, wait).await;
     drop(waiter);
     metrics::counter!("bridge_held_requests_total", "outcome" => outcome).increment(1);
     if outcome == "shutdown" {
@@ -126,6 +122,38 @@ pub async fn settle(
     }
     app.find(id).await
 }
+
+/// Wait for the change, the deadline or shutdown. While another instance
+/// polls the transfer, ask it again every second: its tracker does not know
+/// a caller is held here (it re-polls held transfers that often itself).
+async fn hold(
+    app: &AppState,
+    transfer: &Transfer,
+    waiter: &mut crate::transfer::Waiter,
+    wait: Duration,
+) -> &'static str {
+    let remote = transfer
+        .owner
+        .as_deref()
+        .is_some_and(|o| o != app.cluster.instance());
+    let deadline = tokio::time::sleep(wait);
+    tokio::pin!(deadline);
+    let mut nudge = tokio::time::interval(HELD_NUDGE);
+    nudge.reset();
+    loop {
+        tokio::select! {
+            _ = waiter.changed() => return "changed",
+            _ = &mut deadline => return "timeout",
+            _ = app.draining.cancelled() => return "shutdown",
+            _ = nudge.tick(), if remote => {
+                app.cluster.poll_now(transfer).await;
+            }
+        }
+    }
+}
+
+/// How often a request held on a non-owner asks the owner to poll again.
+const HELD_NUDGE: Duration = Duration::from_secs(1);
 
 fn shutting_down() -> ApiError {
     ApiError::Unavailable("shutting down; ask another instance or retry shortly".into())

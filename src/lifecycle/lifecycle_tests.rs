@@ -1,5 +1,5 @@
 //! Each transition, the actions it enqueues, and the no-op once a transfer
-//! left TRACKING, on a real SQLite store.
+//! left TRACKING, on a real store of each backend (SQLite and PostgreSQL).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,27 +8,40 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::config::Config;
+use crate::store::testdb;
 
 struct Fixture {
     lifecycle: Lifecycle,
     waiters: Arc<Waiters>,
     outbox_wake: Arc<Notify>,
-    _dir: tempfile::TempDir,
+    _db: testdb::TestStore,
 }
 
-async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display()))
-        .await
-        .unwrap();
+/// One fixture per backend.
+async fn fixtures() -> Vec<Fixture> {
+    let mut all = Vec::new();
+    for db in testdb::each().await {
+        all.push(fixture(db));
+    }
+    all
+}
+
+fn fixture(db: testdb::TestStore) -> Fixture {
+    let store = db.store.clone();
     let config = Config::from_figment(Config::embedded()).unwrap();
     let (waiters, outbox_wake) = (Waiters::new(10), Arc::new(Notify::new()));
-    let lifecycle = Lifecycle::new(store, config.router(), outbox_wake.clone(), waiters.clone());
+    let lifecycle = Lifecycle::new(
+        store,
+        config.router(),
+        outbox_wake.clone(),
+        waiters.clone(),
+        "i1".into(),
+    );
     Fixture {
         lifecycle,
         waiters,
         outbox_wake,
-        _dir: dir,
+        _db: db,
     }
 }
 
@@ -75,7 +88,12 @@ fn ended(state: BridgeState, seen: Option<Seen<'_>>) -> Finish<'_> {
 
 #[tokio::test]
 async fn registration_enqueues_its_audit_record_once() {
-    let f = fixture().await;
+    for f in fixtures().await {
+        registration_enqueues_its_audit_record_once_on(f).await;
+    }
+}
+
+async fn registration_enqueues_its_audit_record_once_on(f: Fixture) {
     let first = f.lifecycle.register(&new("t1"), None).await.unwrap();
     assert!(matches!(first, Registered::Created(ref t) if t.state == BridgeState::Tracking));
     let again = f.lifecycle.register(&new("t1"), None).await.unwrap();
@@ -85,7 +103,12 @@ async fn registration_enqueues_its_audit_record_once() {
 
 #[tokio::test]
 async fn an_upstream_status_is_recorded_without_actions() {
-    let f = fixture().await;
+    for f in fixtures().await {
+        an_upstream_status_is_recorded_without_actions_on(f).await;
+    }
+}
+
+async fn an_upstream_status_is_recorded_without_actions_on(f: Fixture) {
     f.lifecycle.register(&new("t1"), None).await.unwrap();
     let (ongoing, raw) = resource("t1", "ONGOING", "AGENT");
     let id = TransferId::parse("t1").unwrap();
@@ -102,7 +125,12 @@ async fn an_upstream_status_is_recorded_without_actions() {
 
 #[tokio::test]
 async fn completion_enqueues_its_actions_wakes_waiters_and_happens_once() {
-    let f = fixture().await;
+    for f in fixtures().await {
+        completion_enqueues_its_actions_wakes_waiters_and_happens_once_on(f).await;
+    }
+}
+
+async fn completion_enqueues_its_actions_wakes_waiters_and_happens_once_on(f: Fixture) {
     f.lifecycle.register(&new("t1"), None).await.unwrap();
     let id = TransferId::parse("t1").unwrap();
     let mut waiter = f.waiters.hold(&id).unwrap();
@@ -149,7 +177,12 @@ async fn completion_enqueues_its_actions_wakes_waiters_and_happens_once() {
 
 #[tokio::test]
 async fn cancelled_failed_and_expired_enqueue_their_audit_records() {
-    let f = fixture().await;
+    for f in fixtures().await {
+        cancelled_failed_and_expired_enqueue_their_audit_records_on(f).await;
+    }
+}
+
+async fn cancelled_failed_and_expired_enqueue_their_audit_records_on(f: Fixture) {
     for (id, state) in [
         ("c1", BridgeState::Cancelled),
         ("f1", BridgeState::Failed),
@@ -184,7 +217,12 @@ async fn cancelled_failed_and_expired_enqueue_their_audit_records() {
 
 #[tokio::test]
 async fn a_sip_return_registers_and_completes_in_one_go_and_repeats_change_nothing() {
-    let f = fixture().await;
+    for f in fixtures().await {
+        a_sip_return_registers_and_completes_in_one_go_and_repeats_change_nothing_on(f).await;
+    }
+}
+
+async fn a_sip_return_registers_and_completes_in_one_go_and_repeats_change_nothing_on(f: Fixture) {
     let (done, raw) = resource("r1", "COMPLETED", "AGENT");
     let seen = Seen {
         resource: &done,

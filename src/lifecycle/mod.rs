@@ -6,14 +6,18 @@
 //! API and the tracker call these functions; neither touches the outbox, the
 //! router or the store's transaction-level SQL itself.
 
+mod adopt;
+
 use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::sync::Notify;
 
+pub use adopt::From as AdoptFrom;
+
 use crate::outbox::{ActionView, repo};
 use crate::routing::Router;
-use crate::store::{self, NewTransfer, Registered, Store, StoreError, Tx};
+use crate::store::{self, Backend, NewTransfer, Registered, Store, StoreError, Tx};
 use crate::transfer::{BridgeState, Transfer, TransferId, Waiters};
 use crate::upstream::CallTransfer;
 
@@ -65,6 +69,8 @@ pub struct Lifecycle {
     router: Router,
     outbox_wake: Arc<Notify>,
     waiters: Arc<Waiters>,
+    /// This instance (`cluster.instance_id`): what it registers, it owns.
+    instance: Arc<str>,
 }
 
 impl Lifecycle {
@@ -73,12 +79,14 @@ impl Lifecycle {
         router: Router,
         outbox_wake: Arc<Notify>,
         waiters: Arc<Waiters>,
+        instance: Arc<str>,
     ) -> Self {
         Self {
             store,
             router,
             outbox_wake,
             waiters,
+            instance,
         }
     }
 
@@ -91,7 +99,7 @@ impl Lifecycle {
         created: Option<&CallTransfer>,
     ) -> Result<Registered, StoreError> {
         let mut tx = self.store.begin().await?;
-        let registered = store::register(&mut tx, new).await?;
+        let registered = store::register(&mut tx, new, &self.instance).await?;
         if let Registered::Created(transfer) = &registered {
             let plan = self.router.plan(transfer, BridgeState::Tracking, created);
             repo::enqueue(&mut tx, &plan.actions).await?;
@@ -145,7 +153,7 @@ impl Lifecycle {
         let returned = match store::fetch(&mut tx, &new.id).await? {
             Some(existing) if existing.state.is_terminal() => return Ok(Returned::Existing),
             Some(_) => Returned::Existing,
-            None => match store::register(&mut tx, new).await? {
+            None => match store::register(&mut tx, new, &self.instance).await? {
                 Registered::Created(_) => Returned::Created,
                 _ => return Ok(Returned::Existing),
             },
@@ -203,6 +211,11 @@ impl Lifecycle {
             return Ok(Finished::AlreadyEnded(transfer));
         }
         repo::enqueue(tx, &plan.actions).await?;
+        if self.store.backend() == Backend::Postgres {
+            // Delivered at commit to every instance: held requests wake
+            // wherever they wait, and the owner stops polling.
+            store::notify(tx, store::CHANGED, id.as_str()).await?;
+        }
         transfer.reason = reason.map(str::to_owned);
         transfer.sip = plan.event.sip;
         let actions = plan.actions.len();

@@ -33,17 +33,26 @@ pub struct Dispatcher {
     sinks: Sinks,
     config: OutboxConfig,
     audit_exchange: String,
+    /// This instance, named on the actions it claims.
+    instance: Arc<str>,
     wake: Arc<Notify>,
     reports: broadcast::Sender<DeliveryReport>,
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, sinks: Sinks, config: OutboxConfig, audit_exchange: String) -> Self {
+    pub fn new(
+        store: Store,
+        sinks: Sinks,
+        config: OutboxConfig,
+        audit_exchange: String,
+        instance: Arc<str>,
+    ) -> Self {
         Self {
             store,
             sinks,
             config,
             audit_exchange,
+            instance,
             wake: Arc::new(Notify::new()),
             reports: broadcast::channel(1024).0,
         }
@@ -65,7 +74,7 @@ impl Dispatcher {
 
     /// Deliver until `cancel`; then wait for in-flight deliveries up to `drain`.
     pub async fn run(self, cancel: CancellationToken, drain: Duration) {
-        if let Err(e) = repo::release_claims(self.store.pool()).await {
+        if let Err(e) = repo::release_claims(&self.store, &self.instance).await {
             tracing::error!(error = %e, "cannot release stale outbox claims");
         }
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
@@ -111,7 +120,7 @@ impl Dispatcher {
         }
         let lease = self.config.claim_timeout.as_millis() as i64;
         let broker_open = self.sinks.amqp.blocked().is_none();
-        match repo::claim_due(self.store.pool(), lease, room, broker_open).await {
+        match repo::claim_due(&self.store, &self.instance, lease, room, broker_open).await {
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::error!(error = %e, "cannot claim outbox actions");

@@ -1,10 +1,9 @@
 //! SQL for the `actions` table (the outbox).
 
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::Row as _;
 
-use crate::store::{StoreError, now_text};
+use crate::store::{Backend, Conn, Pool, Row, Store, StoreError, now_text};
 use crate::transfer::TransferId;
 use crate::transfer::{Action, ActionKind, ActionStatus, Target};
 
@@ -32,7 +31,7 @@ use crate::transfer::clock::now_unix_ms as now_ms;
 
 /// Insert in the caller's transaction. A repeat of the same id is ignored:
 /// an action, once recorded, keeps its id and body forever.
-pub async fn enqueue(conn: &mut SqliteConnection, actions: &[Action]) -> Result<(), StoreError> {
+pub async fn enqueue(conn: &mut Conn, actions: &[Action]) -> Result<(), StoreError> {
     let now = now_ms();
     let created = now_text();
     for action in actions {
@@ -55,37 +54,53 @@ pub async fn enqueue(conn: &mut SqliteConnection, actions: &[Action]) -> Result<
     Ok(())
 }
 
+/// The claim statement, with the row-lock clause its backend takes.
+macro_rules! claim_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE actions SET claimed_until = $2, claimed_by = $5, attempts = attempts + 1 WHERE id IN ( \
+               SELECT id FROM actions WHERE status = 'pending' AND next_attempt_at <= $1 \
+               AND (claimed_until IS NULL OR claimed_until <= $1) \
+               AND ($4 OR kind = 'webhook') \
+               ORDER BY next_attempt_at LIMIT $3",
+            $lock,
+            ") RETURNING id, transfer_id, name, kind, target_json, body, attempts"
+        )
+    };
+}
 /// Lease up to `limit` due actions to this dispatcher until `now + lease_ms`.
-/// With `broker_open` false (the broker blocks publishing) only non-AMQP
-/// actions are leased: broker actions stay pending, attempts untouched,
-/// instead of cycling through claim, wait and retry.
+/// With `broker_open` false (the broker blocks publishing) only webhooks,
+/// the one kind that does not go through the broker, are leased: broker
+/// actions stay pending, attempts untouched, instead of cycling through
+/// claim, wait and retry. On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets the
+/// dispatchers of several instances claim side by side without waiting on
+/// (or taking) each other's rows; SQLite has one writer at a time anyway.
 pub async fn claim_due(
-    pool: &SqlitePool,
+    store: &Store,
+    instance: &str,
     lease_ms: i64,
     limit: u32,
     broker_open: bool,
 ) -> Result<Vec<Claimed>, StoreError> {
     let now = now_ms();
-    let rows = sqlx::query(
-        "UPDATE actions SET claimed_until = $2, attempts = attempts + 1 WHERE id IN ( \
-           SELECT id FROM actions WHERE status = 'pending' AND next_attempt_at <= $1 \
-           AND (claimed_until IS NULL OR claimed_until <= $1) \
-           AND ($4 OR json_extract(target_json, '$.sink') <> 'amqp') \
-           ORDER BY next_attempt_at LIMIT $3) \
-         RETURNING id, transfer_id, name, kind, target_json, body, attempts",
-    )
-    .bind(now)
-    .bind(now + lease_ms)
-    .bind(i64::from(limit))
-    .bind(broker_open)
-    .fetch_all(pool)
-    .await?;
+    let sql = match store.backend() {
+        Backend::Sqlite => claim_sql!(""),
+        Backend::Postgres => claim_sql!(" FOR UPDATE SKIP LOCKED"),
+    };
+    let rows = sqlx::query(sql)
+        .bind(now)
+        .bind(now + lease_ms)
+        .bind(i64::from(limit))
+        .bind(broker_open)
+        .bind(instance)
+        .fetch_all(store.pool())
+        .await?;
     rows.iter().map(claimed_from_row).collect()
 }
 
-pub async fn mark_delivered(pool: &SqlitePool, id: &str) -> Result<(), StoreError> {
+pub async fn mark_delivered(pool: &Pool, id: &str) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE actions SET status = 'delivered', claimed_until = NULL, last_error = NULL, \
+        "UPDATE actions SET status = 'delivered', claimed_until = NULL, claimed_by = NULL, last_error = NULL, \
          delivered_at = $2 WHERE id = $1",
     )
     .bind(id)
@@ -96,13 +111,13 @@ pub async fn mark_delivered(pool: &SqlitePool, id: &str) -> Result<(), StoreErro
 }
 
 pub async fn mark_retry(
-    pool: &SqlitePool,
+    pool: &Pool,
     id: &str,
     delay_ms: i64,
     error: &str,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE actions SET claimed_until = NULL, next_attempt_at = $2, last_error = $3 WHERE id = $1",
+        "UPDATE actions SET claimed_until = NULL, claimed_by = NULL, next_attempt_at = $2, last_error = $3 WHERE id = $1",
     )
     .bind(id)
     .bind(now_ms() + delay_ms)
@@ -112,13 +127,9 @@ pub async fn mark_retry(
     Ok(())
 }
 
-pub async fn mark_failed(
-    conn: &mut SqliteConnection,
-    id: &str,
-    error: &str,
-) -> Result<(), StoreError> {
+pub async fn mark_failed(conn: &mut Conn, id: &str, error: &str) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE actions SET status = 'failed', claimed_until = NULL, last_error = $2 WHERE id = $1",
+        "UPDATE actions SET status = 'failed', claimed_until = NULL, claimed_by = NULL, last_error = $2 WHERE id = $1",
     )
     .bind(id)
     .bind(error)
@@ -127,19 +138,30 @@ pub async fn mark_failed(
     Ok(())
 }
 
-/// At start, no dispatcher holds anything: claims of a dead process are void.
-pub async fn release_claims(pool: &SqlitePool) -> Result<u64, StoreError> {
-    let done =
-        sqlx::query("UPDATE actions SET claimed_until = NULL WHERE claimed_until IS NOT NULL")
-            .execute(pool)
-            .await?;
+/// At start, claims of a dead process are void: on SQLite (one instance)
+/// every claim, on PostgreSQL this instance's own. Other instances' claims
+/// are theirs until they lapse or their owner is adopted from.
+pub async fn release_claims(store: &Store, instance: &str) -> Result<u64, StoreError> {
+    let sql = match store.backend() {
+        Backend::Sqlite => {
+            "UPDATE actions SET claimed_until = NULL, claimed_by = NULL \
+             WHERE claimed_until IS NOT NULL AND $1 IS NOT NULL"
+        }
+        Backend::Postgres => {
+            "UPDATE actions SET claimed_until = NULL, claimed_by = NULL WHERE claimed_by = $1"
+        }
+    };
+    let done = sqlx::query(sql)
+        .bind(instance)
+        .execute(store.pool())
+        .await?;
     Ok(done.rows_affected())
 }
 
 /// Make every action of a transfer due again, same ids and bodies.
-pub async fn redeliver(pool: &SqlitePool, transfer: &TransferId) -> Result<u64, StoreError> {
+pub async fn redeliver(pool: &Pool, transfer: &TransferId) -> Result<u64, StoreError> {
     let done = sqlx::query(
-        "UPDATE actions SET status = 'pending', next_attempt_at = $2, claimed_until = NULL \
+        "UPDATE actions SET status = 'pending', next_attempt_at = $2, claimed_until = NULL, claimed_by = NULL \
          WHERE transfer_id = $1",
     )
     .bind(transfer.as_str())
@@ -150,7 +172,7 @@ pub async fn redeliver(pool: &SqlitePool, transfer: &TransferId) -> Result<u64, 
 }
 
 pub async fn for_transfer(
-    pool: &SqlitePool,
+    pool: &Pool,
     transfer: &TransferId,
 ) -> Result<Vec<ActionView>, StoreError> {
     let rows = sqlx::query(
@@ -174,7 +196,7 @@ pub async fn for_transfer(
 }
 
 /// Count of actions not yet settled, for the demo and metrics.
-pub async fn pending_count(pool: &SqlitePool) -> Result<i64, StoreError> {
+pub async fn pending_count(pool: &Pool) -> Result<i64, StoreError> {
     Ok(
         sqlx::query_scalar("SELECT COUNT(*) FROM actions WHERE status = 'pending'")
             .fetch_one(pool)
@@ -182,7 +204,7 @@ pub async fn pending_count(pool: &SqlitePool) -> Result<i64, StoreError> {
     )
 }
 
-fn claimed_from_row(row: &SqliteRow) -> Result<Claimed, StoreError> {
+fn claimed_from_row(row: &Row) -> Result<Claimed, StoreError> {
     let id: String = row.try_get("id")?;
     let transfer: String = row.try_get("transfer_id")?;
     let target: String = row.try_get("target_json")?;

@@ -120,6 +120,22 @@ impl Router {
         Plan { event, actions }
     }
 
+    /// The audit record of `transfer` changing owner (no state change):
+    /// `transfer.adopted` on the audit exchange, one per adopting instance.
+    pub fn adopted(&self, transfer: &Transfer, from: Option<&str>, by: &str) -> Action {
+        let event = event::for_state(transfer, BridgeState::Tracking, None).adopted(from, by);
+        let mut action = amqp_action(
+            &event,
+            transfer,
+            (&format!("audit.adopted.{by}"), ActionKind::Audit),
+            &self.audit_exchange,
+            "transfer.adopted".into(),
+            true,
+        );
+        action.body = serde_json::to_string(&event).expect("events serialize");
+        action
+    }
+
     /// What `sip render` prints: the SIP instruction a COMPLETED upstream
     /// resource produces under the active routes.
     pub fn instruction_for(&self, resource: &CallTransfer) -> Result<SipInstruction, String> {
@@ -137,6 +153,7 @@ impl Router {
             sip: None,
             integration: None,
             return_signal: None,
+            owner: None,
             created_at: now,
             updated_at: now,
         };

@@ -24,6 +24,7 @@ fn transfer() -> Transfer {
         reason: None,
         sip: None,
         integration: None,
+        owner: None,
         return_signal: None,
         created_at: now,
         updated_at: now,

@@ -1,118 +1,112 @@
-//! Durable state: an embedded SQLite database (sqlx), migrations compiled in.
+//! Durable state through sqlx's `Any` driver: an embedded SQLite file by
+//! default, PostgreSQL when several instances share one database. One SQL
+//! text serves both wherever the dialects agree; [`Backend`] picks the few
+//! statements that differ. Migrations of the same meaning live per backend in
+//! `migrations/sqlite` and `migrations/postgres`, compiled in.
 //!
-//! Functions that must share a transaction take `&mut SqliteConnection`, so
-//! a state change and the outbox rows it causes commit together (see
-//! `lifecycle`, their one caller).
+//! Functions that must share a transaction take `&mut Conn`, so a state
+//! change and the outbox rows it causes commit together (see `lifecycle`,
+//! their one caller).
 
+mod errors;
+mod instances;
+mod scratch;
+#[cfg(test)]
+pub(crate) mod testdb;
 mod transfers;
 
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
 
+pub use errors::{StoreError, is_storage_fault};
+pub use instances::{Adopted, CHANGED, Renewal, SIGNAL, adopt_all, adopt_from, adopt_one, notify};
+pub use scratch::scratch_database;
 pub use transfers::{ListPage, NewTransfer, Registered, fetch, finish, record_upstream, register};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error: {0}")]
-    Db(sqlx::Error),
-    /// The disk is full or failing (SQLITE_FULL, SQLITE_IOERR): a condition
-    /// of the machine that passes, not a bug, so the API answers 503.
-    #[error("storage unavailable: {0}")]
-    Unavailable(sqlx::Error),
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("cannot create the database directory {path}: {source}")]
-    Dir {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("stored row is corrupt: {0}")]
-    Corrupt(String),
+/// A connection of either backend: what transaction-scoped SQL takes.
+pub type Conn = AnyConnection;
+/// A row of either backend.
+pub type Row = sqlx::any::AnyRow;
+pub type Pool = AnyPool;
+pub type Tx = Transaction<'static, Any>;
+
+/// Which database the store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        if is_storage_fault(&e) {
-            Self::Unavailable(e)
+impl Backend {
+    /// The backend a `store.url` names, if any.
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
         } else {
-            Self::Db(e)
+            None
         }
     }
 }
 
-impl StoreError {
-    /// True while the disk cannot take writes; callers retry later.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
-    }
-}
-
-/// SQLite's primary result codes for a full or failing disk (the low byte of
-/// the extended code sqlx reports): <https://sqlite.org/rescode.html>.
-const SQLITE_IOERR: i64 = 10;
-const SQLITE_FULL: i64 = 13;
-
-/// Whether `e` is a storage fault rather than a query or data problem.
-pub fn is_storage_fault(e: &sqlx::Error) -> bool {
-    let Some(db) = e.as_database_error() else {
-        return false;
-    };
-    let primary = db
-        .code()
-        .and_then(|code| code.parse::<i64>().ok())
-        .map(|code| code & 0xff);
-    matches!(primary, Some(SQLITE_IOERR | SQLITE_FULL))
-}
-
-pub type Tx = Transaction<'static, Sqlite>;
+/// SQLite settings for every connection. WAL lets the API read while the
+/// tracker writes; FULL makes every committed state change and outbox row
+/// survive a power loss; writers queue for up to 10 s instead of failing.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 impl Store {
-    /// Open (creating file and directory if missing) and migrate.
+    /// Open and migrate. A SQLite file (and its directory) is created when
+    /// missing; a PostgreSQL database must exist.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            // WAL lets the API read while the tracker writes; FULL makes every
-            // committed state change and outbox row survive a power loss.
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        if let Some(dir) = Path::new(options.get_filename()).parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
-                path: dir.display().to_string(),
-                source,
-            })?;
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url).ok_or(StoreError::Url)?;
+        let options = AnyPoolOptions::new().after_release(|conn, _| Box::pin(reusable(conn)));
+        let pool = match backend {
+            Backend::Sqlite => {
+                options
+                    .max_connections(8)
+                    .after_connect(|conn, _| {
+                        Box::pin(async { conn.execute(SQLITE_PRAGMAS).await.map(drop) })
+                    })
+                    .connect(&sqlite_url(url)?)
+                    .await?
+            }
+            Backend::Postgres => options.max_connections(16).connect(url).await?,
+        };
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .after_release(|conn, _| Box::pin(reusable(conn)))
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, backend })
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    /// A write transaction. `BEGIN IMMEDIATE` takes the write lock up front:
-    /// a deferred transaction that reads first cannot upgrade once another
-    /// writer committed (SQLITE_BUSY_SNAPSHOT, which busy_timeout cannot wait
-    /// out), while an immediate one simply waits its turn.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A write transaction. On SQLite, `BEGIN IMMEDIATE` takes the write lock
+    /// up front: a deferred transaction that reads first cannot upgrade once
+    /// another writer committed (SQLITE_BUSY_SNAPSHOT, which busy_timeout
+    /// cannot wait out), while an immediate one simply waits its turn.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// Readiness: the database answers and a one-row write commits. A write
@@ -136,6 +130,27 @@ impl Store {
     }
 }
 
+/// The SQLite URL with `mode=rwc` (create when missing) unless it names a
+/// mode, after creating the file's directory.
+fn sqlite_url(url: &str) -> Result<String, StoreError> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if let Some(dir) = Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+        && path != ":memory:"
+    {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(match query {
+        q if q.split('&').any(|pair| pair.starts_with("mode=")) => url.to_owned(),
+        "" => format!("{url}?mode=rwc"),
+        _ => format!("{url}&mode=rwc"),
+    })
+}
+
 /// Decide whether a connection going back to the pool can be reused.
 ///
 /// A transaction dropped without COMMIT or ROLLBACK (an error path's `?`, or
@@ -144,7 +159,7 @@ impl Store {
 /// SQLITE_FULL and SQLITE_IOERR), that ROLLBACK fails and sqlx still counts
 /// the transaction as open, so every later `BEGIN` on the connection would
 /// fail. Such a connection is closed instead; the pool opens a fresh one.
-async fn reusable(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+async fn reusable(conn: &mut AnyConnection) -> Result<bool, sqlx::Error> {
     conn.ping().await?;
     if conn.is_in_transaction() {
         tracing::warn!("closing a store connection left inside a failed transaction");
@@ -161,3 +176,7 @@ pub(crate) fn parse_time(raw: &str) -> Result<time::OffsetDateTime, StoreError> 
     crate::transfer::clock::parse_rfc3339(raw)
         .ok_or_else(|| StoreError::Corrupt(format!("bad timestamp {raw:?}")))
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

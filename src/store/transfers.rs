@@ -3,10 +3,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row as _;
 
-use super::{Store, StoreError, now_text, parse_time};
+use super::{Conn, Row, Store, StoreError, now_text, parse_time};
 use crate::sip::SipInstruction;
 use crate::transfer::{BridgeState, Transfer, TransferId};
 
@@ -46,11 +45,13 @@ macro_rules! select {
         concat!(
             "SELECT seq, id, state, upstream_status, upstream_json, callback_url, metadata_json, \
              polls, reason, created_at, updated_at, request_json, sip_json, integration, \
-             return_signal FROM transfers ",
+             return_signal, owner FROM transfers ",
             $rest
         )
     };
 }
+
+pub(super) use select;
 
 impl Store {
     pub async fn get(&self, id: &TransferId) -> Result<Option<Transfer>, StoreError> {
@@ -91,10 +92,7 @@ impl Store {
     }
 }
 
-pub async fn fetch(
-    conn: &mut SqliteConnection,
-    id: &TransferId,
-) -> Result<Option<Transfer>, StoreError> {
+pub async fn fetch(conn: &mut Conn, id: &TransferId) -> Result<Option<Transfer>, StoreError> {
     let row = sqlx::query(select!("WHERE id = $1"))
         .bind(id.as_str())
         .fetch_optional(conn)
@@ -103,15 +101,17 @@ pub async fn fetch(
 }
 
 /// Insert, or tell an identical repeat from a conflicting one.
+/// A new transfer is owned by `owner`, the instance that received it.
 pub async fn register(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     new: &NewTransfer,
+    owner: &str,
 ) -> Result<Registered, StoreError> {
     let now = now_text();
     let inserted = sqlx::query(
         "INSERT INTO transfers (id, state, upstream_status, upstream_json, callback_url, \
-         metadata_json, request_json, created_at, updated_at, integration, return_signal) \
-         VALUES ($1, 'TRACKING', $2, $3, $4, $5, $6, $7, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+         metadata_json, request_json, created_at, updated_at, integration, return_signal, owner) \
+         VALUES ($1, 'TRACKING', $2, $3, $4, $5, $6, $7, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
     )
     .bind(new.id.as_str())
     .bind(&new.upstream_status)
@@ -121,7 +121,8 @@ pub async fn register(
     .bind(&new.request_json)
     .bind(&now)
     .bind(&new.integration)
-    .bind(new.return_signal)
+    .bind(new.return_signal.map(i64::from))
+    .bind(owner)
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -143,7 +144,7 @@ pub async fn register(
 
 /// Record what the upstream said without changing the bridge state.
 pub async fn record_upstream(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     id: &TransferId,
     status: &str,
     raw: &Value,
@@ -156,7 +157,7 @@ pub async fn record_upstream(
     .bind(id.as_str())
     .bind(status)
     .bind(raw.to_string())
-    .bind(polls)
+    .bind(i64::from(polls))
     .bind(now_text())
     .execute(conn)
     .await?;
@@ -166,7 +167,7 @@ pub async fn record_upstream(
 /// Move a TRACKING transfer to a terminal state. Returns false when it was
 /// no longer TRACKING (e.g. cancelled meanwhile), so callers enqueue nothing.
 pub async fn finish(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     id: &TransferId,
     state: BridgeState,
     reason: Option<&str>,
@@ -180,7 +181,7 @@ pub async fn finish(
     .bind(id.as_str())
     .bind(state.as_str())
     .bind(reason)
-    .bind(polls)
+    .bind(polls.map(i64::from))
     .bind(now_text())
     .bind(sip.map(|s| serde_json::to_string(s).expect("instructions serialize")))
     .execute(conn)
@@ -189,7 +190,7 @@ pub async fn finish(
     Ok(done == 1)
 }
 
-fn from_row(row: &SqliteRow) -> Result<Transfer, StoreError> {
+pub(super) fn from_row(row: &Row) -> Result<Transfer, StoreError> {
     let id: String = row.try_get("id")?;
     let state: String = row.try_get("state")?;
     let upstream: Option<String> = row.try_get("upstream_json")?;
@@ -213,7 +214,10 @@ fn from_row(row: &SqliteRow) -> Result<Transfer, StoreError> {
             .transpose()
             .map_err(|_| corrupt("sip_json"))?,
         integration: row.try_get("integration")?,
-        return_signal: row.try_get("return_signal")?,
+        return_signal: row
+            .try_get::<Option<i64>, _>("return_signal")?
+            .map(|v| v != 0),
+        owner: row.try_get("owner")?,
         created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
         updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
     })

@@ -151,6 +151,7 @@ mod tests {
             sip: None,
             integration: None,
             return_signal: Some(true),
+            owner: None,
             created_at: OffsetDateTime::now_utc(),
             updated_at: OffsetDateTime::now_utc(),
         };

@@ -29,11 +29,12 @@ pub struct TransferEvent {
     /// `<callTransferId>.<state>`: one id per state change, stable across
     /// redelivery, so consumers can dedupe.
     pub event_id: String,
-    /// `transfer.<state>` or `delivery.failed`.
+    /// `transfer.<state>`, `transfer.adopted` (another instance took over
+    /// polling it) or `delivery.failed`.
     #[serde(rename = "type")]
     #[schemars(extend("enum" = [
         "transfer.tracking", "transfer.completed", "transfer.expired",
-        "transfer.failed", "transfer.cancelled", "delivery.failed"
+        "transfer.failed", "transfer.cancelled", "transfer.adopted", "delivery.failed"
     ]))]
     pub kind: String,
     /// When the bridge made this event, RFC 3339 in UTC.
@@ -71,6 +72,18 @@ pub struct TransferEvent {
 impl TransferEvent {
     /// This event as a `delivery.failed` audit record: the same transfer,
     /// with the failed action and why, and a new id and time.
+    /// The audit record of an adoption: instance `by` polls the transfer
+    /// from now on, because `from` (its owner) stopped renewing its lease.
+    pub fn adopted(mut self, from: Option<&str>, by: &str) -> Self {
+        self.event_id = format!("{}.adopted.{by}", self.call_transfer_id);
+        self.kind = "transfer.adopted".into();
+        self.reason = Some(match from {
+            Some(from) => format!("adopted by instance {by} from {from}, whose lease expired"),
+            None => format!("adopted by instance {by}; it had no owner"),
+        });
+        self
+    }
+
     pub fn delivery_failed(mut self, action_id: &str, error: &str) -> Self {
         self.event_id = format!("{action_id}.delivery_failed");
         self.kind = "delivery.failed".into();

@@ -102,6 +102,9 @@ pub struct Transfer {
     /// The registration's `returnSignal`: the PBX will (or will not) signal
     /// this call's return, overriding the learned trust.
     pub return_signal: Option<bool>,
+    /// The instance that polls it (`cluster.instance_id`); any instance
+    /// answers the API for it.
+    pub owner: Option<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }

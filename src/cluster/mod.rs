@@ -1,0 +1,249 @@
+//! Several instances on one database: who polls which transfer.
+//!
+//! Every instance holds a lease row and renews it every `renew_interval`,
+//! one write for all the transfers it owns. A registration is owned by the
+//! instance that received it. When an instance stops renewing for
+//! `lease_ttl`, the others adopt its TRACKING transfers (in batches they can
+//! split between them) and void its outbox claims, and resume polling. An
+//! instance that finds its own lease lapsed stops: its transfers may already
+//! be polled elsewhere, and a transfer is never polled by two.
+//!
+//! Any instance answers the API for any transfer. On PostgreSQL a state
+//! change is announced with NOTIFY (held requests wake wherever they wait; the
+//! owner stops polling), and a returned signal that reaches a non-owner is
+//! forwarded to the owner, or taken over at once when the owner is dead.
+//! SQLite has one instance: it adopts everything at start and that is all.
+
+mod config;
+mod listen;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use config::ClusterConfig;
+
+use crate::lifecycle::{AdoptFrom, Lifecycle};
+use crate::store::{Adopted, Backend, Renewal, Store, StoreError};
+use crate::tracker::{TrackState, Tracker};
+use crate::transfer::{Transfer, Waiters};
+
+/// Transfers adopted per transaction.
+const ADOPT_BATCH: u32 = 500;
+
+/// This instance's part in the cluster; cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    lifecycle: Lifecycle,
+    tracker: Tracker,
+    config: ClusterConfig,
+    /// Called with the number of live instances after each renewal (the
+    /// upstream spike limit is shared among them).
+    on_live: Box<dyn Fn(u32) + Send + Sync>,
+}
+
+impl Cluster {
+    pub fn new(
+        store: Store,
+        lifecycle: Lifecycle,
+        tracker: Tracker,
+        config: ClusterConfig,
+        on_live: impl Fn(u32) + Send + Sync + 'static,
+    ) -> Self {
+        let inner = Inner {
+            store,
+            lifecycle,
+            tracker,
+            config,
+            on_live: Box::new(on_live),
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub fn instance(&self) -> &str {
+        self.inner.lifecycle.instance()
+    }
+
+    fn ttl_ms(&self) -> i64 {
+        self.inner.config.lease_ttl.as_millis() as i64
+    }
+
+    /// Take the lease and everything there is to adopt; start tracking it.
+    pub async fn join(&self) -> Result<usize, StoreError> {
+        let store = &self.inner.store;
+        if store.backend() == Backend::Sqlite {
+            let adopted = self.inner.lifecycle.adopt(AdoptFrom::Everyone).await?;
+            let count = adopted.len();
+            self.track(adopted).await;
+            return Ok(count);
+        }
+        store.join(self.instance(), self.ttl_ms()).await?;
+        let adopted = self.adopt_round(None).await?;
+        let count = adopted.len();
+        self.track(adopted).await;
+        Ok(count + self.adopt_from_dead().await?)
+    }
+
+    /// Renew and adopt until `stop`; then give the lease up. Fires `fence`
+    /// when the lease was lost, so the process stops polling.
+    pub async fn run(
+        self,
+        waiters: Arc<Waiters>,
+        url: String,
+        stop: CancellationToken,
+        fence: CancellationToken,
+    ) {
+        // SQLite has one instance: no lease to keep, nobody to adopt from.
+        if self.inner.store.backend() == Backend::Sqlite {
+            return;
+        }
+        let listener = listen::Listener::new(self.clone(), waiters);
+        tokio::spawn(listener.run(url, stop.clone()));
+        let mut last_renewed = Instant::now();
+        let mut tick = tokio::time::interval(self.inner.config.renew_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            match self.round().await {
+                Ok(Renewal::Held) => last_renewed = Instant::now(),
+                Ok(Renewal::Lost) => return self.fenced(&fence, "the lease had expired"),
+                Err(e) if last_renewed.elapsed() >= self.inner.config.lease_ttl => {
+                    return self.fenced(&fence, &format!("cannot renew the lease: {e}"));
+                }
+                Err(e) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
+            }
+        }
+        if let Err(e) = self.inner.store.leave(self.instance()).await {
+            tracing::warn!(error = %e, "could not give the lease up; others adopt after lease_ttl");
+        }
+    }
+
+    fn fenced(&self, fence: &CancellationToken, why: &str) {
+        metrics::counter!("bridge_lease_lost_total").increment(1);
+        tracing::error!(
+            instance = self.instance(),
+            why,
+            "lease lost: stopping so no transfer is polled twice"
+        );
+        fence.cancel();
+    }
+
+    /// One renewal: extend the lease, count the living, adopt from the dead.
+    async fn round(&self) -> Result<Renewal, StoreError> {
+        let store = &self.inner.store;
+        if store.renew(self.instance(), self.ttl_ms()).await? == Renewal::Lost {
+            return Ok(Renewal::Lost);
+        }
+        let live = store.live_instances().await?.max(1);
+        metrics::gauge!("bridge_instances_live").set(f64::from(live));
+        (self.inner.on_live)(live);
+        self.adopt_from_dead().await?;
+        Ok(Renewal::Held)
+    }
+
+    /// Adopt from every instance whose lease expired, and void its claims.
+    async fn adopt_from_dead(&self) -> Result<usize, StoreError> {
+        let store = &self.inner.store;
+        let mut count = 0;
+        for dead in store.dead_instances().await? {
+            let released = store.release_claims_of(&dead).await?;
+            let adopted = self.adopt_round(Some(&dead)).await?;
+            count += adopted.len();
+            tracing::warn!(instance = self.instance(), from = %dead, transfers = adopted.len(), outbox_claims = released, "adopted from an instance whose lease expired");
+            self.track(adopted).await;
+        }
+        Ok(count)
+    }
+
+    /// Adopt every transfer of `from` this instance can get.
+    async fn adopt_round(&self, from: Option<&str>) -> Result<Vec<Adopted>, StoreError> {
+        let mut all = Vec::new();
+        loop {
+            let batch = AdoptFrom::Dead(from, ADOPT_BATCH);
+            let adopted = self.inner.lifecycle.adopt(batch).await?;
+            let done = (adopted.len() as u32) < ADOPT_BATCH;
+            all.extend(adopted);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+
+    async fn track(&self, adopted: Vec<Adopted>) {
+        for Adopted { transfer, .. } in adopted {
+            let integration = self
+                .inner
+                .tracker
+                .integration(transfer.integration.as_deref());
+            let state = TrackState::resumed(&transfer, integration);
+            self.inner.tracker.track_per_policy(state).await;
+        }
+    }
+
+    /// The call came back: have `transfer` polled now, wherever it is owned.
+    /// False only when nobody can (this instance's tracker is not running).
+    pub async fn poll_now(&self, transfer: &Transfer) -> bool {
+        let tracker = &self.inner.tracker;
+        if tracker.poll_now(transfer.id.clone()).await {
+            return true;
+        }
+        let owner = transfer.owner.as_deref();
+        if self.inner.store.backend() == Backend::Sqlite || owner == Some(self.instance()) {
+            return false;
+        }
+        match self.take_over(transfer).await {
+            Ok(true) => tracker.poll_now(transfer.id.clone()).await,
+            Ok(false) => {
+                let owner = owner.unwrap_or_default();
+                let sent = self
+                    .inner
+                    .lifecycle
+                    .forward_signal(owner, &transfer.id)
+                    .await;
+                sent.inspect_err(|e| tracing::warn!(error = %e, "cannot forward a returned signal"))
+                    .is_ok()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot adopt a returned transfer");
+                false
+            }
+        }
+    }
+
+    /// Adopt `transfer` now if its owner is dead; true when this instance
+    /// tracks it afterwards.
+    async fn take_over(&self, transfer: &Transfer) -> Result<bool, StoreError> {
+        let from = AdoptFrom::One(&transfer.id, transfer.owner.as_deref());
+        let adopted = self.inner.lifecycle.adopt(from).await?;
+        let took = !adopted.is_empty();
+        self.track(adopted).await;
+        Ok(took)
+    }
+
+    /// A signal forwarded to this instance: poll its transfer now.
+    async fn signalled(&self, id: crate::transfer::TransferId) {
+        if !self.inner.tracker.poll_now(id.clone()).await {
+            tracing::debug!(call_transfer_id = %id, "forwarded signal for a transfer no longer tracked here");
+        }
+    }
+
+    /// Another instance ended this transfer: stop polling it.
+    async fn ended_elsewhere(&self, id: crate::transfer::TransferId) {
+        self.inner.tracker.untrack(id).await;
+    }
+}
+
+/// How long [`listen::Listener`] waits before reconnecting.
+const RELISTEN: Duration = Duration::from_secs(1);

@@ -1,0 +1,230 @@
+//! SQL for the `instances` lease table and for who owns which transfer.
+//!
+//! An instance renews one row for all of its transfers; a transfer names its
+//! owner. Adoption moves TRACKING transfers from instances whose lease has
+//! expired (or from no owner at all) to the caller, in batches that two
+//! survivors can take side by side (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
+
+use sqlx::Row as _;
+
+use super::transfers::{from_row, select};
+use super::{Backend, Conn, Store, StoreError, now_text};
+use crate::transfer::clock::now_unix_ms;
+use crate::transfer::{Transfer, TransferId};
+
+/// NOTIFY channels (PostgreSQL): a transfer left TRACKING (payload: its
+/// id), and a returned signal for another instance's transfer (payload:
+/// `<owner> <id>`).
+pub const CHANGED: &str = "bridge_changed";
+pub const SIGNAL: &str = "bridge_signal";
+
+/// Tell every instance listening on `channel`, when the caller's transaction
+/// commits (PostgreSQL only).
+pub async fn notify(conn: &mut Conn, channel: &str, payload: &str) -> Result<(), StoreError> {
+    // pg_notify returns void, a type the Any driver cannot decode: select
+    // a plain integer around it.
+    sqlx::query("SELECT 1 AS sent FROM (SELECT pg_notify($1, $2)) AS n")
+        .bind(channel)
+        .bind(payload)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether a renewal found the lease still held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    Held,
+    /// It had expired: others may have adopted this instance's transfers.
+    Lost,
+}
+
+/// Hand up to `$3` TRACKING transfers owned by `$2` (a dead instance) or by
+/// no one (`$2` NULL) to `$1`, unless `$2` came back to life meanwhile.
+/// `$4` is now, in Unix milliseconds.
+macro_rules! adopt_sql {
+    ($owner:literal, $lock:literal) => {
+        concat!(
+            "UPDATE transfers SET owner = $1 WHERE seq IN ( \
+               SELECT seq FROM transfers WHERE state = 'TRACKING' AND ",
+            $owner,
+            " AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = $2 AND i.expires_at > $4) \
+               ORDER BY seq LIMIT $3",
+            $lock,
+            ") RETURNING seq, id, state, upstream_status, upstream_json, callback_url, \
+             metadata_json, polls, reason, created_at, updated_at, request_json, sip_json, \
+             integration, return_signal, owner"
+        )
+    };
+}
+
+impl Store {
+    /// Take (or take back) this instance's lease until now + `ttl_ms`.
+    pub async fn join(&self, instance: &str, ttl_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO instances (id, expires_at, started_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at, \
+             started_at = excluded.started_at",
+        )
+        .bind(instance)
+        .bind(now_unix_ms() + ttl_ms)
+        .bind(now_text())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Extend the lease, one write for every transfer the instance owns.
+    pub async fn renew(&self, instance: &str, ttl_ms: i64) -> Result<Renewal, StoreError> {
+        let now = now_unix_ms();
+        let done =
+            sqlx::query("UPDATE instances SET expires_at = $2 WHERE id = $1 AND expires_at > $3")
+                .bind(instance)
+                .bind(now + ttl_ms)
+                .bind(now)
+                .execute(self.pool())
+                .await?;
+        Ok(match done.rows_affected() {
+            1 => Renewal::Held,
+            _ => Renewal::Lost,
+        })
+    }
+
+    /// Give the lease up at a clean stop, so the others adopt at once.
+    pub async fn leave(&self, instance: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE instances SET expires_at = 0 WHERE id = $1")
+            .bind(instance)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Instances whose lease is current, this one included.
+    pub async fn live_instances(&self) -> Result<u32, StoreError> {
+        let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM instances WHERE expires_at > $1")
+            .bind(now_unix_ms())
+            .fetch_one(self.pool())
+            .await?;
+        Ok(live.clamp(0, i64::from(u32::MAX)) as u32)
+    }
+
+    /// Instances past their lease that still own TRACKING transfers or hold
+    /// outbox claims: the ones there is something to adopt from.
+    pub async fn dead_instances(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM instances i WHERE expires_at <= $1 AND ( \
+               EXISTS (SELECT 1 FROM transfers t WHERE t.owner = i.id AND t.state = 'TRACKING') \
+               OR EXISTS (SELECT 1 FROM actions a WHERE a.claimed_by = i.id \
+                          AND a.status = 'pending' AND a.claimed_until IS NOT NULL))",
+        )
+        .bind(now_unix_ms())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
+    /// Void the outbox claims of a dead instance: its deliveries are due again
+    /// now, for whichever dispatcher claims them first, same ids.
+    pub async fn release_claims_of(&self, instance: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE actions SET claimed_until = NULL, claimed_by = NULL \
+             WHERE claimed_by = $1 AND status = 'pending'",
+        )
+        .bind(instance)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// Adopt up to `limit` TRACKING transfers of `from`, a dead instance
+/// (`None`: rows that never had an owner). Two survivors adopting from
+/// the same instance split its transfers between them.
+pub async fn adopt_from(
+    conn: &mut Conn,
+    backend: Backend,
+    me: &str,
+    from: Option<&str>,
+    limit: u32,
+) -> Result<Vec<Adopted>, StoreError> {
+    let sql = match (backend, from.is_some()) {
+        (Backend::Sqlite, true) => adopt_sql!("owner = $2", ""),
+        (Backend::Sqlite, false) => adopt_sql!("owner IS NULL", ""),
+        (Backend::Postgres, true) => adopt_sql!("owner = $2", " FOR UPDATE SKIP LOCKED"),
+        (Backend::Postgres, false) => {
+            adopt_sql!(
+                "owner IS NULL AND $2::text IS NULL",
+                " FOR UPDATE SKIP LOCKED"
+            )
+        }
+    };
+    let rows = sqlx::query(sql)
+        .bind(me)
+        .bind(from)
+        .bind(i64::from(limit))
+        .bind(now_unix_ms())
+        .fetch_all(conn)
+        .await?;
+    adopted(&rows, from)
+}
+
+/// On SQLite one instance owns everything: at start it takes every
+/// TRACKING transfer, whoever the last run was.
+pub async fn adopt_all(conn: &mut Conn, me: &str) -> Result<Vec<Adopted>, StoreError> {
+    let rows = sqlx::query(select!("WHERE state = 'TRACKING' ORDER BY seq"))
+        .fetch_all(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE transfers SET owner = $1 WHERE state = 'TRACKING'")
+        .bind(me)
+        .execute(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let transfer = from_row(row)?;
+            let from = transfer.owner.clone();
+            Ok(Adopted { transfer, from })
+        })
+        .collect()
+}
+
+/// Adopt one transfer now, if `from` (its owner) is still dead: a
+/// returned signal for it must not wait for the next adoption round.
+pub async fn adopt_one(
+    conn: &mut Conn,
+    me: &str,
+    id: &TransferId,
+    from: Option<&str>,
+) -> Result<Option<Adopted>, StoreError> {
+    let sql = "UPDATE transfers SET owner = $1 WHERE id = $3 AND state = 'TRACKING' \
+         AND (owner = $2 OR (owner IS NULL AND $2 IS NULL)) \
+         AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = $2 AND i.expires_at > $4) \
+         RETURNING seq, id, state, upstream_status, upstream_json, callback_url, \
+         metadata_json, polls, reason, created_at, updated_at, request_json, sip_json, \
+         integration, return_signal, owner";
+    let rows = sqlx::query(sql)
+        .bind(me)
+        .bind(from)
+        .bind(id.as_str())
+        .bind(now_unix_ms())
+        .fetch_all(conn)
+        .await?;
+    Ok(adopted(&rows, from)?.pop())
+}
+
+fn adopted(rows: &[super::Row], from: Option<&str>) -> Result<Vec<Adopted>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            Ok(Adopted {
+                transfer: from_row(row)?,
+                from: from.map(str::to_owned),
+            })
+        })
+        .collect()
+}
+
+/// A transfer this instance now owns, and who owned it before.
+#[derive(Debug, Clone)]
+pub struct Adopted {
+    pub transfer: Transfer,
+    pub from: Option<String>,
+}

@@ -1,0 +1,149 @@
+//! The store's SQL on both backends: the same tests, the same answers.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::testdb::{self, TestStore};
+use super::*;
+use crate::transfer::{BridgeState, TransferId};
+
+fn new(id: &str, body: &str) -> NewTransfer {
+    NewTransfer {
+        id: TransferId::parse(id).unwrap(),
+        callback_url: Some("https://ivr.example.com/hook".into()),
+        metadata: BTreeMap::from([("queue".into(), "billing".into())]),
+        request_json: body.into(),
+        upstream_status: Some("ACTIVE".into()),
+        upstream: Some(json!({"id": id, "status": "ACTIVE"})),
+        integration: Some("tok-0123abcd".into()),
+        return_signal: Some(true),
+    }
+}
+
+async fn register_one(db: &TestStore, n: &NewTransfer) -> Registered {
+    let mut tx = db.store.begin().await.unwrap();
+    let registered = register(&mut tx, n, "i1").await.unwrap();
+    tx.commit().await.unwrap();
+    registered
+}
+
+#[tokio::test]
+async fn registration_tells_new_identical_and_conflicting_apart() {
+    for db in testdb::each().await {
+        let backend = db.backend();
+        let Registered::Created(t) = register_one(&db, &new("t1", "a")).await else {
+            panic!("{backend:?}: first registration must create");
+        };
+        assert_eq!(t.state, BridgeState::Tracking, "{backend:?}");
+        assert_eq!(t.return_signal, Some(true), "{backend:?}");
+        assert_eq!(t.integration.as_deref(), Some("tok-0123abcd"));
+        assert_eq!(t.metadata["queue"], "billing");
+        assert!(matches!(
+            register_one(&db, &new("t1", "a")).await,
+            Registered::Identical(_)
+        ));
+        assert!(matches!(
+            register_one(&db, &new("t1", "b")).await,
+            Registered::Conflict(_)
+        ));
+    }
+}
+
+#[tokio::test]
+async fn a_transfer_finishes_once_and_keeps_what_the_upstream_said() {
+    for db in testdb::each().await {
+        let backend = db.backend();
+        register_one(&db, &new("t1", "a")).await;
+        let id = TransferId::parse("t1").unwrap();
+        let raw = json!({"id": "t1", "status": "ONGOING"});
+        let mut conn = db.store.pool().acquire().await.unwrap();
+        record_upstream(&mut conn, &id, "ONGOING", &raw, 4)
+            .await
+            .unwrap();
+        let done = finish(
+            &mut conn,
+            &id,
+            BridgeState::Cancelled,
+            Some("why"),
+            Some(5),
+            None,
+        );
+        assert!(done.await.unwrap(), "{backend:?}");
+        let again = finish(&mut conn, &id, BridgeState::Failed, None, None, None);
+        assert!(
+            !again.await.unwrap(),
+            "{backend:?}: a second finish changes nothing"
+        );
+        let stored = db.store.get(&id).await.unwrap().unwrap();
+        assert_eq!(stored.state, BridgeState::Cancelled, "{backend:?}");
+        assert_eq!((stored.polls, stored.reason.as_deref()), (5, Some("why")));
+        assert_eq!(stored.upstream, Some(raw), "{backend:?}");
+        assert_eq!(stored.upstream_status.as_deref(), Some("ONGOING"));
+    }
+}
+
+#[tokio::test]
+async fn listing_filters_by_state_and_pages_with_a_cursor() {
+    for db in testdb::each().await {
+        let backend = db.backend();
+        for i in 0..5 {
+            register_one(&db, &new(&format!("t{i}"), "a")).await;
+        }
+        let mut conn = db.store.pool().acquire().await.unwrap();
+        let id = TransferId::parse("t2").unwrap();
+        finish(&mut conn, &id, BridgeState::Expired, None, None, None)
+            .await
+            .unwrap();
+        let first = db
+            .store
+            .list(Some(BridgeState::Tracking), 3, None)
+            .await
+            .unwrap();
+        let ids: Vec<_> = first.items.iter().map(|t| t.id.to_string()).collect();
+        assert_eq!(ids, ["t0", "t1", "t3"], "{backend:?}");
+        let next = db
+            .store
+            .list(Some(BridgeState::Tracking), 3, first.next_cursor)
+            .await;
+        let rest: Vec<_> = next
+            .unwrap()
+            .items
+            .iter()
+            .map(|t| t.id.to_string())
+            .collect();
+        assert_eq!(rest, ["t4"], "{backend:?}");
+        let all = db.store.list(None, 10, None).await.unwrap();
+        assert_eq!((all.items.len(), all.next_cursor), (5, None), "{backend:?}");
+        assert_eq!(db.store.tracking().await.unwrap().len(), 4, "{backend:?}");
+    }
+}
+
+#[tokio::test]
+async fn readiness_commits_a_write_and_migrations_rerun_cleanly() {
+    for db in testdb::each().await {
+        db.store.check_writable().await.unwrap();
+        db.store.check_writable().await.unwrap();
+    }
+    let db = testdb::sqlite().await;
+    register_one(&db, &new("t1", "a")).await;
+    let url = db.store.pool().connect_options().database_url.to_string();
+    let reopened = Store::connect(&url).await.unwrap();
+    let id = TransferId::parse("t1").unwrap();
+    assert!(reopened.get(&id).await.unwrap().is_some());
+}
+
+#[test]
+fn store_urls_name_their_backend() {
+    assert_eq!(Backend::of_url("sqlite://data/b.db"), Some(Backend::Sqlite));
+    assert_eq!(Backend::of_url("sqlite:b.db"), Some(Backend::Sqlite));
+    assert_eq!(
+        Backend::of_url("postgres://u@h/db"),
+        Some(Backend::Postgres)
+    );
+    assert_eq!(
+        Backend::of_url("postgresql://u@h/db"),
+        Some(Backend::Postgres)
+    );
+    assert_eq!(Backend::of_url("mysql://u@h/db"), None);
+}
