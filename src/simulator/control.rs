@@ -31,6 +31,12 @@ pub struct Counters {
 pub struct PerTransfer {
     pub get: u64,
     pub create: u64,
+    /// GETs of this transfer being answered right now, and the most ever at
+    /// once: a bridge deployment polls a transfer from one place at a time.
+    #[serde(default)]
+    pub in_flight: u64,
+    #[serde(default)]
+    pub max_in_flight: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +67,19 @@ impl Counters {
             method: method.into(),
             id: id.into(),
         });
+    }
+
+    /// A GET of `id` starts (after [`Self::record`]); [`Self::leave`] ends it.
+    pub(super) fn enter(&mut self, id: &str) {
+        let per = self.transfers.entry(id.to_string()).or_default();
+        per.in_flight += 1;
+        per.max_in_flight = per.max_in_flight.max(per.in_flight);
+    }
+
+    pub(super) fn leave(&mut self, id: &str) {
+        if let Some(per) = self.transfers.get_mut(id) {
+            per.in_flight = per.in_flight.saturating_sub(1);
+        }
     }
 
     pub(super) fn status(&mut self, status: StatusCode) {

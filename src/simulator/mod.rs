@@ -153,6 +153,7 @@ async fn fetch(
     headers: HeaderMap,
 ) -> Response {
     state.lock().counters.record("GET", &id);
+    let _in_flight = InFlight::enter(&state, &id);
     let injected = match faults::take(&state, "get", &id) {
         Some(fault) => fault.apply().await,
         None => None,
@@ -169,6 +170,29 @@ async fn fetch(
     };
     state.lock().counters.status(response.status());
     response
+}
+
+/// Counts a GET as in flight until its handler ends, answered or dropped
+/// (a client that gives up closes the connection and drops the handler).
+struct InFlight {
+    state: Arc<SimState>,
+    id: String,
+}
+
+impl InFlight {
+    fn enter(state: &Arc<SimState>, id: &str) -> Self {
+        state.lock().counters.enter(id);
+        Self {
+            state: state.clone(),
+            id: id.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.state.lock().counters.leave(&self.id);
+    }
 }
 
 async fn create(

@@ -13,6 +13,7 @@ mod alarm;
 mod api;
 mod budget;
 mod cli;
+mod cluster;
 mod compose;
 mod connections;
 mod durability;
