@@ -17,9 +17,15 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// compose.yml with its `<<:` merge keys applied, as compose reads it.
 fn compose() -> Yaml {
-    serde_norway::from_str(&read("docker/compose.yml")).expect("compose.yml is YAML")
+    let mut yaml: Yaml =
+        serde_norway::from_str(&read("docker/compose.yml")).expect("compose.yml is YAML");
+    yaml.apply_merge().expect("merge keys resolve");
+    yaml
 }
+
+const BRIDGES: [&str; 2] = ["bridge-a", "bridge-b"];
 
 fn strings(value: &Yaml) -> Vec<&str> {
     let items = value.as_sequence().map(Vec::as_slice).unwrap_or_default();
@@ -70,10 +76,13 @@ fn port_of(addr: &str) -> &str {
 }
 
 #[test]
-fn compose_declares_the_three_services_wired_by_health() {
+fn compose_declares_the_services_wired_by_health() {
     let compose = compose();
     let services = &compose["services"];
-    for name in ["rabbitmq", "simulator", "bridge"] {
+    for name in ["rabbitmq", "postgres", "simulator", "lb"]
+        .iter()
+        .chain(&BRIDGES)
+    {
         assert!(services[name].is_mapping(), "service {name} is missing");
     }
     let rabbit = &services["rabbitmq"];
@@ -81,8 +90,11 @@ fn compose_declares_the_three_services_wired_by_health() {
     assert!(image.starts_with("rabbitmq:") && image.contains("management"));
     assert!(strings(&rabbit["ports"]).contains(&"5672:5672"));
     assert!(!strings(&rabbit["healthcheck"]["test"]).is_empty());
+    let postgres = &services["postgres"];
+    assert!(postgres["image"].as_str().unwrap().starts_with("postgres:"));
+    assert!(strings(&postgres["healthcheck"]["test"]).contains(&"pg_isready"));
 
-    for name in ["simulator", "bridge"] {
+    for name in ["simulator"].iter().chain(&BRIDGES) {
         let build = &services[name]["build"];
         assert_eq!(build["context"].as_str(), Some(".."), "{name}");
         assert_eq!(build["dockerfile"].as_str(), Some("docker/Dockerfile"));
@@ -98,46 +110,81 @@ fn compose_declares_the_three_services_wired_by_health() {
     let check = strings(&simulator["healthcheck"]["test"]).join(" ");
     assert!(check.contains("127.0.0.1:8090/"), "{check}");
 
-    let bridge = &services["bridge"];
-    assert_eq!(strings(&bridge["command"]), ["serve"]);
-    assert!(strings(&bridge["ports"]).contains(&"8080:8080"));
-    assert!(strings(&bridge["volumes"]).contains(&"bridge-data:/data"));
-    for dependency in ["rabbitmq", "simulator"] {
-        let condition = &bridge["depends_on"][dependency]["condition"];
-        assert_eq!(condition.as_str(), Some("service_healthy"), "{dependency}");
+    for name in BRIDGES {
+        let bridge = &services[name];
+        assert_eq!(strings(&bridge["command"]), ["serve"], "{name}");
+        for dependency in ["rabbitmq", "postgres", "simulator"] {
+            let condition = &bridge["depends_on"][dependency]["condition"];
+            assert_eq!(condition.as_str(), Some("service_healthy"), "{dependency}");
+        }
     }
     let volumes = compose["volumes"].as_mapping().unwrap();
-    for volume in ["rabbitmq-data", "bridge-data"] {
+    for volume in ["rabbitmq-data", "postgres-data"] {
         assert!(volumes.contains_key(volume), "volume {volume} undeclared");
     }
 }
 
 #[test]
-fn the_bridge_env_is_a_real_config_pointing_at_the_stack() {
+fn one_address_fronts_both_bridges() {
+    let compose = compose();
+    let lb = &compose["services"]["lb"];
+    assert!(lb["image"].as_str().unwrap().starts_with("nginx:"));
+    assert!(strings(&lb["ports"]).contains(&"8080:8080"));
+    assert!(strings(&lb["volumes"]).contains(&"./nginx.conf:/etc/nginx/nginx.conf:ro"));
+    let nginx = read("docker/nginx.conf");
+    for name in BRIDGES {
+        assert!(nginx.contains(&format!("server {name}:8080")), "{name}");
+    }
+    assert!(nginx.contains("listen 8080;"));
+    // A dead instance's requests go to the other; held requests stay open
+    // longer than http.max_wait.
+    assert!(nginx.contains("proxy_next_upstream error timeout http_502 http_503"));
+    let held = nginx.split("proxy_read_timeout ").nth(1).unwrap();
+    let held: u64 = held.split('s').next().unwrap().parse().unwrap();
+    let defaults = config_from_env(&BTreeMap::new()).unwrap();
+    assert!(held > defaults.http.max_wait.as_secs(), "{held}");
+}
+
+#[test]
+fn the_bridge_envs_are_real_configs_on_one_database() {
     let compose = compose();
     let services = &compose["services"];
-    let env = environment(&services["bridge"]);
-    assert!(env.keys().any(|k| k.starts_with("BRIDGE_")));
-    let config = config_from_env(&env).unwrap();
-    // `serve` exits 2 without credentials.
-    assert_eq!(config.missing_credentials(), None);
-    assert_eq!(config.upstream.base_url, "http://simulator:8090");
-    assert_eq!(config.http.bind.to_string(), "0.0.0.0:8080");
-    assert_eq!(env["BRIDGE_STORE__URL"], "sqlite:///data/bridge.db");
-    assert_eq!(
-        env["BRIDGE_AMQP__URL"],
-        "amqp://guest:guest@rabbitmq:5672/%2f"
-    );
+    let mut ids = Vec::new();
+    for name in BRIDGES {
+        let env = environment(&services[name]);
+        assert!(env.keys().any(|k| k.starts_with("BRIDGE_")));
+        let config = config_from_env(&env).unwrap();
+        // `serve` exits 2 without credentials.
+        assert_eq!(config.missing_credentials(), None);
+        assert_eq!(config.upstream.base_url, "http://simulator:8090");
+        assert_eq!(config.http.bind.to_string(), "0.0.0.0:8080");
+        assert_eq!(
+            env["BRIDGE_STORE__URL"],
+            "postgres://bridge:bridge@postgres:5432/bridge"
+        );
+        assert_eq!(
+            env["BRIDGE_AMQP__URL"],
+            "amqp://guest:guest@rabbitmq:5672/%2f"
+        );
+        ids.push(config.cluster.instance_id.clone());
 
-    // The bridge presents exactly the credentials the simulator accepts.
-    let command = strings(&services["simulator"]["command"]);
-    let arg = |flag: &str| {
-        let at = command.iter().position(|a| *a == flag).expect(flag);
-        command[at + 1]
-    };
-    assert_eq!(arg("--api-id"), config.upstream.api_id);
-    assert_eq!(arg("--api-secret"), env["BRIDGE_UPSTREAM__API_SECRET"]);
-    assert_eq!(port_of(arg("--bind")), "8090");
+        // The bridge presents exactly the credentials the simulator accepts.
+        let command = strings(&services["simulator"]["command"]);
+        let arg = |flag: &str| {
+            let at = command.iter().position(|a| *a == flag).expect(flag);
+            command[at + 1]
+        };
+        assert_eq!(arg("--api-id"), config.upstream.api_id);
+        assert_eq!(arg("--api-secret"), env["BRIDGE_UPSTREAM__API_SECRET"]);
+        assert_eq!(port_of(arg("--bind")), "8090");
+    }
+    assert_eq!(ids, BRIDGES, "each instance has its own id");
+    // The database the bridges use is the one postgres creates.
+    let pg = environment(&services["postgres"]);
+    assert_eq!(
+        (pg["POSTGRES_USER"].as_str(), pg["POSTGRES_DB"].as_str()),
+        ("bridge", "bridge")
+    );
 }
 
 #[test]
