@@ -227,3 +227,34 @@ async fn never_more_than_one_poll_per_transfer_in_flight() {
     }
     drop((a, b));
 }
+
+/// One daily budget for the deployment: two instances polling hard never
+/// spend more than `upstream.daily_budget` between them.
+#[tokio::test]
+async fn two_instances_share_one_daily_budget() {
+    const BUDGET: u32 = 40;
+    let app = on_postgres(|c| {
+        c.upstream.daily_budget = BUDGET;
+        c.upstream.signal_reserve = 4;
+    })
+    .await;
+    let (a, b) = (instance(&app, "left"), instance(&app, "right"));
+    let http = reqwest::Client::new();
+    for i in 0..10 {
+        let id = unique(&format!("budget{i}"));
+        app.script(&id, agent_outcome(60_000));
+        register(&http, if i % 2 == 0 { &a.base } else { &b.base }, &id).await;
+    }
+    // At 100 ms per poll, ten transfers would ask for 100 GETs a second.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let gets = app.sim.counters().gets;
+    assert!(
+        gets >= u64::from(BUDGET) / 2,
+        "the instances did poll: {gets}"
+    );
+    assert!(
+        gets <= u64::from(BUDGET),
+        "{gets} GETs for a budget of {BUDGET}"
+    );
+    drop((a, b));
+}
