@@ -8,6 +8,7 @@
 //! change and the outbox rows it causes commit together (see `lifecycle`,
 //! their one caller).
 
+mod budget;
 mod errors;
 mod instances;
 mod scratch;
@@ -20,6 +21,7 @@ use std::path::Path;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
 
+pub use budget::Reserved;
 pub use errors::{StoreError, is_storage_fault};
 pub use instances::{Adopted, CHANGED, Renewal, SIGNAL, adopt_all, adopt_from, adopt_one, notify};
 pub use scratch::scratch_database;
