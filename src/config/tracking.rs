@@ -14,6 +14,7 @@ impl Config {
                 "must be smaller than upstream.daily_budget",
             ));
         }
+        positive("upstream.budget_batch", up.budget_batch)?;
         nonzero_duration("upstream.auth_probe_initial", up.auth_probe_initial)?;
         nonzero_duration("upstream.pacing_window", up.pacing_window)?;
         nonzero_duration("polling.target_lag", poll.target_lag)?;

@@ -98,7 +98,9 @@ impl Store {
                 values.join(", ")
             );
             // Only numbered placeholders are formatted in; every value is bound.
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(instance).bind(now_unix_ms());
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(instance)
+                .bind(now_unix_ms());
             for s in chunk {
                 query = query.bind(*s);
             }

@@ -47,18 +47,53 @@ async fn a_lower_cap_leaves_the_rest_for_a_higher_one_and_release_gives_back() {
         let day = "2030-01-01";
         // Routine reservations stop at 25 of 30; signals may take the rest.
         let first = store.reserve_budget(day, 20, 25).await.unwrap();
-        assert_eq!(first, Reserved { granted: 20, spent: 20 }, "{backend:?}");
+        assert_eq!(
+            first,
+            Reserved {
+                granted: 20,
+                spent: 20
+            },
+            "{backend:?}"
+        );
         let partial = store.reserve_budget(day, 20, 25).await.unwrap();
-        assert_eq!(partial, Reserved { granted: 5, spent: 25 }, "{backend:?}");
+        assert_eq!(
+            partial,
+            Reserved {
+                granted: 5,
+                spent: 25
+            },
+            "{backend:?}"
+        );
         let none = store.reserve_budget(day, 20, 25).await.unwrap();
-        assert_eq!(none, Reserved { granted: 0, spent: 25 }, "{backend:?}");
+        assert_eq!(
+            none,
+            Reserved {
+                granted: 0,
+                spent: 25
+            },
+            "{backend:?}"
+        );
         let signal = store.reserve_budget(day, 20, 30).await.unwrap();
-        assert_eq!(signal, Reserved { granted: 5, spent: 30 }, "{backend:?}");
+        assert_eq!(
+            signal,
+            Reserved {
+                granted: 5,
+                spent: 30
+            },
+            "{backend:?}"
+        );
         // Returning the unused part of a batch makes it available again.
         store.release_budget(day, 12).await.unwrap();
         assert_eq!(store.budget_spent(day).await.unwrap(), 18, "{backend:?}");
         let again = store.reserve_budget(day, 20, 25).await.unwrap();
-        assert_eq!(again, Reserved { granted: 7, spent: 25 }, "{backend:?}");
+        assert_eq!(
+            again,
+            Reserved {
+                granted: 7,
+                spent: 25
+            },
+            "{backend:?}"
+        );
         // A cap of zero grants nothing, even on a fresh day.
         let zero = store.reserve_budget("2030-01-02", 20, 0).await.unwrap();
         assert_eq!(zero.granted, 0, "{backend:?}");
@@ -91,6 +126,10 @@ async fn learned_durations_are_recorded_read_back_and_pruned() {
         store.prune_durations(100).await.unwrap();
         let left = store.recent_durations(1000).await.unwrap();
         assert_eq!(left.len(), 100, "{backend:?}");
-        assert_eq!(left.last().unwrap().1, 699.0, "{backend:?}: the latest kept");
+        assert_eq!(
+            left.last().unwrap().1,
+            699.0,
+            "{backend:?}: the latest kept"
+        );
     }
 }

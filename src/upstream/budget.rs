@@ -10,30 +10,34 @@
 //!   `signal_reserve`, which only returned-call signals and creates spend;
 //! - the spike limit spaces requests evenly, signals first.
 //!
+//! The daily count is one for the whole deployment: requests are reserved
+//! from a [`Ledger`] (the store, in the app) in batches of `budget_batch` and
+//! spent locally; what this instance has not spent yet is its own, what
+//! others reserved counts as spent. The spike limit is split among the live
+//! instances ([`Budget::share_spike`]), and so is the even pace.
+//!
 //! Credentials refused (401/403) open the [`AuthCircuit`], which the tracker
 //! consults before polling at all.
 
 mod clock;
+mod ledger;
 mod pace;
 mod snapshot;
+mod spike;
 #[cfg(test)]
 #[path = "budget/budget_tests.rs"]
 mod tests;
 
-use std::num::NonZeroU32;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use governor::clock::Clock;
-use governor::middleware::NoOpMiddleware;
-use governor::state::{InMemoryState, NotKeyed};
-use governor::{Quota, RateLimiter};
 use time::Date;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub use clock::{TokioClock, UtcClock};
+pub use ledger::{Grant, Ledger, MemoryLedger};
 pub use snapshot::BudgetSnapshot;
 
 use super::UpstreamConfig;
@@ -43,11 +47,11 @@ use super::error::UpstreamError;
 use crate::backoff::Backoff;
 use pace::{Load, Pacer};
 use snapshot::publish;
+use spike::Spike;
 
-/// Spacing margin of the spike limiter: requests are replenished at
-/// 1/1.02 of the steady rate, so network jitter of up to ~20 ms cannot put
-/// one more request than the limit into a 1-second window the upstream counts.
-const SPIKE_HEADROOM: f64 = 1.02;
+/// After the ledger failed, ask again this much later. Requests wait
+/// meanwhile: without a reservation the cap could not be kept.
+const LEDGER_RETRY: Duration = Duration::from_secs(1);
 
 /// The 429 pause without `Retry-After`: vendor guidance is 1, 2, 4 s.
 const PAUSE_429: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(4));
@@ -59,11 +63,13 @@ pub enum Priority {
     Routine,
 }
 
-type SpikeLimiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
-
 pub struct Budget {
-    spike: SpikeLimiter,
-    spike_clock: TokioClock,
+    spike: Spike,
+    ledger: Arc<dyn Ledger>,
+    /// Requests reserved from the ledger at a time.
+    batch: u32,
+    /// One reservation at a time: concurrent requests share its batch.
+    refilling: tokio::sync::Mutex<()>,
     daily_limit: u32,
     signal_reserve: u32,
     pacing_window: Duration,
@@ -79,7 +85,10 @@ pub struct Budget {
 struct State {
     clock: UtcClock,
     day: Date,
-    used_today: u32,
+    /// The day's total reserved by every instance, as of our last reservation.
+    spent: u32,
+    /// The part of it reserved by this instance and not sent yet.
+    held: u32,
     /// No request leaves before this instant (set by 429s).
     paused_until: Option<Instant>,
     consecutive_429: u32,
@@ -93,19 +102,20 @@ impl Budget {
     }
 
     pub fn with_clock(config: &UpstreamConfig, clock: UtcClock) -> Self {
-        let quota = spike_quota(config.rate_limit_per_s);
-        let spike_clock = TokioClock::default();
         let now = Instant::now();
         Self {
-            spike: RateLimiter::direct_with_clock(quota, spike_clock),
-            spike_clock,
+            spike: Spike::new(config.rate_limit_per_s),
+            ledger: Arc::new(MemoryLedger::default()),
+            batch: config.budget_batch.max(1),
+            refilling: tokio::sync::Mutex::new(()),
             daily_limit: config.daily_budget,
             signal_reserve: config.signal_reserve.min(config.daily_budget),
             pacing_window: config.pacing_window,
             state: Mutex::new(State {
                 day: clock.now().date(),
                 clock,
-                used_today: 0,
+                spent: 0,
+                held: 0,
                 paused_until: None,
                 consecutive_429: 0,
                 pacer: Pacer::new(now),
@@ -116,6 +126,23 @@ impl Budget {
             turn: tokio::sync::Mutex::new(()),
             circuit: AuthCircuit::new(config.auth_probe_initial, config.auth_probe_max),
         }
+    }
+
+    /// Count today's requests in `ledger`, shared with whoever else uses it.
+    pub fn with_ledger(mut self, ledger: Arc<dyn Ledger>) -> Self {
+        self.ledger = ledger;
+        self
+    }
+
+    /// Take this instance's share of the spike limit (and of the even pace)
+    /// among `live_instances`; the cluster calls it after each lease renewal.
+    pub fn share_spike(&self, live_instances: u32) {
+        self.spike.split(live_instances);
+    }
+
+    /// This instance's spike limit, requests/s.
+    pub fn spike_share(&self) -> u32 {
+        self.spike.share()
     }
 
     pub fn circuit(&self) -> &AuthCircuit {
@@ -130,6 +157,10 @@ impl Budget {
         loop {
             if let Some(until) = self.blocked_until(priority) {
                 tokio::time::sleep_until(until).await;
+                continue;
+            }
+            if self.lock().held == 0 {
+                self.refill(priority).await;
                 continue;
             }
             self.spike_token(priority).await;
@@ -181,7 +212,7 @@ impl Budget {
     pub fn remaining_today(&self) -> u32 {
         let mut state = self.lock();
         state.roll_day();
-        self.daily_limit.saturating_sub(state.used_today)
+        self.daily_limit.saturating_sub(state.used())
     }
 
     pub fn snapshot(&self) -> BudgetSnapshot {
@@ -194,13 +225,13 @@ impl Budget {
         let now = Instant::now();
         let (reset_at, resets_at) = state.clock.next_reset();
         let resets_in = reset_at.saturating_duration_since(now);
-        let remaining = self.daily_limit.saturating_sub(state.used_today);
+        let remaining = self.daily_limit.saturating_sub(state.used());
         let load = state.load.rate_at(now);
         let exhausted_in = Duration::from_secs_f64((f64::from(remaining) / load).min(1e9));
         let exhausted_in = (exhausted_in < resets_in).then_some(exhausted_in);
         BudgetSnapshot {
             daily_limit: self.daily_limit,
-            used_today: state.used_today,
+            used_today: state.used(),
             remaining,
             resets_at,
             resets_in_s: resets_in.as_secs_f64(),
@@ -216,12 +247,13 @@ impl Budget {
     }
 
     /// Routine requests/s that spend what routine polls may still spend
-    /// evenly until the reset.
+    /// evenly until the reset: this instance's share of the deployment's.
     fn even_pace(&self, state: &State, resets_in: Duration) -> f64 {
         let routine_left = self
             .limit_for(Priority::Routine)
-            .saturating_sub(state.used_today);
-        f64::from(routine_left) / resets_in.as_secs_f64().max(1.0)
+            .saturating_sub(state.used());
+        let live = f64::from(self.spike.live());
+        f64::from(routine_left) / resets_in.as_secs_f64().max(1.0) / live
     }
 
     /// When the next routine poll may start: `None` now, else when to ask
@@ -235,7 +267,7 @@ impl Budget {
             return Some(until);
         }
         let reset = state.clock.next_reset().0;
-        if state.used_today >= self.limit_for(Priority::Routine) {
+        if state.used() >= self.limit_for(Priority::Routine) {
             return Some(reset);
         }
         let rate = self.even_pace(&state, reset.saturating_duration_since(now));
@@ -267,7 +299,7 @@ impl Budget {
         if let Some(until) = state.paused_until.filter(|u| *u > Instant::now()) {
             return Some(until);
         }
-        (state.used_today >= self.limit_for(priority)).then(|| state.clock.next_reset().0)
+        (state.used() >= self.limit_for(priority)).then(|| state.clock.next_reset().0)
     }
 
     /// Count the request unless a pause or the daily cap arrived meanwhile.
@@ -275,10 +307,10 @@ impl Budget {
         let mut state = self.lock();
         state.roll_day();
         let paused = state.paused_until.is_some_and(|u| u > Instant::now());
-        if paused || state.used_today >= self.limit_for(priority) {
+        if paused || state.held == 0 || state.used() >= self.limit_for(priority) {
             return false;
         }
-        state.used_today += 1;
+        state.held -= 1;
         state.load.record(Instant::now());
         let snapshot = self.snapshot_of(&state);
         drop(state);
@@ -306,10 +338,7 @@ impl Budget {
     }
 
     async fn spike_ready(&self) {
-        while let Err(not_until) = self.spike.check() {
-            let wait = not_until.wait_time_from(self.spike_clock.now());
-            tokio::time::sleep(wait).await;
-        }
+        self.spike.ready().await
     }
 
     async fn no_signal_waiting(&self) {
@@ -349,27 +378,21 @@ impl Drop for SignalWaiting<'_> {
     }
 }
 
-/// A burst of 5% of the limit and the rest as a steady rate: any 1-second
-/// window holds the burst plus `rate - 1` more, at most the limit. The burst matters at
-/// high limits, where sub-millisecond spacing would otherwise need sleeps
-/// shorter than the timer's 1 ms resolution.
-fn spike_quota(limit: u32) -> Quota {
-    let limit = limit.max(1);
-    let burst = (limit / 20).max(1);
-    let steady = f64::from(limit - burst + 1);
-    let period = Duration::from_secs_f64(SPIKE_HEADROOM / steady);
-    Quota::with_period(period)
-        .expect("period is positive")
-        .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
-}
-
 impl State {
     fn roll_day(&mut self) {
         if self.clock.now().date() != self.day {
             self.clock.resync();
             self.day = self.clock.now().date();
-            self.used_today = 0;
+            // Yesterday's unsent reservation is void: it was yesterday's.
+            self.spent = 0;
+            self.held = 0;
             self.pacer.reset(Instant::now());
         }
+    }
+
+    /// Requests of the day spent or reserved by others: all that is not
+    /// this instance's to spend.
+    fn used(&self) -> u32 {
+        self.spent.saturating_sub(self.held)
     }
 }

@@ -21,6 +21,9 @@ pub struct UpstreamConfig {
     /// Part of the daily budget that only returned-call signals and creates
     /// may spend, so a caller who is back is never told "budget exhausted".
     pub signal_reserve: u32,
+    /// Requests of the daily budget an instance reserves from the store at a
+    /// time; what it has not sent goes back at a clean stop.
+    pub budget_batch: u32,
     /// Routine polls may run ahead of an even spread of the remaining budget
     /// over the rest of the day by at most this much of it.
     #[serde(with = "humantime_serde")]

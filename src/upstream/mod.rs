@@ -8,7 +8,7 @@ pub mod create;
 pub mod error;
 pub mod model;
 
-pub use budget::{Budget, BudgetSnapshot, Priority};
+pub use budget::{Budget, BudgetSnapshot, Grant, Ledger, MemoryLedger, Priority};
 pub use circuit::{AuthCircuit, CircuitStatus};
 pub use client::{Fetched, UpstreamClient};
 pub use config::UpstreamConfig;

@@ -194,3 +194,115 @@ async fn the_forecast_extrapolates_the_current_load() {
     let expected = f64::from(snapshot.remaining) / 2.0;
     assert!((left / expected - 1.0).abs() < 0.1, "{left} vs {expected}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn share_spike_splits_the_rate_among_live_instances() {
+    let budget = Arc::new(Budget::new(&config(40, 1_000_000, 0)));
+    assert_eq!(budget.spike_share(), 40);
+    budget.share_spike(4);
+    assert_eq!(budget.spike_share(), 10);
+    let done = burst(&budget, 35, Priority::Routine).await;
+    let most = (0..done.len())
+        .map(|i| {
+            done[i..]
+                .iter()
+                .take_while(|t| **t - done[i] < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!((9..=10).contains(&most), "{most} in one second at 40/4");
+    // Never below one request a second, however many instances live.
+    budget.share_spike(1000);
+    assert_eq!(budget.spike_share(), 1);
+    // The same share again keeps the limiter (and its state) as it is.
+    budget.share_spike(1000);
+    budget.share_spike(1);
+    assert_eq!(budget.spike_share(), 40);
+}
+
+/// Counts what it is asked for; fails while `failing` is set.
+#[derive(Default)]
+struct CountingLedger {
+    inner: MemoryLedger,
+    calls: std::sync::atomic::AtomicU32,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl Ledger for CountingLedger {
+    fn reserve(
+        &self,
+        day: Date,
+        want: u32,
+        cap: u32,
+    ) -> futures::future::BoxFuture<'_, anyhow::Result<Grant>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) {
+            return Box::pin(async { anyhow::bail!("database unreachable") });
+        }
+        self.inner.reserve(day, want, cap)
+    }
+
+    fn release(
+        &self,
+        day: Date,
+        unused: u32,
+    ) -> futures::future::BoxFuture<'_, anyhow::Result<()>> {
+        self.inner.release(day, unused)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_are_reserved_in_batches_and_the_unsent_part_goes_back() {
+    let mut config = config(1000, 100, 0);
+    config.budget_batch = 20;
+    let ledger = Arc::new(CountingLedger::default());
+    let budget = Arc::new(Budget::new(&config).with_ledger(ledger.clone()));
+    burst(&budget, 45, Priority::Signal).await;
+    // Three reservations for 45 requests, not 45 writes.
+    assert_eq!(ledger.calls.load(Ordering::SeqCst), 3);
+    let snapshot = budget.snapshot();
+    assert_eq!((snapshot.used_today, snapshot.remaining), (45, 55));
+    let day = budget.lock().day;
+    // Reserving nothing reads the day's total.
+    let spent = async || ledger.inner.reserve(day, 0, u32::MAX).await.unwrap().spent;
+    assert_eq!(spent().await, 60, "the held 15 count for everyone else");
+    budget.release_unused().await;
+    assert_eq!(spent().await, 45);
+    assert_eq!(budget.snapshot().used_today, 45);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_reservation_no_request_leaves() {
+    let ledger = Arc::new(CountingLedger::default());
+    ledger.failing.store(true, Ordering::SeqCst);
+    let budget = Arc::new(Budget::new(&config(1000, 100, 0)).with_ledger(ledger.clone()));
+    let waiting = {
+        let budget = budget.clone();
+        tokio::spawn(async move { budget.acquire(Priority::Signal).await })
+    };
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!waiting.is_finished(), "no request without a reservation");
+    assert!(ledger.calls.load(Ordering::SeqCst) >= 2, "retried");
+    ledger.failing.store(false, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .expect("goes once the ledger answers")
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_others_reserved_counts_as_spent() {
+    // Another instance already reserved 90 of today's 100.
+    let clock = UtcClock::starting_at(datetime!(2030-01-01 12:00 UTC));
+    let ledger = Arc::new(MemoryLedger::default());
+    ledger.reserve(clock.now().date(), 90, 100).await.unwrap();
+    let budget = Arc::new(Budget::with_clock(&config(1000, 100, 0), clock).with_ledger(ledger));
+    let done = burst(&budget, 11, Priority::Signal).await;
+    assert!(done[9] < Duration::from_secs(1), "{done:?}");
+    assert!(
+        done[10] >= Duration::from_secs(11 * 3600),
+        "the 11th waits for the reset"
+    );
+    assert_eq!(budget.snapshot().used_today, 1, "a new day");
+}
