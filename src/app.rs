@@ -9,13 +9,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState, RegisterLimiter};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, StoreDurationLog, StoreLedger};
 use crate::config::Config;
 use crate::delivery::{AmqpPublisher, Sinks};
 use crate::lifecycle::Lifecycle;
 use crate::outbox::Dispatcher;
 use crate::store::Store;
-use crate::tracker::{Integrations, PollDeps, Tracker, policy_from_config};
+use crate::tracker::{Integrations, Learned, PollDeps, Tracker, sharing_policy};
 use crate::transfer::Waiters;
 use crate::upstream::{Budget, UpstreamClient};
 
@@ -29,6 +29,8 @@ pub struct App {
     dispatcher: Dispatcher,
     integrations: Arc<Integrations>,
     waiters: Arc<Waiters>,
+    /// Conversation lengths learned here and by the other instances.
+    learned: Learned,
     /// This instance's id (`cluster.instance_id`, or generated).
     instance: Arc<str>,
 }
@@ -39,7 +41,12 @@ impl App {
         let store = Store::connect(config.store.url.expose_secret())
             .await
             .context("opening the store")?;
-        let budget = Arc::new(Budget::new(&config.upstream));
+        // One daily count for the deployment, kept in the store.
+        let ledger = Arc::new(StoreLedger::new(store.clone()));
+        let budget = Arc::new(Budget::new(&config.upstream).with_ledger(ledger));
+        if let Err(e) = budget.refresh().await {
+            tracing::warn!(error = %e, "cannot read today's upstream budget yet");
+        }
         let upstream = UpstreamClient::new(&config.upstream, budget)
             .context("building the upstream client")?;
         let amqp = AmqpPublisher::new(config.amqp.clone());
@@ -69,6 +76,7 @@ impl App {
             dispatcher,
             integrations: Integrations::new(),
             waiters,
+            learned: Learned::default(),
             instance,
         })
     }
@@ -111,6 +119,19 @@ impl App {
             fenced.clone(),
         ));
         tasks.spawn(self.dispatcher.clone().run(work_stop.clone(), drain));
+        let log = Arc::new(StoreDurationLog::new(
+            self.store.clone(),
+            self.instance.clone(),
+        ));
+        let (every, window) = (
+            self.config.polling.learn_sync_interval,
+            self.config.polling.learn_window,
+        );
+        tasks.spawn(
+            self.learned
+                .clone()
+                .sync(log, every, window, work_stop.clone()),
+        );
         let state = AppState {
             config: self.config.clone(),
             store: self.store.clone(),
@@ -143,6 +164,7 @@ impl App {
         tasks.wait().await;
         // The lease is given up only after the last poll and delivery.
         let _ = cluster_task.await;
+        self.upstream.budget().release_unused().await;
         broker_stop.cancel();
         let _ = broker.await;
         self.store.close().await;
@@ -169,7 +191,11 @@ impl App {
             lifecycle: self.lifecycle(),
             upstream: self.upstream.clone(),
             config: self.config.polling.clone(),
-            policy: policy_from_config(&self.config.polling, self.integrations.clone()),
+            policy: sharing_policy(
+                &self.config.polling,
+                self.integrations.clone(),
+                &self.learned,
+            ),
             integrations: self.integrations.clone(),
             waiters: self.waiters.clone(),
             auth_fail_after: self.config.upstream.auth_fail_after,
@@ -180,12 +206,13 @@ impl App {
     /// SQLite every transfer a previous run left TRACKING, on PostgreSQL
     /// those of instances whose lease expired.
     async fn join(&self, tracker: Tracker) -> anyhow::Result<Cluster> {
+        let budget = self.upstream.budget().clone();
         let cluster = Cluster::new(
             self.store.clone(),
             self.lifecycle(),
             tracker,
             self.config.cluster.clone(),
-            |_live| {},
+            move |live| budget.share_spike(live),
         );
         let count = cluster.join().await.context("joining the cluster")?;
         tracing::info!(

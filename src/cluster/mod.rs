@@ -15,6 +15,7 @@
 //! SQLite has one instance: it adopts everything at start and that is all.
 
 mod config;
+mod ledger;
 mod listen;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use config::ClusterConfig;
+pub use ledger::{StoreDurationLog, StoreLedger};
 
 use crate::lifecycle::{AdoptFrom, Lifecycle};
 use crate::store::{Adopted, Backend, Renewal, Store, StoreError};

@@ -21,6 +21,7 @@ impl Config {
         nonzero_duration("polling.min_interval", poll.min_interval)?;
         nonzero_duration("polling.returned_interval", poll.returned_interval)?;
         nonzero_duration("polling.prior_median", poll.prior_median)?;
+        nonzero_duration("polling.learn_sync_interval", poll.learn_sync_interval)?;
         if poll.max_interval < poll.min_interval {
             return Err(ConfigError::invalid(
                 "polling.max_interval",

@@ -25,6 +25,7 @@ use time::OffsetDateTime;
 use super::config::PollingConfig;
 use super::durations::Durations;
 use super::feedback::LagFeedback;
+use super::learned::Learned;
 use super::policy::{Completion, PollPolicy};
 use super::state::{Phase, TrackState};
 
@@ -65,6 +66,8 @@ pub struct AdaptivePolicy {
     bounds: Bounds,
     model: Arc<RwLock<Model>>,
     calibrating: Arc<AtomicBool>,
+    /// Where lengths learned here go, to be shared with other instances.
+    shared: Option<Learned>,
 }
 
 impl AdaptivePolicy {
@@ -92,7 +95,35 @@ impl AdaptivePolicy {
                 feedback: LagFeedback::new(bounds.target_lag),
             })),
             calibrating: Arc::new(AtomicBool::new(false)),
+            shared: None,
         }
+    }
+
+    /// A policy that shares what it learns through `learned`, and learns
+    /// what `learned` brings from other instances and earlier runs.
+    pub fn sharing(cfg: &PollingConfig, learned: &Learned) -> Self {
+        let mut policy = Self::from_config(cfg);
+        let (bounds, model) = (policy.bounds, policy.model.clone());
+        let calibrating = policy.calibrating.clone();
+        learned.attach(Box::new(move |lengths| {
+            let mut m = model.write().unwrap_or_else(|p| p.into_inner());
+            let before = m.durations.seen();
+            for length in lengths {
+                m.durations.observe(*length);
+            }
+            let after = m.durations.seen();
+            drop(m);
+            if crossed(before, after) {
+                recalibrate(bounds, &model, &calibrating);
+            }
+        }));
+        policy.shared = Some(learned.clone());
+        policy
+    }
+
+    /// Conversation lengths learned so far, here and from others.
+    pub fn learned(&self) -> u64 {
+        self.read().durations.seen()
     }
 
     /// Seconds until the next poll of a conversation of age `age` seconds.
@@ -127,24 +158,38 @@ impl AdaptivePolicy {
         };
         delay.max(secs(self.bounds.min))
     }
+}
 
-    /// Recompute the scale off the hot path, one calibration at a time.
-    fn recalibrate(&self) {
-        if self.calibrating.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let durations = self.read().durations.clone();
-        let (bounds, model, flag) = (self.bounds, self.model.clone(), self.calibrating.clone());
-        let work = move || {
-            let scale = calibrate(&durations, &bounds);
-            model.write().unwrap_or_else(|p| p.into_inner()).scale = scale;
-            flag.store(false, Ordering::Release);
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => drop(handle.spawn_blocking(work)),
-            Err(_) => work(),
-        }
+/// Recompute the scale off the hot path, one calibration at a time.
+fn recalibrate(bounds: Bounds, model: &Arc<RwLock<Model>>, calibrating: &Arc<AtomicBool>) {
+    if calibrating.swap(true, Ordering::AcqRel) {
+        return;
     }
+    let durations = model
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .durations
+        .clone();
+    let (model, flag) = (model.clone(), calibrating.clone());
+    let work = move || {
+        let scale = calibrate(&durations, &bounds);
+        model.write().unwrap_or_else(|p| p.into_inner()).scale = scale;
+        flag.store(false, Ordering::Release);
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => drop(handle.spawn_blocking(work)),
+        Err(_) => work(),
+    }
+}
+
+/// Whether going from `before` to `after` learned completions passed a
+/// point where the scale is recalibrated: early on every doubling, later
+/// every hundred.
+fn crossed(before: u64, after: u64) -> bool {
+    after > before
+        && (before == 0
+            || after.ilog2() > before.ilog2()
+            || after / RECALIBRATE_EVERY > before / RECALIBRATE_EVERY)
 }
 
 impl PollPolicy for AdaptivePolicy {
@@ -171,9 +216,11 @@ impl PollPolicy for AdaptivePolicy {
         let seen = model.durations.seen();
         drop(model);
         metrics::histogram!("bridge_conversation_seconds").record(duration.as_secs_f64());
-        // Early on every doubling counts; later, every hundred.
-        if seen.is_power_of_two() || seen.is_multiple_of(RECALIBRATE_EVERY) {
-            self.recalibrate();
+        if let Some(shared) = &self.shared {
+            shared.observed(duration);
+        }
+        if crossed(seen - 1, seen) {
+            recalibrate(self.bounds, &self.model, &self.calibrating);
         }
     }
 }

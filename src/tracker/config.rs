@@ -68,6 +68,10 @@ pub struct PollingConfig {
     pub prior_weight: f64,
     /// The learned distribution forgets with this horizon (completions).
     pub learn_window: u32,
+    /// Learned lengths are written to the store, and those other instances
+    /// learned are read back, this often.
+    #[serde(with = "humantime_serde")]
+    pub learn_sync_interval: Duration,
     /// After a returned-call signal: re-poll this soon if still ONGOING,
     /// doubling, for at most `returned_window`.
     #[serde(with = "humantime_serde")]

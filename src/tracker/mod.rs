@@ -6,6 +6,7 @@ mod config;
 mod durations;
 mod feedback;
 mod integrations;
+mod learned;
 mod policy;
 mod poll;
 mod scheduler;
@@ -23,7 +24,10 @@ pub use adaptive::AdaptivePolicy;
 pub use config::{PolicyKind, PollingConfig, TrustSignals};
 pub use durations::Durations;
 pub use integrations::{IntegrationId, Integrations, SHARED as SHARED_INTEGRATION};
-pub use policy::{Completion, FixedPolicy, PollPolicy, backoff, from_config as policy_from_config};
+pub use learned::{DurationLog, Learned};
+pub use policy::{
+    Completion, FixedPolicy, PollPolicy, backoff, from_config as policy_from_config, sharing_policy,
+};
 pub use poll::{PollDeps, Step, fail_auth, finish, poll_once};
 pub use signals::SignalAware;
 pub use state::{Phase, TrackState};

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::adaptive::AdaptivePolicy;
 use super::config::{PolicyKind, PollingConfig};
 use super::integrations::{IntegrationId, Integrations};
+use super::learned::Learned;
 use super::signals::SignalAware;
 use super::state::{Phase, TrackState};
 use crate::backoff::Backoff;
@@ -49,9 +50,24 @@ pub struct Completion {
 
 /// The policy `polling.policy` names, leaning on signals per
 /// `polling.trust_signals`.
+/// What it learns stays in this process.
 pub fn from_config(cfg: &PollingConfig, integrations: Arc<Integrations>) -> Arc<dyn PollPolicy> {
     let inner: Box<dyn PollPolicy> = match cfg.policy {
         PolicyKind::Adaptive => Box::new(AdaptivePolicy::from_config(cfg)),
+        PolicyKind::Fixed => Box::new(FixedPolicy::from_config(cfg)),
+    };
+    Arc::new(SignalAware::new(inner, cfg, integrations))
+}
+
+/// [`from_config`], with the conversation lengths the adaptive policy
+/// learns shared through `learned` (see [`Learned::sync`]).
+pub fn sharing_policy(
+    cfg: &PollingConfig,
+    integrations: Arc<Integrations>,
+    learned: &Learned,
+) -> Arc<dyn PollPolicy> {
+    let inner: Box<dyn PollPolicy> = match cfg.policy {
+        PolicyKind::Adaptive => Box::new(AdaptivePolicy::sharing(cfg, learned)),
         PolicyKind::Fixed => Box::new(FixedPolicy::from_config(cfg)),
     };
     Arc::new(SignalAware::new(inner, cfg, integrations))

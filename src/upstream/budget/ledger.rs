@@ -27,6 +27,9 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// Give back `unused` requests reserved from `day` and never sent.
     fn release(&self, day: Date, unused: u32) -> BoxFuture<'_, anyhow::Result<()>>;
+
+    /// The day's total reserved by everyone.
+    fn spent(&self, day: Date) -> BoxFuture<'_, anyhow::Result<u32>>;
 }
 
 /// A ledger in this process's memory: the count starts at zero at start.
@@ -63,6 +66,11 @@ impl Ledger for MemoryLedger {
         self.update(day, |spent| *spent = spent.saturating_sub(unused));
         Box::pin(async { Ok(()) })
     }
+
+    fn spent(&self, day: Date) -> BoxFuture<'_, anyhow::Result<u32>> {
+        let spent = self.update(day, |spent| *spent);
+        Box::pin(async move { Ok(spent) })
+    }
 }
 
 impl super::Budget {
@@ -95,6 +103,25 @@ impl super::Budget {
                 tokio::time::sleep(super::LEDGER_RETRY).await;
             }
         }
+    }
+
+    /// Read the day's total from the ledger: at start, so `/readyz` shows
+    /// what earlier runs and other instances spent before this one sends
+    /// anything, and whenever a fresher view is worth a read.
+    pub async fn refresh(&self) -> anyhow::Result<()> {
+        let _one = self.refilling.lock().await;
+        let day = {
+            let mut state = self.lock();
+            state.roll_day();
+            state.day
+        };
+        let spent = self.ledger.spent(day).await?;
+        let mut state = self.lock();
+        if state.day == day {
+            // The ledger's total includes what this instance holds.
+            state.spent = spent.max(state.held);
+        }
+        Ok(())
     }
 
     /// Give back what this instance reserved and did not send, at a clean
