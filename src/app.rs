@@ -44,9 +44,7 @@ impl App {
         // One daily count for the deployment, kept in the store.
         let ledger = Arc::new(StoreLedger::new(store.clone()));
         let budget = Arc::new(Budget::new(&config.upstream).with_ledger(ledger));
-        if let Err(e) = budget.refresh().await {
-            tracing::warn!(error = %e, "cannot read today's upstream budget yet");
-        }
+        budget.reserve_ahead().await;
         let upstream = UpstreamClient::new(&config.upstream, budget)
             .context("building the upstream client")?;
         let amqp = AmqpPublisher::new(config.amqp.clone());

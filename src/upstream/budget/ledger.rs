@@ -105,6 +105,13 @@ impl super::Budget {
         }
     }
 
+    /// Reserve the first batch before any request needs it (at start), so
+    /// the first requests do not wait for the store, and learn the day's
+    /// total meanwhile. A failure is logged; requests reserve again.
+    pub async fn reserve_ahead(&self) {
+        self.refill(super::Priority::Routine).await;
+    }
+
     /// Read the day's total from the ledger: at start, so `/readyz` shows
     /// what earlier runs and other instances spent before this one sends
     /// anything, and whenever a fresher view is worth a read.
