@@ -159,9 +159,15 @@ impl Budget {
                 tokio::time::sleep_until(until).await;
                 continue;
             }
-            if self.lock().held == 0 {
-                self.refill(priority).await;
+            let held = self.lock().held;
+            if held == 0 {
+                self.refill(priority, 1).await;
                 continue;
+            }
+            // Routine polls top the batch up before it runs out, so a
+            // returned-call signal rarely waits for the store's write.
+            if priority == Priority::Routine && held <= self.batch / 2 {
+                self.refill(priority, self.batch / 2 + 1).await;
             }
             self.spike_token(priority).await;
             if self.try_count(priority) {

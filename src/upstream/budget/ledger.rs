@@ -75,14 +75,15 @@ impl Ledger for MemoryLedger {
 
 impl super::Budget {
     /// Reserve the next batch of today's requests for `priority` (routine
-    /// reservations stop short of the signal reserve). One at a time; a
-    /// request that finds the batch already refilled goes on with it.
-    pub(super) async fn refill(&self, priority: super::Priority) {
+    /// reservations stop short of the signal reserve) unless this instance
+    /// already holds `enough`. One at a time; a request that finds the batch
+    /// already refilled goes on with it.
+    pub(super) async fn refill(&self, priority: super::Priority, enough: u32) {
         let _one = self.refilling.lock().await;
         let day = {
             let mut state = self.lock();
             state.roll_day();
-            if state.held > 0 {
+            if state.held >= enough {
                 return;
             }
             state.day
@@ -109,7 +110,7 @@ impl super::Budget {
     /// the first requests do not wait for the store, and learn the day's
     /// total meanwhile. A failure is logged; requests reserve again.
     pub async fn reserve_ahead(&self) {
-        self.refill(super::Priority::Routine).await;
+        self.refill(super::Priority::Routine, 1).await;
     }
 
     /// Read the day's total from the ledger: at start, so `/readyz` shows
