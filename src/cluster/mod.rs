@@ -89,6 +89,7 @@ impl Cluster {
             return Ok(count);
         }
         store.join(self.instance(), self.ttl_ms()).await?;
+        store.prune_instances().await?;
         let adopted = self.adopt_round(None).await?;
         let count = adopted.len();
         self.track(adopted).await;

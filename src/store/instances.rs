@@ -123,6 +123,22 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 
+    /// Forget lease rows dead for a day that own nothing any more: every
+    /// start with a generated id adds one.
+    pub async fn prune_instances(&self) -> Result<u64, StoreError> {
+        const DAY_MS: i64 = 24 * 3600 * 1000;
+        let done = sqlx::query(
+            "DELETE FROM instances WHERE expires_at < $1 AND NOT EXISTS ( \
+               SELECT 1 FROM transfers t WHERE t.owner = instances.id AND t.state = 'TRACKING') \
+             AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.claimed_by = instances.id \
+               AND a.status = 'pending')",
+        )
+        .bind(now_unix_ms() - DAY_MS)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Void the outbox claims of a dead instance: its deliveries are due again
     /// now, for whichever dispatcher claims them first, same ids.
     pub async fn release_claims_of(&self, instance: &str) -> Result<u64, StoreError> {

@@ -147,3 +147,68 @@ fn store_urls_name_their_backend() {
     );
     assert_eq!(Backend::of_url("mysql://u@h/db"), None);
 }
+
+#[tokio::test]
+async fn leases_expire_and_a_dead_owners_transfers_are_adopted_once() {
+    for db in testdb::each().await {
+        let (store, backend) = (&db.store, db.backend());
+        store.join("dead", 0).await.unwrap();
+        store.join("alive", 60_000).await.unwrap();
+        for (i, owner) in ["dead", "dead", "alive"].into_iter().enumerate() {
+            let mut tx = store.begin().await.unwrap();
+            register(&mut tx, &new(&format!("t{i}"), "a"), owner)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+        assert_eq!(
+            store.renew("dead", 1000).await.unwrap(),
+            Renewal::Lost,
+            "{backend:?}"
+        );
+        assert_eq!(store.renew("alive", 60_000).await.unwrap(), Renewal::Held);
+        assert_eq!(store.live_instances().await.unwrap(), 1, "{backend:?}");
+        assert_eq!(
+            store.dead_instances().await.unwrap(),
+            ["dead"],
+            "{backend:?}"
+        );
+        let mut conn = store.pool().acquire().await.unwrap();
+        // A live owner keeps its transfer.
+        let t2 = TransferId::parse("t2").unwrap();
+        assert!(
+            adopt_one(&mut conn, "alive", &t2, Some("alive"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let t0 = TransferId::parse("t0").unwrap();
+        let one = adopt_one(&mut conn, "alive", &t0, Some("dead"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (one.transfer.owner.as_deref(), one.from.as_deref()),
+            (Some("alive"), Some("dead"))
+        );
+        let rest = adopt_from(&mut conn, backend, "alive", Some("dead"), 10)
+            .await
+            .unwrap();
+        let ids: Vec<_> = rest.iter().map(|a| a.transfer.id.to_string()).collect();
+        assert_eq!(
+            ids,
+            ["t1"],
+            "{backend:?}: t0 was taken already, t2 is not the dead one's"
+        );
+        assert!(
+            adopt_from(&mut conn, backend, "alive", Some("dead"), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store.dead_instances().await.unwrap().is_empty(),
+            "{backend:?}"
+        );
+    }
+}
