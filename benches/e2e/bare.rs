@@ -52,7 +52,12 @@ pub async fn lapin(env: &Env, n: usize) -> anyhow::Result<BareLapin> {
     };
     let table = FieldTable::default;
     channel
-        .exchange_declare(exchange.as_str().into(), ExchangeKind::Topic, durable, table())
+        .exchange_declare(
+            exchange.as_str().into(),
+            ExchangeKind::Topic,
+            durable,
+            table(),
+        )
         .await?;
     let exclusive = QueueDeclareOptions {
         exclusive: true,
@@ -62,7 +67,13 @@ pub async fn lapin(env: &Env, n: usize) -> anyhow::Result<BareLapin> {
     let queue = channel.queue_declare("".into(), exclusive, table()).await?;
     let bind = QueueBindOptions::default();
     channel
-        .queue_bind(queue.name().clone(), exchange.as_str().into(), "#".into(), bind, table())
+        .queue_bind(
+            queue.name().clone(),
+            exchange.as_str().into(),
+            "#".into(),
+            bind,
+            table(),
+        )
         .await?;
     let no_ack = BasicConsumeOptions {
         no_ack: true,
@@ -97,7 +108,9 @@ pub async fn lapin(env: &Env, n: usize) -> anyhow::Result<BareLapin> {
     let seconds = start.elapsed().as_secs_f64();
     drain.await?;
     let delete = ExchangeDeleteOptions::default();
-    channel.exchange_delete(exchange.as_str().into(), delete).await?;
+    channel
+        .exchange_delete(exchange.as_str().into(), delete)
+        .await?;
     conn.close(200, "bye".into()).await?;
     Ok(BareLapin {
         messages: n,
@@ -128,7 +141,12 @@ fn event_sized_body() -> Vec<u8> {
 /// GETs of transfer `id` at `rate` per second for `seconds`, from
 /// `GET_WORKERS` tasks on a runtime of their own (2 threads, like the
 /// bridge's), reading each body: CPU of that runtime per GET.
-pub async fn reqwest(sim: &SimHandle, id: &str, rate: f64, seconds: f64) -> anyhow::Result<BareReqwest> {
+pub async fn reqwest(
+    sim: &SimHandle,
+    id: &str,
+    rate: f64,
+    seconds: f64,
+) -> anyhow::Result<BareReqwest> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("bare-")

@@ -27,7 +27,11 @@ pub struct BridgeProcess {
 impl BridgeProcess {
     /// Start it against `upstream` with `settings` (`BRIDGE_*` variables) on
     /// top of the defaults, and wait until `/readyz` says ready.
-    pub async fn start(env: &Env, upstream: &str, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+    pub async fn start(
+        env: &Env,
+        upstream: &str,
+        settings: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("bridge-bench-")
             .tempdir_in(std::env::temp_dir())?;

@@ -49,7 +49,12 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Signalled> {
         let id = format!("sig{i:05}-{}", uuid::Uuid::new_v4().simple());
         sim.script(&id, script());
         let done_at = Instant::now() + ONGOING + SIGNAL_DELAY;
-        tasks.spawn(transfer(bridge.http.clone(), bridge.base.clone(), id, done_at));
+        tasks.spawn(transfer(
+            bridge.http.clone(),
+            bridge.base.clone(),
+            id,
+            done_at,
+        ));
     }
     while let Some(result) = tasks.join_next().await {
         result??;

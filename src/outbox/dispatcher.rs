@@ -81,7 +81,7 @@ impl Dispatcher {
         let (confirmed, settled) = mpsc::unbounded_channel();
         let reports = self.reports.clone();
         let settler = tokio::spawn(settle::run(
-            self.store.pool().clone(),
+            self.store.clone(),
             settled,
             self.config.claim_timeout,
             move |batch| {
@@ -168,7 +168,11 @@ impl Dispatcher {
     /// marks it (in a batch) and then reports it; any other outcome is
     /// recorded here, since retries and failures are rare and need their
     /// own row each.
-    async fn attempt(&self, item: Claimed, confirmed: &mpsc::UnboundedSender<Confirmed<DeliveryReport>>) {
+    async fn attempt(
+        &self,
+        item: Claimed,
+        confirmed: &mpsc::UnboundedSender<Confirmed<DeliveryReport>>,
+    ) {
         let Claimed { action, attempts } = item;
         let outcome = self.sinks.deliver(&action).await;
         metrics::counter!("bridge_deliveries_total", "kind" => action.kind.to_string(), "outcome" => outcome_label(&outcome)).increment(1);
@@ -207,7 +211,13 @@ impl Dispatcher {
             return self.give_up(action, &why).await;
         };
         tracing::warn!(action_id = %action.id, attempts, error = %error, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
-        repo::mark_retry(self.store.pool(), &action.id, delay.as_millis() as i64, error).await
+        repo::mark_retry(
+            self.store.pool(),
+            &action.id,
+            delay.as_millis() as i64,
+            error,
+        )
+        .await
     }
 
     fn retry_delay(

@@ -14,32 +14,16 @@
 
 use std::time::Duration;
 
-use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::repo;
 use crate::backoff::Backoff;
-use crate::store::{StoreError, now_text};
+use crate::store::{Store, StoreError};
 
-/// Ids per statement: well under SQLite's bound-variable and statement
-/// limits, large enough that a burst needs few commits.
+/// Ids per statement: well under the backends' bound-variable and
+/// statement limits, large enough that a burst needs few commits.
 const MAX_BATCH: usize = 1024;
-
-/// Mark every action in `ids` delivered, in one statement (one commit).
-pub async fn mark_delivered_many(pool: &SqlitePool, ids: &[String]) -> Result<u64, StoreError> {
-    // One JSON array bound as one parameter: the statement text stays the
-    // same whatever the batch size, so it is prepared once per connection.
-    let ids = serde_json::to_string(ids).expect("strings serialize");
-    let done = sqlx::query(
-        "UPDATE actions SET status = 'delivered', claimed_until = NULL, last_error = NULL, \
-         delivered_at = $2 WHERE id IN (SELECT value FROM json_each($1))",
-    )
-    .bind(ids)
-    .bind(now_text())
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
-}
 
 /// One delivered action on its way to its mark.
 #[derive(Debug)]
@@ -56,7 +40,7 @@ pub struct Confirmed<T> {
 /// `lease` has passed; after that its actions are redelivered when their
 /// claim expires, which is the at-least-once contract.
 pub async fn run<T>(
-    pool: SqlitePool,
+    store: Store,
     mut rx: mpsc::UnboundedReceiver<Confirmed<T>>,
     lease: Duration,
     mut after: impl FnMut(Vec<Confirmed<T>>),
@@ -64,7 +48,7 @@ pub async fn run<T>(
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let ids: Vec<String> = batch.iter().map(|c| c.id.clone()).collect();
-        if let Err(e) = mark_with_retry(&pool, &ids, lease / 2).await {
+        if let Err(e) = mark_with_retry(&store, &ids, lease / 2).await {
             // The claim lease expires and these actions are tried again.
             tracing::error!(actions = ids.len(), error = %e, "cannot record deliveries");
         }
@@ -77,7 +61,7 @@ pub async fn run<T>(
 /// sent again once its lease expires. Retrying the mark while the lease
 /// holds makes that one delivery once space is back.
 async fn mark_with_retry(
-    pool: &SqlitePool,
+    store: &Store,
     ids: &[String],
     within: Duration,
 ) -> Result<(), StoreError> {
@@ -85,7 +69,7 @@ async fn mark_with_retry(
     let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
     let mut delay = backoff.initial;
     loop {
-        match mark_delivered_many(pool, ids).await {
+        match repo::mark_delivered_many(store, ids).await {
             Err(e) if e.is_unavailable() && Instant::now() + delay < give_up => {
                 tracing::warn!(actions = ids.len(), error = %e, "cannot mark delivered; retrying");
                 tokio::time::sleep(delay).await;
