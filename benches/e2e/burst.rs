@@ -1,6 +1,8 @@
-//! Ten thousand transfers completing at the same instant: every AGENT
-//! outcome must reach a queue bound to the agent exchange, each publish
-//! confirmed by the broker before the outbox settles it.
+//! Ten thousand transfers completing at the same instant, each signalled
+//! with `/returned`: every AGENT outcome must reach a queue bound to the
+//! agent exchange, each publish confirmed by the broker before the outbox
+//! settles it. The bridge runs as its own process (`process.rs`), against a
+//! plain lapin loop publishing as many messages in the same run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,11 +15,13 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use serde_json::json;
+use sqlx::SqlitePool;
 use tokio::time::Instant;
-use transfer_bridge::config::TrustSignals;
 use transfer_bridge::simulator::{Script, Step};
 
-use crate::stand::{Env, Stand};
+use crate::bare::{self, BareLapin};
+use crate::process::BridgeProcess;
+use crate::stand::Env;
 
 const CONCURRENCY: usize = 64;
 
@@ -28,59 +32,91 @@ pub struct Burst {
     pub confirmed: i64,
     /// From the instant all completed to the last message received.
     pub drain_s: f64,
+    /// Bridge process CPU over the drain, per completion.
+    pub cpu_ms_per_completion: f64,
+    /// The plain lapin loop, same number of messages, same run.
+    pub bare: BareLapin,
 }
 
+/// The bridge process for the burst: the defaults, but registrations and
+/// upstream requests not rate-limited (10k registrations and 10k GETs at the
+/// vendor's 100/s would take minutes and say nothing about publishing).
+const SETTINGS: [(&str, &str); 4] = [
+    ("BRIDGE_HTTP__REGISTER_RATE_PER_S", "1000000"),
+    ("BRIDGE_HTTP__REGISTER_BURST", "1000000"),
+    ("BRIDGE_UPSTREAM__RATE_LIMIT_PER_S", "20000"),
+    ("BRIDGE_UPSTREAM__DAILY_BUDGET", "1000000000"),
+];
+
 pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
-    let stand = env
-        .stand(|c| {
-            c.polling.trust_signals = TrustSignals::Always;
-            // Real time here: reading 10k completions at the vendor's 100/s
-            // would take 100 s and say nothing about publishing.
-            c.upstream.rate_limit_per_s = 5_000;
-            c.upstream.daily_budget = 1_000_000_000;
-        })
-        .await?;
-    let received = count_agent_messages(env, &stand).await?;
+    let bare = bare::lapin(env, n).await?;
+    let sim = env.simulator().await?;
+    let bridge = BridgeProcess::start(env, &sim.base_url(), &SETTINGS).await?;
+    let store = bridge.store().await?;
+    let received = count_agent_messages(env, &bridge).await?;
     let ids: Vec<String> = (0..n)
         .map(|i| format!("burst{i:05}-{}", uuid::Uuid::new_v4().simple()))
         .collect();
     let ongoing = script("ONGOING");
     for id in &ids {
-        stand.sim.script(id, ongoing.clone());
+        sim.script(id, ongoing.clone());
     }
-    // Trusted signals: no GET before each transfer's signal.
-    each(
-        &stand,
-        &ids,
-        "/v1/transfers",
-        |id| json!({"callTransferId": id}),
-        201,
-    )
-    .await?;
+    // Promised signals: no GET before each transfer's signal.
+    let register = |id: &str| json!({"callTransferId": id, "returnSignal": true});
+    each(&bridge, &ids, "/v1/transfers", register, 201).await?;
+    // Their `transfer.tracking` audit records go out before the burst.
+    settled(&store).await?;
     let completed = script("COMPLETED");
     for id in &ids {
-        stand.sim.script(id, completed.clone());
+        sim.script(id, completed.clone());
     }
+    let cpu = bridge.cpu_seconds();
     let at_once = Instant::now();
-    each(&stand, &ids, "/returned", |_| json!({}), 202).await?;
-    let deadline = at_once + Duration::from_secs(300);
+    each(&bridge, &ids, "/returned", |_| json!({}), 202).await?;
+    let deadline = at_once + Duration::from_secs(600);
     while received.load(Ordering::SeqCst) < n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let drain_s = at_once.elapsed().as_secs_f64();
+    let cpu = bridge.cpu_seconds() - cpu;
+    settled(&store).await?;
     let confirmed = sqlx::query_scalar(
         "SELECT COUNT(*) FROM actions WHERE kind = 'agent' AND status = 'delivered'",
     )
-    .fetch_one(stand.store.pool())
+    .fetch_one(&store)
     .await?;
-    let result = Burst {
+    store.close().await;
+    bridge.stop(env).await?;
+    sim.stop();
+    Ok(Burst {
         transfers: n,
         received: received.load(Ordering::SeqCst),
         confirmed,
         drain_s,
-    };
-    stand.stop(&env.broker).await?;
-    Ok(result)
+        cpu_ms_per_completion: cpu * 1000.0 / n as f64,
+        bare,
+    })
+}
+
+/// Until no action is pending (at most five minutes: an older build settles
+/// a few dozen actions a second).
+pub async fn settled(store: &SqlitePool) -> anyhow::Result<()> {
+    for _ in 0..15_000 {
+        let pending: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM actions WHERE status = 'pending'")
+                .fetch_one(store)
+                .await?;
+        if pending == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stuck: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT id, attempts, last_error FROM actions WHERE status = 'pending' LIMIT 5",
+    )
+    .fetch_all(store)
+    .await?;
+    anyhow::bail!("actions still pending after five minutes, e.g. {stuck:?}")
 }
 
 fn script(status: &str) -> Script {
@@ -96,8 +132,8 @@ fn script(status: &str) -> Script {
 
 /// POST to every transfer (`path` starting with `/v1` is absolute, else it
 /// is appended to `/v1/transfers/{id}`), `CONCURRENCY` at a time.
-async fn each(
-    stand: &Stand,
+pub async fn each(
+    bridge: &BridgeProcess,
     ids: &[String],
     path: &str,
     body: impl Fn(&str) -> serde_json::Value,
@@ -105,10 +141,10 @@ async fn each(
 ) -> anyhow::Result<()> {
     let requests = ids.iter().map(|id| {
         let url = match path.starts_with("/v1") {
-            true => format!("{}{path}", stand.base),
-            false => format!("{}/v1/transfers/{id}{path}", stand.base),
+            true => format!("{}{path}", bridge.base),
+            false => format!("{}/v1/transfers/{id}{path}", bridge.base),
         };
-        let request = stand.http.post(url).json(&body(id));
+        let request = bridge.http.post(url).json(&body(id));
         async move {
             let status = request.send().await?.status().as_u16();
             anyhow::ensure!(status == expect, "{path}: {status}");
@@ -122,10 +158,15 @@ async fn each(
     Ok(())
 }
 
-/// A queue bound to the agent exchange, and a counter of what arrives.
-async fn count_agent_messages(env: &Env, stand: &Stand) -> anyhow::Result<Arc<AtomicUsize>> {
+/// A queue bound to the agent exchange, and a counter of what arrives
+/// (agent messages are mandatory: unroutable, they would be retried).
+pub async fn count_agent_messages(
+    env: &Env,
+    bridge: &BridgeProcess,
+) -> anyhow::Result<Arc<AtomicUsize>> {
     let channel = &env.broker;
-    let exchange = stand.config.amqp.agent_exchange.as_str();
+    let exchange = bridge.exchange("agent");
+    let exchange = exchange.as_str();
     let durable = ExchangeDeclareOptions {
         durable: true,
         ..Default::default()

@@ -5,15 +5,22 @@
 //! `E2E_TRANSFERS` (measured per run, default 300), `E2E_WARMUP` (run first
 //! and not counted, default 150) and `E2E_COMPRESSION` (default 50) size it;
 //! `E2E_PULLS` (1000) the pull stage and `E2E_HELD` (5000) the held-request
-//! memory stage. `E2E_ONLY=pull,held` picks stages.
+//! memory stage. `E2E_ONLY=pull,held` picks stages; `E2E_ONLY=burst,polling,signalled`
+//! the throughput and CPU figures, each against a bare baseline (`E2E_BURST`,
+//! 10000, and `E2E_SIGNALLED`, 2000, size them; `E2E_BRIDGE_BIN` runs another
+//! `transfer-bridge` binary as the bridge process).
 
+mod bare;
 mod burst;
 mod held;
 mod memory;
+mod polling;
 mod population;
 mod proc;
+mod process;
 mod pull;
 mod report;
+mod signalled;
 mod stand;
 mod tracking;
 
@@ -85,12 +92,12 @@ fn main() -> anyhow::Result<()> {
                 stage(&a.name);
             }
         }
-        let mut signalled = Vec::new();
+        let mut with_signals = Vec::new();
         if wanted("signals") {
             for trust in [TrustSignals::Always, TrustSignals::Auto] {
                 let name = format!("adaptive 5 s + signals (trust {trust:?})").to_lowercase();
                 let s = scenario(name, PolicyKind::Adaptive, 5.0, Some(trust), 200);
-                signalled.push(tracking::run(&env, &s).await?);
+                with_signals.push(tracking::run(&env, &s).await?);
                 stage(&s.name);
             }
         }
@@ -108,20 +115,31 @@ fn main() -> anyhow::Result<()> {
         };
         stage("held");
         let burst = match wanted("burst") {
-            true => Some(burst::run(&env, 10_000).await?),
+            true => Some(burst::run(&env, env_or("E2E_BURST", 10_000.0) as usize).await?),
             false => None,
         };
         stage("burst");
+        let polling = match wanted("polling") {
+            true => Some(polling::run(&env, 1000).await?),
+            false => None,
+        };
+        stage("polling");
+        let signalled = match wanted("signalled") {
+            true => Some(signalled::run(&env, env_or("E2E_SIGNALLED", 2000.0) as usize).await?),
+            false => None,
+        };
+        stage("signalled");
         let rows: Vec<_> = fixed
             .iter()
             .zip(&adaptive)
             .flat_map(|(f, a)| [f.clone(), a.clone()])
-            .chain(signalled)
+            .chain(with_signals)
             .collect();
         report::table(&rows, compression);
         report::frontier(&fixed, &adaptive);
         report::pulls(&pulls, held.as_ref());
-        report::others(burst.as_ref(), memory.as_ref(), proc::status_kib("VmHWM"));
+        report::throughput(burst.as_ref(), polling.as_ref(), signalled.as_ref());
+        report::others(memory.as_ref(), proc::status_kib("VmHWM"));
         anyhow::Ok(())
     })
 }

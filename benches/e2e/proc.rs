@@ -13,17 +13,7 @@ pub struct Cpu {
 
 impl Cpu {
     pub fn now() -> Self {
-        let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        // Fields after the ")" of comm: utime is the 12th, stime the 13th.
-        let after = stat.rsplit(')').next().unwrap_or("");
-        let field = |i: usize| {
-            after
-                .split_whitespace()
-                .nth(i)
-                .and_then(|v| v.parse::<f64>().ok())
-        };
-        // Clock ticks are 100 Hz on Linux.
-        let total = (field(11).unwrap_or(0.0) + field(12).unwrap_or(0.0)) / 100.0;
+        let total = stat_seconds("/proc/self/stat");
         let pid = std::process::id().to_string();
         let mut others = 0.0;
         for task in fs::read_dir("/proc/self/task")
@@ -46,6 +36,39 @@ impl Cpu {
     }
 }
 
+/// CPU seconds (user + system) of process `pid` so far.
+pub fn process_cpu(pid: u32) -> f64 {
+    stat_seconds(&format!("/proc/{pid}/stat"))
+}
+
+fn stat_seconds(path: &str) -> f64 {
+    let stat = fs::read_to_string(path).unwrap_or_default();
+    // Fields after the ")" of comm: utime is the 12th, stime the 13th.
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let field = |i: usize| {
+        after
+            .split_whitespace()
+            .nth(i)
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    // Clock ticks are 100 Hz on Linux.
+    (field(11).unwrap_or(0.0) + field(12).unwrap_or(0.0)) / 100.0
+}
+
+/// CPU seconds so far of this process's threads whose name starts with
+/// `prefix` (a runtime's `thread_name`).
+pub fn threads_cpu(prefix: &str) -> f64 {
+    fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|task| {
+            fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.starts_with(prefix))
+        })
+        .map(|task| thread_seconds(&task.path()))
+        .sum()
+}
+
 fn thread_seconds(task: &std::path::Path) -> f64 {
     // schedstat: nanoseconds on CPU, first field.
     fs::read_to_string(task.join("schedstat"))
@@ -57,11 +80,20 @@ fn thread_seconds(task: &std::path::Path) -> f64 {
 /// `VmRSS` or `VmHWM` (peak) in KiB.
 pub fn status_kib(key: &str) -> u64 {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status_field(&status, key).unwrap_or(0)
+}
+
+/// `VmRSS` or `VmHWM` of process `pid`, KiB.
+pub fn pid_status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status_field(&status, key).ok_or_else(|| anyhow::anyhow!("no {key} for {pid}"))
+}
+
+fn status_field(status: &str, key: &str) -> Option<u64> {
     status
         .lines()
         .find(|l| l.starts_with(key))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// The `q` quantile of sorted values (nearest rank).

@@ -3,7 +3,9 @@
 use crate::burst::Burst;
 use crate::held::Held;
 use crate::memory::Memory;
+use crate::polling::Polling;
 use crate::pull::{Mode, PullOutcome};
+use crate::signalled::Signalled;
 use crate::tracking::Outcome;
 
 pub fn table(outcomes: &[Outcome], compression: f64) {
@@ -72,18 +74,8 @@ pub fn frontier(fixed: &[Outcome], adaptive: &[Outcome]) {
     }
 }
 
-pub fn others(burst: Option<&Burst>, memory: Option<&Memory>, peak_rss_kib: u64) {
+pub fn others(memory: Option<&Memory>, peak_rss_kib: u64) {
     println!();
-    if let Some(burst) = burst {
-        println!(
-            "{} completing at once: {} agent messages received, {} publishes confirmed, drained in {:.1} s ({:.0} completions/s)",
-            burst.transfers,
-            burst.received,
-            burst.confirmed,
-            burst.drain_s,
-            burst.transfers as f64 / burst.drain_s
-        );
-    }
     if let Some(memory) = memory {
         println!(
             "memory: {:.0} bytes RSS per tracked transfer at {} tracked",
@@ -94,6 +86,46 @@ pub fn others(burst: Option<&Burst>, memory: Option<&Memory>, peak_rss_kib: u64)
         "peak RSS of the whole run: {:.0} MiB",
         peak_rss_kib as f64 / 1024.0
     );
+}
+
+/// Throughput and CPU of `transfer-bridge serve` as its own process, each
+/// against its bare baseline from the same run.
+pub fn throughput(burst: Option<&Burst>, polling: Option<&Polling>, signalled: Option<&Signalled>) {
+    println!();
+    if let Some(b) = burst {
+        let rate = b.transfers as f64 / b.drain_s;
+        println!(
+            "burst: {} completing at once, each signalled: {} agent messages received, {} confirmed, drained in {:.2} s: {:.0} completions/s = {:.2}x bare lapin ({:.0} msgs/s, {} messages, 100 confirms in flight); bridge CPU {:.3} ms per completion",
+            b.transfers,
+            b.received,
+            b.confirmed,
+            b.drain_s,
+            rate,
+            rate / b.bare.per_s,
+            b.bare.per_s,
+            b.bare.messages,
+            b.cpu_ms_per_completion,
+        );
+    }
+    if let Some(p) = polling {
+        println!(
+            "polling: {} transfers, fixed 1 s: {:.3} ms CPU per GET ({} GETs in the steady window) = {:.2}x bare reqwest ({:.3} ms per GET, {} GETs); whole run {:.3} ms per GET ({} GETs, registrations and completions included)",
+            p.transfers,
+            p.ms_per_get,
+            p.gets,
+            p.ms_per_get / p.bare.ms_per_get,
+            p.bare.ms_per_get,
+            p.bare.gets,
+            p.run_ms_per_get,
+            p.run_gets,
+        );
+    }
+    if let Some(s) = signalled {
+        println!(
+            "signalled: {} transfers, {:.2} GETs each: {:.3} ms CPU per transfer (registration, signal, GET, state change, 3 confirmed publishes)",
+            s.transfers, s.gets_per_transfer, s.cpu_ms_per_transfer,
+        );
+    }
 }
 
 /// The call comes back: pull with `?wait=` against `/returned` + re-asking.

@@ -53,8 +53,8 @@ impl Env {
         })
     }
 
-    /// A fresh simulator and bridge; `tweak` adjusts the bench defaults.
-    pub async fn stand(&self, tweak: impl FnOnce(&mut Config)) -> anyhow::Result<Stand> {
+    /// A fresh simulator on its own runtime.
+    pub async fn simulator(&self) -> anyhow::Result<SimHandle> {
         let sim = self
             .sim_rt
             .spawn(async {
@@ -62,11 +62,16 @@ impl Env {
                 simulator::start(listener, SIM_ID, SIM_SECRET)
             })
             .await??;
-        // tmpfs: the figures are about the bridge, not this machine's fsync.
+        Ok(sim)
+    }
+
+    /// A fresh simulator and bridge; `tweak` adjusts the bench defaults.
+    pub async fn stand(&self, tweak: impl FnOnce(&mut Config)) -> anyhow::Result<Stand> {
+        let sim = self.simulator().await?;
+        // On the real disk, as users run it: every commit pays its fsync.
         let dir = tempfile::Builder::new()
             .prefix("bridge-bench-")
-            .tempdir_in("/dev/shm")
-            .or_else(|_| tempfile::tempdir())?;
+            .tempdir_in(std::env::temp_dir())?;
         let mut config = self.config(&sim, dir.path());
         tweak(&mut config);
         let stop = CancellationToken::new();
@@ -109,7 +114,6 @@ impl Env {
         c.amqp.pbx_exchange = format!("bench-{tag}.transfer.pbx");
         c.amqp.audit_exchange = format!("bench-{tag}.transfer.audit");
         c.amqp.audit_queue = format!("bench-{tag}.transfer.audit");
-        c.outbox.poll_interval = Duration::from_millis(50);
         c.polling.max_tracking_time = Duration::from_secs(3600);
         c
     }

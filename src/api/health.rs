@@ -109,6 +109,7 @@ fn upstream_check(app: &AppState) -> Value {
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    app.upstream.budget().publish_gauges();
     (
         [(
             axum::http::header::CONTENT_TYPE,

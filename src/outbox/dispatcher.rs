@@ -7,13 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, broadcast};
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::OutboxConfig;
 use super::repo::{self, Claimed};
-use crate::backoff::Backoff;
+use super::settle::{self, Confirmed};
 use crate::delivery::{Outcome, Sinks};
 use crate::store::Store;
 use crate::transfer::{Action, ActionKind, AmqpTarget, Target, TransferEvent};
@@ -72,44 +72,79 @@ impl Dispatcher {
         self.reports.subscribe()
     }
 
-    /// Deliver until `cancel`; then wait for in-flight deliveries up to `drain`.
+    /// Deliver until `cancel`; then wait for in-flight deliveries (and the
+    /// marks of those delivered) up to `drain`.
     pub async fn run(self, cancel: CancellationToken, drain: Duration) {
         if let Err(e) = repo::release_claims(&self.store, &self.instance).await {
             tracing::error!(error = %e, "cannot release stale outbox claims");
         }
-        let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        let (confirmed, settled) = mpsc::unbounded_channel();
+        let reports = self.reports.clone();
+        let settler = tokio::spawn(settle::run(
+            self.store.clone(),
+            settled,
+            self.config.claim_timeout,
+            move |batch| {
+                for c in batch {
+                    let _ = reports.send(c.then);
+                }
+            },
+        ));
         let inflight = TaskTracker::new();
+        self.deliver_until(&cancel, &inflight, confirmed).await;
+        inflight.close();
+        let drained = tokio::time::timeout(drain, async {
+            inflight.wait().await;
+            // Every sender is gone now: the settler writes what is left and ends.
+            let _ = settler.await;
+        });
+        if drained.await.is_err() {
+            tracing::warn!(
+                "outbox drain deadline passed; unsettled actions will be redelivered on next start"
+            );
+        }
+    }
+
+    /// The claim loop. Deliveries run as their own tasks, so the next batch
+    /// is claimed while earlier ones still wait for their confirms. Claims
+    /// wait until at least half the room is free: a burst then costs one
+    /// claim (one commit) per half-window, not one per confirm.
+    async fn deliver_until(
+        &self,
+        cancel: &CancellationToken,
+        inflight: &TaskTracker,
+        confirmed: mpsc::UnboundedSender<Confirmed<DeliveryReport>>,
+    ) {
+        let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let refill = (self.config.concurrency / 2).max(1);
         while !cancel.is_cancelled() {
-            let claimed = self.claim(&permits).await;
-            let full_round = claimed.len() as u32 >= self.config.batch_size;
-            for item in claimed {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
-                };
-                let this = self.clone();
-                inflight.spawn(async move {
-                    this.settle(item).await;
-                    drop(permit);
-                });
+            let mut full_round = false;
+            if permits.available_permits() >= refill {
+                let claimed = self.claim(&permits).await;
+                full_round = claimed.len() as u32 >= self.config.batch_size;
+                for item in claimed {
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let (this, confirmed) = (self.clone(), confirmed.clone());
+                    inflight.spawn(async move {
+                        this.attempt(item, &confirmed).await;
+                        drop(permit);
+                    });
+                }
             }
-            if full_round && permits.available_permits() > 0 {
+            if full_round && permits.available_permits() >= refill {
                 continue;
             }
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
-                // A freed permit may let waiting actions go.
-                _ = permits.acquire(), if permits.available_permits() == 0 => {}
+                // Enough room freed up for another batch.
+                _ = permits.acquire_many(refill as u32), if permits.available_permits() < refill => {}
                 // Broker actions held back by a resource alarm go at once.
                 _ = self.sinks.amqp.unblocked(), if self.sinks.amqp.blocked().is_some() => {}
             }
-        }
-        inflight.close();
-        if tokio::time::timeout(drain, inflight.wait()).await.is_err() {
-            tracing::warn!(
-                "outbox drain deadline passed; unsettled actions will be redelivered on next start"
-            );
         }
     }
 
@@ -129,63 +164,60 @@ impl Dispatcher {
         }
     }
 
-    /// One attempt at one action, and its bookkeeping. Public for tests.
-    pub async fn settle(&self, item: Claimed) {
+    /// One attempt at one action. A delivered one goes to the settler, which
+    /// marks it (in a batch) and then reports it; any other outcome is
+    /// recorded here, since retries and failures are rare and need their
+    /// own row each.
+    async fn attempt(
+        &self,
+        item: Claimed,
+        confirmed: &mpsc::UnboundedSender<Confirmed<DeliveryReport>>,
+    ) {
         let Claimed { action, attempts } = item;
         let outcome = self.sinks.deliver(&action).await;
         metrics::counter!("bridge_deliveries_total", "kind" => action.kind.to_string(), "outcome" => outcome_label(&outcome)).increment(1);
-        let result = match &outcome {
-            Outcome::Delivered => self.record_delivered(&action.id).await,
-            Outcome::Retry { error, after } => match self.retry_delay(&action, attempts, *after) {
-                Some(delay) => {
-                    tracing::warn!(action_id = %action.id, attempts, error = %error, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
-                    repo::mark_retry(
-                        self.store.pool(),
-                        &action.id,
-                        delay.as_millis() as i64,
-                        error,
-                    )
-                    .await
-                }
-                None => {
-                    self.give_up(
-                        &action,
-                        &format!("retries exhausted after {attempts} attempts: {error}"),
-                    )
-                    .await
-                }
-            },
+        let report = DeliveryReport {
+            action_id: action.id.clone(),
+            transfer_id: action.transfer_id.to_string(),
+            kind: action.kind.to_string(),
+            outcome,
+        };
+        let result = match &report.outcome {
+            Outcome::Delivered => {
+                let id = action.id.clone();
+                // The receiver outlives every delivery task (see `run`).
+                let _ = confirmed.send(Confirmed { id, then: report });
+                return;
+            }
+            Outcome::Retry { error, after } => self.retry(&action, attempts, error, *after).await,
             Outcome::Failed { error } => self.give_up(&action, error).await,
         };
         if let Err(e) = result {
             // The claim lease expires and the action is tried again.
             tracing::error!(action_id = %action.id, error = %e, "cannot record delivery result");
         }
-        let _ = self.reports.send(DeliveryReport {
-            action_id: action.id.clone(),
-            transfer_id: action.transfer_id.to_string(),
-            kind: action.kind.to_string(),
-            outcome,
-        });
+        let _ = self.reports.send(report);
     }
 
-    /// A delivered action whose mark cannot be written (a full disk) would be
-    /// sent again once its lease expires. Retrying the mark while the lease
-    /// holds makes that one delivery once space is back.
-    async fn record_delivered(&self, id: &str) -> Result<(), crate::store::StoreError> {
-        let give_up = tokio::time::Instant::now() + self.config.claim_timeout / 2;
-        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        let mut delay = backoff.initial;
-        loop {
-            match repo::mark_delivered(self.store.pool(), id).await {
-                Err(e) if e.is_unavailable() && tokio::time::Instant::now() + delay < give_up => {
-                    tracing::warn!(action_id = %id, error = %e, "cannot mark delivered; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = backoff.next(delay);
-                }
-                other => return other,
-            }
-        }
+    async fn retry(
+        &self,
+        action: &Action,
+        attempts: u32,
+        error: &str,
+        hint: Option<Duration>,
+    ) -> Result<(), crate::store::StoreError> {
+        let Some(delay) = self.retry_delay(action, attempts, hint) else {
+            let why = format!("retries exhausted after {attempts} attempts: {error}");
+            return self.give_up(action, &why).await;
+        };
+        tracing::warn!(action_id = %action.id, attempts, error = %error, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
+        repo::mark_retry(
+            self.store.pool(),
+            &action.id,
+            delay.as_millis() as i64,
+            error,
+        )
+        .await
     }
 
     fn retry_delay(

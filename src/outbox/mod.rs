@@ -3,6 +3,7 @@
 
 mod dispatcher;
 pub mod repo;
+mod settle;
 
 pub use dispatcher::Dispatcher;
 pub use repo::ActionView;

@@ -98,16 +98,28 @@ pub async fn claim_due(
     rows.iter().map(claimed_from_row).collect()
 }
 
-pub async fn mark_delivered(pool: &Pool, id: &str) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE actions SET status = 'delivered', claimed_until = NULL, claimed_by = NULL, last_error = NULL, \
-         delivered_at = $2 WHERE id = $1",
-    )
-    .bind(id)
-    .bind(now_text())
-    .execute(pool)
-    .await?;
-    Ok(())
+/// Mark every action in `ids` delivered, in one statement (one commit):
+/// the settler's batch of confirms (see `settle`). The ids travel as one
+/// JSON array, so the statement text is the same for any batch size and is
+/// prepared once per connection (sqlx's Any driver binds no arrays).
+pub async fn mark_delivered_many(store: &Store, ids: &[String]) -> Result<u64, StoreError> {
+    let sql = match store.backend() {
+        Backend::Sqlite => {
+            "UPDATE actions SET status = 'delivered', claimed_until = NULL, claimed_by = NULL, \
+             last_error = NULL, delivered_at = $2 WHERE id IN (SELECT value FROM json_each($1))"
+        }
+        Backend::Postgres => {
+            "UPDATE actions SET status = 'delivered', claimed_until = NULL, claimed_by = NULL, \
+             last_error = NULL, delivered_at = $2 \
+             WHERE id IN (SELECT json_array_elements_text($1::json))"
+        }
+    };
+    let done = sqlx::query(sql)
+        .bind(serde_json::to_string(ids).expect("strings serialize"))
+        .bind(now_text())
+        .execute(store.pool())
+        .await?;
+    Ok(done.rows_affected())
 }
 
 pub async fn mark_retry(

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 use serde_json::Value;
 use tracing::instrument;
 
@@ -31,6 +32,8 @@ pub struct Fetched {
 pub struct UpstreamClient {
     http: reqwest::Client,
     base: Url,
+    /// `base` + the collection path.
+    collection: Url,
     api_id: String,
     api_secret: SecretString,
     budget: Arc<Budget>,
@@ -60,6 +63,8 @@ impl UpstreamClient {
             .build()?;
         Ok(Self {
             http,
+            // Joined once: parsing it again cost every request a URL parse.
+            collection: base.join(COLLECTION_PATH)?,
             base,
             api_id: config.api_id.clone(),
             api_secret: config.api_secret.clone(),
@@ -71,8 +76,10 @@ impl UpstreamClient {
         &self.budget
     }
 
-    /// `GET /generativeagent/v1/call-transfers/{id}`.
-    #[instrument(skip_all, fields(call_transfer_id = %id))]
+    /// `GET /generativeagent/v1/call-transfers/{id}`. Its span is at debug
+    /// level: a poller makes a thousand of these a second, and an info span
+    /// (formatted fields, a JSON log context) cost more than the request.
+    #[instrument(level = "debug", skip_all, fields(call_transfer_id = %id))]
     pub async fn get(&self, id: &str, priority: Priority) -> Result<Fetched, UpstreamError> {
         let url = self.transfer_url(Some(id));
         self.send(Method::GET, url, None, priority).await
@@ -89,10 +96,7 @@ impl UpstreamClient {
     }
 
     fn transfer_url(&self, id: Option<&str>) -> Url {
-        let mut url = self
-            .base
-            .join(COLLECTION_PATH)
-            .expect("constant path joins");
+        let mut url = self.collection.clone();
         if let Some(id) = id {
             // push() percent-encodes, so an id can never escape its segment.
             url.path_segments_mut()
@@ -150,10 +154,12 @@ async fn read_response(response: reqwest::Response) -> Result<Fetched, UpstreamE
             retry_after,
         });
     }
+    // One parse: the typed resource is read from the tree by reference,
+    // not from a clone of it.
     let mut raw: Value =
         serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
-    let resource: CallTransfer =
-        serde_json::from_value(raw.clone()).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
+    let resource =
+        CallTransfer::deserialize(&raw).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
     redact_secrets(&mut raw);
     Ok(Fetched { resource, raw })
 }
