@@ -33,6 +33,7 @@ pub struct App {
     learned: Learned,
     /// This instance's id (`cluster.instance_id`, or generated).
     instance: Arc<str>,
+    lifecycle: Lifecycle,
 }
 
 impl App {
@@ -66,6 +67,13 @@ impl App {
             instance.clone(),
         );
         let waiters = Waiters::new(config.http.max_waiters);
+        let lifecycle = Lifecycle::new(
+            store.clone(),
+            config.router(),
+            dispatcher.waker(),
+            waiters.clone(),
+            instance.clone(),
+        );
         Ok(Self {
             config,
             store,
@@ -76,6 +84,7 @@ impl App {
             waiters,
             learned: Learned::default(),
             instance,
+            lifecycle,
         })
     }
 
@@ -173,15 +182,10 @@ impl App {
         }
     }
 
+    /// One lifecycle (and so one group committer) for the API, the tracker
+    /// and the cluster.
     fn lifecycle(&self) -> Lifecycle {
-        let router = self.config.router();
-        Lifecycle::new(
-            self.store.clone(),
-            router,
-            self.dispatcher.waker(),
-            self.waiters.clone(),
-            self.instance.clone(),
-        )
+        self.lifecycle.clone()
     }
 
     fn poll_deps(&self) -> PollDeps {

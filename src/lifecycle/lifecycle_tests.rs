@@ -236,3 +236,50 @@ async fn a_sip_return_registers_and_completes_in_one_go_and_repeats_change_nothi
     assert_eq!(again, Returned::Existing);
     assert_eq!(names(&f, "r1").await, after_first);
 }
+
+/// Many changes at once share transactions, yet each gets its own answer:
+/// the same transfer finished twice changes once; every change commits.
+#[tokio::test]
+async fn concurrent_changes_commit_together_each_with_its_own_answer() {
+    for f in fixtures().await {
+        concurrent_changes_on(f).await;
+    }
+}
+
+async fn concurrent_changes_on(f: Fixture) {
+    let ids: Vec<String> = (0..60).map(|i| format!("g{i}")).collect();
+    for id in &ids {
+        f.lifecycle.register(&new(id), None).await.unwrap();
+    }
+    let finishes = ids.iter().chain(&ids[..10]).map(|id| {
+        let lifecycle = f.lifecycle.clone();
+        let id = TransferId::parse(id).unwrap();
+        tokio::spawn(async move {
+            let change = Finish {
+                reason: Some("bulk"),
+                ..ended(BridgeState::Cancelled, None)
+            };
+            lifecycle.finish(&id, change).await.unwrap()
+        })
+    });
+    let results = futures::future::join_all(finishes).await;
+    let changed = results
+        .iter()
+        .filter(|r| matches!(r.as_ref().unwrap(), Finished::Changed { .. }))
+        .count();
+    let already = results
+        .iter()
+        .filter(|r| matches!(r.as_ref().unwrap(), Finished::AlreadyEnded(_)))
+        .count();
+    assert_eq!((changed, already), (60, 10));
+    for id in &ids {
+        let tid = TransferId::parse(id).unwrap();
+        let stored = f.lifecycle.store.get(&tid).await.unwrap().unwrap();
+        assert_eq!(stored.state, BridgeState::Cancelled);
+        assert!(
+            names(&f, id)
+                .await
+                .contains(&format!("audit:{id}.audit.cancelled"))
+        );
+    }
+}

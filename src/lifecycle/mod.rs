@@ -7,6 +7,7 @@
 //! router or the store's transaction-level SQL itself.
 
 mod adopt;
+mod group;
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ pub use adopt::From as AdoptFrom;
 
 use crate::outbox::{ActionView, repo};
 use crate::routing::Router;
-use crate::store::{self, Backend, NewTransfer, Registered, Store, StoreError, Tx};
+use crate::store::{self, Backend, Conn, NewTransfer, Registered, Store, StoreError};
 use crate::transfer::{BridgeState, Transfer, TransferId, Waiters};
 use crate::upstream::CallTransfer;
 
@@ -71,6 +72,9 @@ pub struct Lifecycle {
     waiters: Arc<Waiters>,
     /// This instance (`cluster.instance_id`): what it registers, it owns.
     instance: Arc<str>,
+    /// The group committer's queue (`None` in the committer's own copy, so
+    /// it stops once every other copy is gone).
+    committer: Option<tokio::sync::mpsc::Sender<group::Job>>,
 }
 
 impl Lifecycle {
@@ -81,13 +85,18 @@ impl Lifecycle {
         waiters: Arc<Waiters>,
         instance: Arc<str>,
     ) -> Self {
-        Self {
+        let mut lifecycle = Self {
             store,
             router,
             outbox_wake,
             waiters,
             instance,
-        }
+            committer: None,
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(group::QUEUE);
+        tokio::spawn(group::run(lifecycle.clone(), rx));
+        lifecycle.committer = Some(tx);
+        lifecycle
     }
 
     /// Registered: insert it (or recognise a repeat) and, when new, enqueue
@@ -127,13 +136,39 @@ impl Lifecycle {
 
     /// Completed, expired, failed or cancelled: the state, its actions and
     /// what the upstream said, in one transaction; then the wake-ups.
+    /// Changes that arrive together commit together (see `group`).
     pub async fn finish(
         &self,
         id: &TransferId,
         finish: Finish<'_>,
     ) -> Result<Finished, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = group::Job {
+            id: id.clone(),
+            finish: group::OwnedFinish::new(&finish),
+            reply,
+        };
+        let Some(committer) = &self.committer else {
+            return self.finish_alone(id, &finish).await;
+        };
+        if committer.send(job).await.is_err() {
+            return self.finish_alone(id, &finish).await;
+        }
+        match answer.await {
+            Ok(result) => result,
+            // The committer stopped without answering: nothing committed.
+            Err(_) => self.finish_alone(id, &finish).await,
+        }
+    }
+
+    /// One change in a transaction of its own.
+    async fn finish_alone(
+        &self,
+        id: &TransferId,
+        finish: &Finish<'_>,
+    ) -> Result<Finished, StoreError> {
         let mut tx = self.store.begin().await?;
-        let finished = self.finish_in(&mut tx, id, &finish).await?;
+        let finished = self.finish_in(&mut tx, id, finish).await?;
         if let Finished::Changed { .. } = &finished {
             tx.commit().await?;
             self.finished(id, &finished);
@@ -184,7 +219,7 @@ impl Lifecycle {
 
     async fn finish_in(
         &self,
-        tx: &mut Tx,
+        tx: &mut Conn,
         id: &TransferId,
         f: &Finish<'_>,
     ) -> Result<Finished, StoreError> {

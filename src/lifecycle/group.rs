@@ -1,0 +1,142 @@
+//! Group commit: state changes that arrive together share one transaction.
+//!
+//! Under `synchronous = FULL` every commit waits for an fsync, and SQLite
+//! takes one writer at a time, so a burst of completions committed one by
+//! one queues on the disk. Every `finish` goes to one committer task. It
+//! takes what is already queued (at most `MAX_GROUP`) and, when the last
+//! group was not alone (the bridge is under load), lingers up to `LINGER`
+//! for more; then runs each change in its own savepoint of one transaction
+//! and commits once. An idle bridge commits a lone change at once.
+//!
+//! Each change keeps its own outcome: one that fails is rolled back to its
+//! savepoint and answered with its error, the others commit. If the commit
+//! itself fails, each change of the group is run again alone, so every
+//! caller gets the answer its own transaction would have given. Nobody is
+//! answered (and no dispatcher or held request woken) before the commit.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::Acquire;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::{Finish, Finished, Lifecycle, Seen};
+use crate::store::StoreError;
+use crate::transfer::{BridgeState, TransferId};
+use crate::upstream::CallTransfer;
+
+/// How long a group waits for company under load.
+const LINGER: Duration = Duration::from_millis(2);
+/// Changes per transaction at most.
+const MAX_GROUP: usize = 256;
+/// Changes waiting for the committer; callers wait when it is full.
+pub(super) const QUEUE: usize = 4096;
+
+/// A [`Finish`] that can wait in the committer's queue.
+pub(super) struct OwnedFinish {
+    state: BridgeState,
+    reason: Option<String>,
+    seen: Option<(CallTransfer, Value)>,
+    polls: Option<u32>,
+}
+
+impl OwnedFinish {
+    pub(super) fn new(f: &Finish<'_>) -> Self {
+        Self {
+            state: f.state,
+            reason: f.reason.map(str::to_owned),
+            seen: f.seen.map(|s| (s.resource.clone(), s.raw.clone())),
+            polls: f.polls,
+        }
+    }
+
+    fn as_finish(&self) -> Finish<'_> {
+        Finish {
+            state: self.state,
+            reason: self.reason.as_deref(),
+            seen: self
+                .seen
+                .as_ref()
+                .map(|(resource, raw)| Seen { resource, raw }),
+            polls: self.polls,
+        }
+    }
+}
+
+pub(super) struct Job {
+    pub id: TransferId,
+    pub finish: OwnedFinish,
+    pub reply: oneshot::Sender<Result<Finished, StoreError>>,
+}
+
+/// Commit groups until every sender is gone.
+pub(super) async fn run(lifecycle: Lifecycle, mut rx: mpsc::Receiver<Job>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    let mut busy = false;
+    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+        if busy && group.len() < MAX_GROUP {
+            linger(&mut rx, &mut group).await;
+        }
+        busy = group.len() > 1;
+        commit(&lifecycle, std::mem::take(&mut group)).await;
+    }
+}
+
+/// Wait up to `LINGER` for more changes, until the group is full.
+async fn linger(rx: &mut mpsc::Receiver<Job>, group: &mut Vec<Job>) {
+    let until = Instant::now() + LINGER;
+    while group.len() < MAX_GROUP {
+        let room = MAX_GROUP - group.len();
+        tokio::select! {
+            n = rx.recv_many(group, room) => if n == 0 { return },
+            _ = tokio::time::sleep_until(until) => return,
+        }
+    }
+}
+
+async fn commit(lifecycle: &Lifecycle, group: Vec<Job>) {
+    metrics::histogram!("bridge_lifecycle_group_size").record(group.len() as f64);
+    match finish_group(lifecycle, &group).await {
+        Ok(results) => {
+            for (job, result) in group.into_iter().zip(results) {
+                if let Ok(finished) = &result {
+                    lifecycle.finished(&job.id, finished);
+                }
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(changes = group.len(), error = %e, "group commit failed; committing each change alone");
+            for job in group {
+                let result = lifecycle
+                    .finish_alone(&job.id, &job.finish.as_finish())
+                    .await;
+                let _ = job.reply.send(result);
+            }
+        }
+    }
+}
+
+/// One transaction, a savepoint per change; the outcome of each.
+async fn finish_group(
+    lifecycle: &Lifecycle,
+    group: &[Job],
+) -> Result<Vec<Result<Finished, StoreError>>, StoreError> {
+    let mut tx = lifecycle.store.begin().await?;
+    let mut results = Vec::with_capacity(group.len());
+    for job in group {
+        let mut savepoint = tx.begin().await?;
+        let result = lifecycle
+            .finish_in(&mut savepoint, &job.id, &job.finish.as_finish())
+            .await;
+        match &result {
+            Ok(Finished::Changed { .. }) => savepoint.commit().await?,
+            // Nothing to keep: a transfer that had ended, or an error.
+            _ => savepoint.rollback().await?,
+        }
+        results.push(result);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
