@@ -214,7 +214,7 @@ impl Lifecycle {
 
     /// The transfer's actions and how their delivery stands.
     pub async fn actions(&self, id: &TransferId) -> Result<Vec<ActionView>, StoreError> {
-        repo::for_transfer(self.store.pool(), id).await
+        repo::for_transfer(self.store.reader(), id).await
     }
 
     async fn finish_in(

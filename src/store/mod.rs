@@ -62,7 +62,15 @@ const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FU
 
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Every write goes through this pool. On SQLite it holds one
+    /// connection: SQLite has one writer at a time anyway, and a second
+    /// connection that asks for the lock is put to sleep by SQLite's busy
+    /// handler in steps of up to 100 ms, while a task waiting for the pool
+    /// is woken the moment the connection is free.
     pool: AnyPool,
+    /// Reads that need no transaction (the API's views and listings); on
+    /// SQLite separate connections, which WAL lets read beside the writer.
+    reader: AnyPool,
     backend: Backend,
 }
 
@@ -72,24 +80,35 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url).ok_or(StoreError::Url)?;
-        let options = AnyPoolOptions::new().after_release(|conn, _| Box::pin(reusable(conn)));
-        let pool = match backend {
+        let options = || AnyPoolOptions::new().after_release(|conn, _| Box::pin(reusable(conn)));
+        let (pool, reader) = match backend {
             Backend::Sqlite => {
-                options
-                    .max_connections(8)
-                    .after_connect(|conn, _| {
+                let url = sqlite_url(url)?;
+                let sqlite = |max| {
+                    options().max_connections(max).after_connect(|conn, _| {
                         Box::pin(async { conn.execute(SQLITE_PRAGMAS).await.map(drop) })
                     })
-                    .connect(&sqlite_url(url)?)
-                    .await?
+                };
+                let pool = sqlite(1).connect(&url).await?;
+                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+                (pool, sqlite(8).connect(&url).await?)
             }
-            Backend::Postgres => options.max_connections(16).connect(url).await?,
+            Backend::Postgres => {
+                let pool = options().max_connections(16).connect(url).await?;
+                sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+                (pool.clone(), pool)
+            }
         };
-        match backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
-        }
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            reader,
+            backend,
+        })
+    }
+
+    /// For reads outside a transaction.
+    pub fn reader(&self) -> &AnyPool {
+        &self.reader
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -129,6 +148,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.reader.close().await;
     }
 }
 

@@ -55,14 +55,14 @@ pub(super) use select;
 
 impl Store {
     pub async fn get(&self, id: &TransferId) -> Result<Option<Transfer>, StoreError> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.reader().acquire().await?;
         fetch(&mut conn, id).await
     }
 
     /// Every transfer still being tracked, for resuming after a restart.
     pub async fn tracking(&self) -> Result<Vec<Transfer>, StoreError> {
         let rows = sqlx::query(select!("WHERE state = 'TRACKING' ORDER BY seq"))
-            .fetch_all(self.pool())
+            .fetch_all(self.reader())
             .await?;
         rows.iter().map(from_row).collect()
     }
@@ -79,7 +79,7 @@ impl Store {
         .bind(state.map(BridgeState::as_str))
         .bind(cursor.unwrap_or(0))
         .bind(i64::from(limit) + 1)
-        .fetch_all(self.pool())
+        .fetch_all(self.reader())
         .await?;
         let more = rows.len() > limit as usize;
         let rows = &rows[..rows.len().min(limit as usize)];
