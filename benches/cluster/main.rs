@@ -45,11 +45,23 @@ async fn main() {
         postgres.gets_per_transfer() / sqlite.gets_per_transfer()
     );
 
-    let db = transfer_bridge::store::scratch_database(&pg, "bench_failover")
+    let db2 = transfer_bridge::store::scratch_database(&pg, "bench_failover")
         .await
         .unwrap();
-    failover(&stand, &db, failover_n).await;
+    failover(&stand, &db2, failover_n).await;
     stand.finish().await;
+    drop_databases(&pg, &[&db, &db2]).await;
+}
+
+/// The benchmark's scratch databases go when it ends.
+async fn drop_databases(base: &str, urls: &[&str]) {
+    use sqlx::{Connection, Executor};
+    let mut admin = sqlx::PgConnection::connect(base).await.unwrap();
+    for url in urls {
+        let name = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+        let _ = admin.execute(sqlx::AssertSqlSafe(sql)).await;
+    }
 }
 
 fn env_or(key: &str, default: usize) -> usize {
