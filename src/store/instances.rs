@@ -7,7 +7,7 @@
 
 use sqlx::Row as _;
 
-use super::transfers::{from_row, select};
+use super::transfers::{columns, from_row, select};
 use super::{Backend, Conn, Store, StoreError, now_text};
 use crate::transfer::clock::now_unix_ms;
 use crate::transfer::{Transfer, TransferId};
@@ -51,9 +51,8 @@ macro_rules! adopt_sql {
             " AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = $2 AND i.expires_at > $4) \
                ORDER BY seq LIMIT $3",
             $lock,
-            ") RETURNING seq, id, state, upstream_status, upstream_json, callback_url, \
-             metadata_json, polls, reason, created_at, updated_at, request_json, sip_json, \
-             integration, return_signal, owner"
+            ") RETURNING ",
+            columns!()
         )
     };
 }
@@ -211,12 +210,13 @@ pub async fn adopt_one(
     id: &TransferId,
     from: Option<&str>,
 ) -> Result<Option<Adopted>, StoreError> {
-    let sql = "UPDATE transfers SET owner = $1 WHERE id = $3 AND state = 'TRACKING' \
+    let sql = concat!(
+        "UPDATE transfers SET owner = $1 WHERE id = $3 AND state = 'TRACKING' \
          AND (owner = $2 OR (owner IS NULL AND $2 IS NULL)) \
          AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = $2 AND i.expires_at > $4) \
-         RETURNING seq, id, state, upstream_status, upstream_json, callback_url, \
-         metadata_json, polls, reason, created_at, updated_at, request_json, sip_json, \
-         integration, return_signal, owner";
+         RETURNING ",
+        columns!()
+    );
     let rows = sqlx::query(sql)
         .bind(me)
         .bind(from)

@@ -38,20 +38,24 @@ pub struct ListPage {
     pub next_cursor: Option<i64>,
 }
 
+/// Every column `from_row` reads, as a literal (SELECT and RETURNING lists).
+macro_rules! columns {
+    () => {
+        "seq, id, state, upstream_status, upstream_json, callback_url, metadata_json, \
+         polls, reason, created_at, updated_at, request_json, sip_json, integration, \
+         return_signal, owner"
+    };
+}
+
 /// `SELECT <every column> FROM transfers <rest>`, as a literal so sqlx can
 /// see the SQL is static.
 macro_rules! select {
     ($rest:literal) => {
-        concat!(
-            "SELECT seq, id, state, upstream_status, upstream_json, callback_url, metadata_json, \
-             polls, reason, created_at, updated_at, request_json, sip_json, integration, \
-             return_signal, owner FROM transfers ",
-            $rest
-        )
+        concat!("SELECT ", columns!(), " FROM transfers ", $rest)
     };
 }
 
-pub(super) use select;
+pub(super) use {columns, select};
 
 impl Store {
     pub async fn get(&self, id: &TransferId) -> Result<Option<Transfer>, StoreError> {
