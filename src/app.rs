@@ -70,7 +70,7 @@ impl App {
         let lifecycle = Lifecycle::new(
             store.clone(),
             config.router(),
-            dispatcher.waker(),
+            dispatcher.handoff(),
             waiters.clone(),
             instance.clone(),
         );
@@ -114,6 +114,7 @@ impl App {
         // The broker outlives the dispatcher's drain, so it has its own token.
         let broker_stop = CancellationToken::new();
         let broker = tokio::spawn(self.amqp.clone().run(broker_stop.clone()));
+        self.dispatcher.release_stale_claims().await;
         let tracker = Tracker::spawn(self.poll_deps(), &tasks, work_stop.clone(), drain);
         let cluster = self.join(tracker.clone()).await?;
         // Fired when this instance lost its lease: it stops at once.
@@ -139,7 +140,7 @@ impl App {
                 .clone()
                 .sync(log, every, window, work_stop.clone()),
         );
-        let state = AppState {
+        let state = AppState::new(api::Handles {
             config: self.config.clone(),
             store: self.store.clone(),
             tracker,
@@ -151,7 +152,7 @@ impl App {
             draining: shutdown.clone(),
             register_limit: Arc::new(RegisterLimiter::new(&self.config.http)),
             waiters: self.waiters.clone(),
-        };
+        });
         tracing::info!(addr = %listener.local_addr()?, "transfer-bridge listening");
         let stop = fenced.clone();
         api::serve::serve(listener, api::app(state), &self.config.http, async move {

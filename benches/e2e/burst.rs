@@ -2,7 +2,8 @@
 //! with `/returned`: every AGENT outcome must reach a queue bound to the
 //! agent exchange, each publish confirmed by the broker before the outbox
 //! settles it. The bridge runs as its own process (`process.rs`), against a
-//! plain lapin loop publishing as many messages in the same run.
+//! plain lapin loop publishing as many messages in the same run: two per
+//! completion (the agent message and the `transfer.completed` audit record).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,6 +31,8 @@ pub struct Burst {
     pub transfers: usize,
     pub received: usize,
     pub confirmed: i64,
+    /// Messages the bridge published in the drain (agent and audit).
+    pub published: i64,
     /// From the instant all completed to the last message received.
     pub drain_s: f64,
     /// Bridge process CPU over the drain, per completion.
@@ -49,7 +52,7 @@ const SETTINGS: [(&str, &str); 4] = [
 ];
 
 pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
-    let bare = bare::lapin(env, n).await?;
+    let bare = bare::lapin(env, 2 * n).await?;
     let sim = env.simulator().await?;
     let bridge = BridgeProcess::start(env, &sim.base_url(), &SETTINGS).await?;
     let store = bridge.store().await?;
@@ -85,6 +88,11 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
     )
     .fetch_one(&store)
     .await?;
+    let published = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM actions WHERE status = 'delivered' AND name <> 'audit.tracking'",
+    )
+    .fetch_one(&store)
+    .await?;
     store.close().await;
     bridge.stop(env).await?;
     sim.stop();
@@ -92,6 +100,7 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
         transfers: n,
         received: received.load(Ordering::SeqCst),
         confirmed,
+        published,
         drain_s,
         cpu_ms_per_completion: cpu * 1000.0 / n as f64,
         bare,

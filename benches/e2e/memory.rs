@@ -43,7 +43,7 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Memory> {
                 lifecycle: Lifecycle::new(
                     store.clone(),
                     router,
-                    wake,
+                    transfer_bridge::outbox::Handoff::wake_only(wake),
                     waiters.clone(),
                     "bench".into(),
                 ),

@@ -94,14 +94,17 @@ pub fn throughput(burst: Option<&Burst>, polling: Option<&Polling>, signalled: O
     println!();
     if let Some(b) = burst {
         let rate = b.transfers as f64 / b.drain_s;
+        let messages = b.published as f64 / b.drain_s;
         println!(
-            "burst: {} completing at once, each signalled: {} agent messages received, {} confirmed, drained in {:.2} s: {:.0} completions/s = {:.2}x bare lapin ({:.0} msgs/s, {} messages, 100 confirms in flight); bridge CPU {:.3} ms per completion",
+            "burst: {} completing at once, each signalled: {} agent messages received, {} confirmed, drained in {:.2} s: {:.0} completions/s, {} messages published at {:.0}/s = {:.2}x bare lapin ({:.0} msgs/s, {} messages, 100 confirms in flight); bridge CPU {:.3} ms per completion",
             b.transfers,
             b.received,
             b.confirmed,
             b.drain_s,
             rate,
-            rate / b.bare.per_s,
+            b.published,
+            messages,
+            messages / b.bare.per_s,
             b.bare.per_s,
             b.bare.messages,
             b.cpu_ms_per_completion,

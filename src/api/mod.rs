@@ -34,9 +34,27 @@ use crate::tracker::Tracker;
 use crate::transfer::{Transfer, TransferId};
 use crate::upstream::UpstreamClient;
 
-/// Handles every handler needs; cheap to clone.
+/// Handles every handler needs. axum clones the state for every request
+/// (and every middleware that takes it): one shared increment, not one per
+/// handle.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Handles>);
+
+impl AppState {
+    pub fn new(handles: Handles) -> Self {
+        Self(Arc::new(handles))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Handles;
+
+    fn deref(&self) -> &Handles {
+        &self.0
+    }
+}
+
+pub struct Handles {
     pub config: Arc<Config>,
     pub store: Store,
     pub tracker: Tracker,

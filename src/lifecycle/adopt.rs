@@ -42,11 +42,11 @@ impl Lifecycle {
                 .map(|a| self.router.adopted(&a.transfer, a.from.as_deref(), me))
                 .collect(),
         };
-        crate::outbox::repo::enqueue(&mut tx, &audit).await?;
+        crate::outbox::repo::enqueue(&mut tx, self.store.backend(), &audit, None).await?;
         tx.commit().await?;
         if !audit.is_empty() {
             metrics::counter!("bridge_transfers_adopted_total").increment(audit.len() as u64);
-            self.outbox_wake.notify_one();
+            self.outbox.wake();
         }
         Ok(adopted)
     }

@@ -5,19 +5,19 @@
 //! one queues on the disk. Every `finish` goes to one committer task. It
 //! takes what is already queued (at most `MAX_GROUP`) and, when the last
 //! group was not alone (the bridge is under load), lingers up to `LINGER`
-//! for more; then runs each change in its own savepoint of one transaction
-//! and commits once. An idle bridge commits a lone change at once.
+//! for more; then writes the whole group with three statements (one read,
+//! one UPDATE, one INSERT; see `store::ending`) in one transaction and
+//! commits once. An idle bridge commits a lone change at once.
 //!
-//! Each change keeps its own outcome: one that fails is rolled back to its
-//! savepoint and answered with its error, the others commit. If the commit
-//! itself fails, each change of the group is run again alone, so every
-//! caller gets the answer its own transaction would have given. Nobody is
-//! answered (and no dispatcher or held request woken) before the commit.
+//! Each change keeps its own outcome (ended now, had already ended, or
+//! unknown). If a statement or the commit fails, each change of the group
+//! is run again alone, so every caller gets the answer its own transaction
+//! would have given. Nobody is answered (and no dispatcher or held request
+//! woken) before the commit.
 
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::Acquire;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -98,12 +98,10 @@ async fn linger(rx: &mut mpsc::Receiver<Job>, group: &mut Vec<Job>) {
 async fn commit(lifecycle: &Lifecycle, group: Vec<Job>) {
     metrics::histogram!("bridge_lifecycle_group_size").record(group.len() as f64);
     match finish_group(lifecycle, &group).await {
-        Ok(results) => {
-            for (job, result) in group.into_iter().zip(results) {
-                if let Ok(finished) = &result {
-                    lifecycle.finished(&job.id, finished);
-                }
-                let _ = job.reply.send(result);
+        Ok(outcomes) => {
+            for (job, finished) in group.into_iter().zip(outcomes) {
+                lifecycle.finished(&job.id, &finished);
+                let _ = job.reply.send(Ok(finished));
             }
         }
         Err(e) => {
@@ -118,25 +116,16 @@ async fn commit(lifecycle: &Lifecycle, group: Vec<Job>) {
     }
 }
 
-/// One transaction, a savepoint per change; the outcome of each.
-async fn finish_group(
-    lifecycle: &Lifecycle,
-    group: &[Job],
-) -> Result<Vec<Result<Finished, StoreError>>, StoreError> {
+/// One transaction for the whole group; the outcome of each change.
+async fn finish_group(lifecycle: &Lifecycle, group: &[Job]) -> Result<Vec<Finished>, StoreError> {
+    let changes: Vec<_> = group
+        .iter()
+        .map(|job| (&job.id, job.finish.as_finish()))
+        .collect();
+    let slot = lifecycle.outbox.slot();
     let mut tx = lifecycle.store.begin().await?;
-    let mut results = Vec::with_capacity(group.len());
-    for job in group {
-        let mut savepoint = tx.begin().await?;
-        let result = lifecycle
-            .finish_in(&mut savepoint, &job.id, &job.finish.as_finish())
-            .await;
-        match &result {
-            Ok(Finished::Changed { .. }) => savepoint.commit().await?,
-            // Nothing to keep: a transfer that had ended, or an error.
-            _ => savepoint.rollback().await?,
-        }
-        results.push(result);
-    }
+    let (outcomes, actions) = lifecycle.finish_in(&mut tx, &changes, &slot).await?;
     tx.commit().await?;
-    Ok(results)
+    lifecycle.outbox.committed(slot, actions);
+    Ok(outcomes)
 }

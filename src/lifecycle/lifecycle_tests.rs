@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
 use super::*;
 use crate::config::Config;
@@ -33,7 +34,7 @@ fn fixture(db: testdb::TestStore) -> Fixture {
     let lifecycle = Lifecycle::new(
         store,
         config.router(),
-        outbox_wake.clone(),
+        crate::outbox::Handoff::wake_only(outbox_wake.clone()),
         waiters.clone(),
         "i1".into(),
     );

@@ -12,14 +12,13 @@ mod group;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::sync::Notify;
 
 pub use adopt::From as AdoptFrom;
 
-use crate::outbox::{ActionView, repo};
+use crate::outbox::{ActionView, Handoff, Slot, repo};
 use crate::routing::Router;
-use crate::store::{self, Backend, Conn, NewTransfer, Registered, Store, StoreError};
-use crate::transfer::{BridgeState, Transfer, TransferId, Waiters};
+use crate::store::{self, Backend, Conn, Ending, NewTransfer, Registered, Store, StoreError};
+use crate::transfer::{Action, BridgeState, Transfer, TransferId, Waiters};
 use crate::upstream::CallTransfer;
 
 /// What the upstream said: the typed resource and the raw body (secrets
@@ -67,8 +66,10 @@ pub enum Returned {
 #[derive(Clone)]
 pub struct Lifecycle {
     store: Store,
-    router: Router,
-    outbox_wake: Arc<Notify>,
+    /// Shared: a Lifecycle is cloned per request and per poll.
+    router: Arc<Router>,
+    /// Where committed actions go: to this instance's dispatcher, claimed.
+    outbox: Handoff,
     waiters: Arc<Waiters>,
     /// This instance (`cluster.instance_id`): what it registers, it owns.
     instance: Arc<str>,
@@ -81,14 +82,14 @@ impl Lifecycle {
     pub fn new(
         store: Store,
         router: Router,
-        outbox_wake: Arc<Notify>,
+        outbox: Handoff,
         waiters: Arc<Waiters>,
         instance: Arc<str>,
     ) -> Self {
         let mut lifecycle = Self {
             store,
-            router,
-            outbox_wake,
+            router: Arc::new(router),
+            outbox,
             waiters,
             instance,
             committer: None,
@@ -107,16 +108,22 @@ impl Lifecycle {
         new: &NewTransfer,
         created: Option<&CallTransfer>,
     ) -> Result<Registered, StoreError> {
+        let slot = self.outbox.slot();
         let mut tx = self.store.begin().await?;
         let registered = store::register(&mut tx, new, &self.instance).await?;
+        let mut actions = Vec::new();
         if let Registered::Created(transfer) = &registered {
-            let plan = self.router.plan(transfer, BridgeState::Tracking, created);
-            repo::enqueue(&mut tx, &plan.actions).await?;
+            actions = self
+                .router
+                .plan(transfer, BridgeState::Tracking, created)
+                .actions;
+            let backend = self.store.backend();
+            repo::enqueue(&mut tx, backend, &actions, slot.claim()).await?;
         }
         tx.commit().await?;
         if matches!(registered, Registered::Created(_)) {
             metrics::counter!("bridge_transfers_registered_total").increment(1);
-            self.outbox_wake.notify_one();
+            self.outbox.committed(slot, actions);
         }
         Ok(registered)
     }
@@ -167,10 +174,12 @@ impl Lifecycle {
         id: &TransferId,
         finish: &Finish<'_>,
     ) -> Result<Finished, StoreError> {
+        let slot = self.outbox.slot();
         let mut tx = self.store.begin().await?;
-        let finished = self.finish_in(&mut tx, id, finish).await?;
+        let (finished, actions) = self.finish_one(&mut tx, id, finish, &slot).await?;
         if let Finished::Changed { .. } = &finished {
             tx.commit().await?;
+            self.outbox.committed(slot, actions);
             self.finished(id, &finished);
         }
         Ok(finished)
@@ -184,6 +193,7 @@ impl Lifecycle {
         new: &NewTransfer,
         seen: Seen<'_>,
     ) -> Result<Returned, StoreError> {
+        let slot = self.outbox.slot();
         let mut tx = self.store.begin().await?;
         let returned = match store::fetch(&mut tx, &new.id).await? {
             Some(existing) if existing.state.is_terminal() => return Ok(Returned::Existing),
@@ -199,8 +209,9 @@ impl Lifecycle {
             seen: Some(seen),
             polls: None,
         };
-        let finished = self.finish_in(&mut tx, &new.id, &finish).await?;
+        let (finished, actions) = self.finish_one(&mut tx, &new.id, &finish, &slot).await?;
         tx.commit().await?;
+        self.outbox.committed(slot, actions);
         self.finished(&new.id, &finished);
         Ok(returned)
     }
@@ -208,7 +219,7 @@ impl Lifecycle {
     /// Enqueue every action of a transfer again, same ids and bodies.
     pub async fn redeliver(&self, id: &TransferId) -> Result<u64, StoreError> {
         let requeued = repo::redeliver(self.store.pool(), id).await?;
-        self.outbox_wake.notify_one();
+        self.outbox.wake();
         Ok(requeued)
     }
 
@@ -217,48 +228,100 @@ impl Lifecycle {
         repo::for_transfer(self.store.reader(), id).await
     }
 
-    async fn finish_in(
+    async fn finish_one(
         &self,
         tx: &mut Conn,
         id: &TransferId,
-        f: &Finish<'_>,
-    ) -> Result<Finished, StoreError> {
-        let Some(mut transfer) = store::fetch(tx, id).await? else {
-            return Ok(Finished::Unknown);
-        };
-        if transfer.state.is_terminal() {
-            return Ok(Finished::AlreadyEnded(transfer));
+        finish: &Finish<'_>,
+        slot: &Slot,
+    ) -> Result<(Finished, Vec<Action>), StoreError> {
+        let (mut outcomes, actions) = self.finish_in(tx, &[(id, *finish)], slot).await?;
+        Ok((outcomes.pop().expect("one outcome per change"), actions))
+    }
+
+    /// End each of `changes` still TRACKING, in the caller's transaction:
+    /// one read, one UPDATE and one INSERT for all of them (see
+    /// `store::ending`). Outcomes in the order of `changes`; a second change
+    /// of the same transfer finds it already ended. The actions enqueued
+    /// come back for [`Handoff::committed`].
+    async fn finish_in(
+        &self,
+        tx: &mut Conn,
+        changes: &[(&TransferId, Finish<'_>)],
+        slot: &Slot,
+    ) -> Result<(Vec<Finished>, Vec<Action>), StoreError> {
+        let backend = self.store.backend();
+        let ids: Vec<&str> = changes.iter().map(|(id, _)| id.as_str()).collect();
+        let mut known = store::fetch_many(tx, backend, &ids).await?;
+        let mut outcomes = Vec::with_capacity(changes.len());
+        let mut endings = Vec::with_capacity(changes.len());
+        let mut actions = Vec::new();
+        for (id, f) in changes {
+            let Some(transfer) = known.get_mut(id.as_str()) else {
+                outcomes.push(Finished::Unknown);
+                continue;
+            };
+            if transfer.state.is_terminal() {
+                outcomes.push(Finished::AlreadyEnded(transfer.clone()));
+                continue;
+            }
+            let (ending, planned) = self.plan_end(transfer, id, f);
+            endings.push(ending);
+            outcomes.push(Finished::Changed {
+                transfer: transfer.clone(),
+                actions: planned.len(),
+            });
+            actions.extend(planned);
         }
-        if let Some(seen) = f.seen {
-            let polls = f.polls.unwrap_or(transfer.polls);
-            store::record_upstream(tx, id, seen.resource.status.as_str(), seen.raw, polls).await?;
+        let ended = store::end_many(tx, backend, &endings).await?;
+        if ended != endings.len() as u64 {
+            // The rows were read under the write lock: this is a bug, and
+            // nothing of the group may commit.
+            return Err(StoreError::Corrupt(format!(
+                "{ended} of {} transfers ended",
+                endings.len()
+            )));
         }
+        repo::enqueue(tx, backend, &actions, slot.claim()).await?;
+        if backend == Backend::Postgres {
+            // Delivered at commit to every instance: held requests wake
+            // wherever they wait, and the owners stop polling.
+            let ended: Vec<&str> = endings.iter().map(|e| e.id).collect();
+            store::notify_many(tx, store::CHANGED, &ended).await?;
+        }
+        Ok((outcomes, actions))
+    }
+
+    /// The row and the actions of `transfer` ending as `f` says; `transfer`
+    /// becomes what the row will hold.
+    fn plan_end<'a>(
+        &self,
+        transfer: &mut Transfer,
+        id: &'a TransferId,
+        f: &Finish<'a>,
+    ) -> (Ending<'a>, Vec<Action>) {
         transfer.state = f.state;
         transfer.reason = f.reason.map(str::to_owned);
         transfer.polls = f.polls.unwrap_or(transfer.polls);
         let plan = self
             .router
-            .plan(&transfer, f.state, f.seen.map(|s| s.resource));
+            .plan(transfer, f.state, f.seen.map(|s| s.resource));
         // A route that could not run in full says why in the event; keep it.
-        let reason = f.reason.or(plan.event.reason.as_deref());
-        let sip = plan.event.sip.as_ref();
-        if !store::finish(tx, id, f.state, reason, f.polls, sip).await? {
-            return Ok(Finished::AlreadyEnded(transfer));
+        transfer.reason = f.reason.map(str::to_owned).or(plan.event.reason);
+        let mut ending =
+            Ending::new(id, f.state, transfer.reason.clone()).sip(plan.event.sip.as_ref());
+        ending.polls = f.polls;
+        if let Some(seen) = f.seen {
+            ending = ending.seen(seen.resource.status.as_str(), seen.raw);
+            transfer.upstream_status = Some(seen.resource.status.as_str().to_owned());
+            transfer.upstream = Some(seen.raw.clone());
         }
-        repo::enqueue(tx, &plan.actions).await?;
-        if self.store.backend() == Backend::Postgres {
-            // Delivered at commit to every instance: held requests wake
-            // wherever they wait, and the owner stops polling.
-            store::notify(tx, store::CHANGED, id.as_str()).await?;
-        }
-        transfer.reason = reason.map(str::to_owned);
         transfer.sip = plan.event.sip;
-        let actions = plan.actions.len();
-        Ok(Finished::Changed { transfer, actions })
+        (ending, plan.actions)
     }
 
-    /// After the commit: count it, say it, wake the dispatcher and the
-    /// requests held for this transfer.
+    /// After the commit (and the handoff of its actions): count it, say
+    /// it, wake the requests held for this transfer.
     fn finished(&self, id: &TransferId, finished: &Finished) {
         let Finished::Changed { transfer, actions } = finished else {
             return;
@@ -267,7 +330,6 @@ impl Lifecycle {
         metrics::counter!("bridge_transfers_finished_total", "state" => state.as_str())
             .increment(1);
         tracing::info!(call_transfer_id = %id, state = %state, polls = transfer.polls, actions, "transfer finished");
-        self.outbox_wake.notify_one();
         self.waiters.wake(id);
     }
 }
@@ -275,3 +337,7 @@ impl Lifecycle {
 #[cfg(test)]
 #[path = "lifecycle_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "handoff_tests.rs"]
+mod handoff_tests;

@@ -12,11 +12,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::OutboxConfig;
+use super::handoff::{Fresh, Handoff};
 use super::repo::{self, Claimed};
 use super::settle::{self, Confirmed};
 use crate::delivery::{Outcome, Sinks};
 use crate::store::Store;
 use crate::transfer::{Action, ActionKind, AmqpTarget, Target, TransferEvent};
+
+/// Committed batches (one per commit) waiting for the claim loop.
+const HANDOFF_QUEUE: usize = 1024;
 
 /// Sent after every settled attempt (the demo prints these).
 #[derive(Debug, Clone)]
@@ -36,6 +40,9 @@ pub struct Dispatcher {
     /// This instance, named on the actions it claims.
     instance: Arc<str>,
     wake: Arc<Notify>,
+    handoff: Handoff,
+    /// The handoff's receiving end, taken by `run`.
+    fresh: Arc<std::sync::Mutex<Option<mpsc::Receiver<Fresh>>>>,
     reports: broadcast::Sender<DeliveryReport>,
 }
 
@@ -47,13 +54,19 @@ impl Dispatcher {
         audit_exchange: String,
         instance: Arc<str>,
     ) -> Self {
+        let wake = Arc::new(Notify::new());
+        let lease = config.claim_timeout;
+        let (handoff, fresh) =
+            Handoff::channel(wake.clone(), instance.clone(), lease, HANDOFF_QUEUE);
         Self {
             store,
             sinks,
             config,
             audit_exchange,
             instance,
-            wake: Arc::new(Notify::new()),
+            wake,
+            handoff,
+            fresh: Arc::new(std::sync::Mutex::new(Some(fresh))),
             reports: broadcast::channel(1024).0,
         }
     }
@@ -64,8 +77,9 @@ impl Dispatcher {
         self.wake.notify_one();
     }
 
-    pub fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
+    /// How the lifecycle hands this dispatcher what it commits.
+    pub fn handoff(&self) -> Handoff {
+        self.handoff.clone()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<DeliveryReport> {
@@ -74,10 +88,16 @@ impl Dispatcher {
 
     /// Deliver until `cancel`; then wait for in-flight deliveries (and the
     /// marks of those delivered) up to `drain`.
-    pub async fn run(self, cancel: CancellationToken, drain: Duration) {
+    /// Claims of a previous run are void (see `repo::release_claims`).
+    /// Call before anything can commit actions: the claims this run's
+    /// commits write must survive it.
+    pub async fn release_stale_claims(&self) {
         if let Err(e) = repo::release_claims(&self.store, &self.instance).await {
             tracing::error!(error = %e, "cannot release stale outbox claims");
         }
+    }
+
+    pub async fn run(self, cancel: CancellationToken, drain: Duration) {
         let (confirmed, settled) = mpsc::unbounded_channel();
         let reports = self.reports.clone();
         let settler = tokio::spawn(settle::run(
@@ -105,39 +125,48 @@ impl Dispatcher {
         }
     }
 
-    /// The claim loop. Deliveries run as their own tasks, so the next batch
-    /// is claimed while earlier ones still wait for their confirms. Claims
-    /// wait until at least half the room is free: a burst then costs one
-    /// claim (one commit) per half-window, not one per confirm.
+    /// The claim loop. Batches handed over at commit (see `handoff`) start
+    /// at once, with no claim of their own. Deliveries run as their own
+    /// tasks, so the next batch is claimed while earlier ones still wait for
+    /// their confirms. Claims wait until at least half the room is free: a
+    /// backlog then costs one claim (one commit) per half-window, not one per
+    /// confirm.
     async fn deliver_until(
         &self,
         cancel: &CancellationToken,
         inflight: &TaskTracker,
         confirmed: mpsc::UnboundedSender<Confirmed<DeliveryReport>>,
     ) {
+        let taken = self.fresh.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(mut fresh) = taken else {
+            tracing::error!("the dispatcher runs once per process");
+            return;
+        };
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let refill = (self.config.concurrency / 2).max(1);
+        let start = |items: Vec<Claimed>| self.start(items, &permits, inflight, &confirmed);
+        let mut claim_now = true;
         while !cancel.is_cancelled() {
             let mut full_round = false;
-            if permits.available_permits() >= refill {
+            if claim_now && permits.available_permits() >= refill {
                 let claimed = self.claim(&permits).await;
                 full_round = claimed.len() as u32 >= self.config.batch_size;
-                for item in claimed {
-                    let Ok(permit) = permits.clone().acquire_owned().await else {
-                        break;
-                    };
-                    let (this, confirmed) = (self.clone(), confirmed.clone());
-                    inflight.spawn(async move {
-                        this.attempt(item, &confirmed).await;
-                        drop(permit);
-                    });
-                }
+                start(claimed).await;
             }
             if full_round && permits.available_permits() >= refill {
                 continue;
             }
+            claim_now = true;
             tokio::select! {
                 _ = cancel.cancelled() => break,
+                Some(batch) = fresh.recv() => {
+                    claim_now = false;
+                    match batch.at.elapsed() < self.config.claim_timeout / 2 {
+                        true => start(batch.claimed).await,
+                        // Its claim is close to lapsing: the poll takes it then.
+                        false => tracing::warn!(actions = batch.claimed.len(), "a handed-over batch waited past half its claim; leaving it to the claim's expiry"),
+                    }
+                }
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
                 // Enough room freed up for another batch.
@@ -145,6 +174,27 @@ impl Dispatcher {
                 // Broker actions held back by a resource alarm go at once.
                 _ = self.sinks.amqp.unblocked(), if self.sinks.amqp.blocked().is_some() => {}
             }
+        }
+    }
+
+    /// Deliver each of `items` as its own task, one permit each (waiting for
+    /// room as needed).
+    async fn start(
+        &self,
+        items: Vec<Claimed>,
+        permits: &Arc<Semaphore>,
+        inflight: &TaskTracker,
+        confirmed: &mpsc::UnboundedSender<Confirmed<DeliveryReport>>,
+    ) {
+        for item in items {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let (this, confirmed) = (self.clone(), confirmed.clone());
+            inflight.spawn(async move {
+                this.attempt(item, &confirmed).await;
+                drop(permit);
+            });
         }
     }
 
@@ -237,7 +287,8 @@ impl Dispatcher {
         let mut tx = self.store.begin().await?;
         repo::mark_failed(&mut tx, &action.id, error).await?;
         if action.kind != ActionKind::Audit {
-            repo::enqueue(&mut tx, &[self.failure_event(action, error)]).await?;
+            let failed = [self.failure_event(action, error)];
+            repo::enqueue(&mut tx, self.store.backend(), &failed, None).await?;
         }
         tx.commit().await?;
         self.wake();

@@ -2,10 +2,12 @@
 //! them, then a dispatcher delivers them until a confirm or a 2xx settles them.
 
 mod dispatcher;
+mod handoff;
 pub mod repo;
 mod settle;
 
 pub use dispatcher::Dispatcher;
+pub use handoff::{Handoff, Slot};
 pub use repo::ActionView;
 
 use std::time::Duration;

@@ -29,29 +29,82 @@ pub struct ActionView {
 
 use crate::transfer::clock::now_unix_ms as now_ms;
 
-/// Insert in the caller's transaction. A repeat of the same id is ignored:
-/// an action, once recorded, keeps its id and body forever.
-pub async fn enqueue(conn: &mut Conn, actions: &[Action]) -> Result<(), StoreError> {
-    let now = now_ms();
-    let created = now_text();
-    for action in actions {
-        sqlx::query(
-            "INSERT INTO actions (id, transfer_id, kind, target_json, body, status, attempts, \
-             next_attempt_at, created_at, name) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7, $8) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&action.id)
-        .bind(action.transfer_id.as_str())
-        .bind(action.kind.as_str())
-        .bind(serde_json::to_string(&action.target).expect("targets serialize"))
-        .bind(&action.body)
-        .bind(now)
-        .bind(&created)
-        .bind(&action.name)
-        .execute(&mut *conn)
-        .await?;
+/// Insert in the caller's transaction, in one statement however many there
+/// are (a group commit enqueues hundreds; see `store::ending`). A repeat of
+/// the same id is ignored: an action, once recorded, keeps its id and body
+/// forever.
+/// With `claim`, the rows are claimed for that instance from the start (see
+/// `handoff`).
+pub async fn enqueue(
+    conn: &mut Conn,
+    backend: Backend,
+    actions: &[Action],
+    claim: Option<&Claim>,
+) -> Result<(), StoreError> {
+    if actions.is_empty() {
+        return Ok(());
     }
+    let sql = match backend {
+        // `WHERE true` tells SQLite's parser the ON CONFLICT is the upsert's.
+        Backend::Sqlite => {
+            "INSERT INTO actions (id, transfer_id, kind, target_json, body, status, attempts, \
+             next_attempt_at, created_at, name, claimed_by, claimed_until) \
+             SELECT json_extract(value, '$.id'), json_extract(value, '$.transfer_id'), \
+             json_extract(value, '$.kind'), json_extract(value, '$.target_json'), \
+             json_extract(value, '$.body'), 'pending', $4, $2, $3, json_extract(value, '$.name'), \
+             $5, $6 FROM json_each($1) WHERE true ON CONFLICT (id) DO NOTHING"
+        }
+        Backend::Postgres => {
+            "INSERT INTO actions (id, transfer_id, kind, target_json, body, status, attempts, \
+             next_attempt_at, created_at, name, claimed_by, claimed_until) \
+             SELECT a.id, a.transfer_id, a.kind, a.target_json, a.body, 'pending', $4, $2, $3, \
+             a.name, $5, $6 FROM json_to_recordset($1::json) AS a(id text, transfer_id text, kind text, \
+             target_json text, body text, name text) ON CONFLICT (id) DO NOTHING"
+        }
+    };
+    let rows: Vec<NewRow<'_>> = actions.iter().map(NewRow::of).collect();
+    sqlx::query(sql)
+        .bind(serde_json::to_string(&rows).expect("actions serialize"))
+        .bind(now_ms())
+        .bind(now_text())
+        .bind(i64::from(claim.is_some()))
+        .bind(claim.map(|c| c.by.to_string()))
+        .bind(claim.map(|c| c.until_ms))
+        .execute(conn)
+        .await?;
     Ok(())
+}
+
+/// Rows claimed for `by` until `until_ms` (Unix ms), their first attempt
+/// counted: what the claim statement would have written.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub by: std::sync::Arc<str>,
+    pub until_ms: i64,
+}
+
+/// An action as `enqueue` sends it to the database.
+#[derive(Serialize)]
+struct NewRow<'a> {
+    id: &'a str,
+    transfer_id: &'a str,
+    kind: &'a str,
+    target_json: String,
+    body: &'a str,
+    name: &'a str,
+}
+
+impl<'a> NewRow<'a> {
+    fn of(action: &'a Action) -> Self {
+        Self {
+            id: &action.id,
+            transfer_id: action.transfer_id.as_str(),
+            kind: action.kind.as_str(),
+            target_json: serde_json::to_string(&action.target).expect("targets serialize"),
+            body: &action.body,
+            name: &action.name,
+        }
+    }
 }
 
 /// The claim statement, with the row-lock clause its backend takes.

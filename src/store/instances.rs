@@ -31,6 +31,25 @@ pub async fn notify(conn: &mut Conn, channel: &str, payload: &str) -> Result<(),
     Ok(())
 }
 
+/// [`notify`] once per payload, in one statement (a group commit's changes).
+pub async fn notify_many(
+    conn: &mut Conn,
+    channel: &str,
+    payloads: &[&str],
+) -> Result<(), StoreError> {
+    if payloads.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT 1 AS sent FROM (SELECT pg_notify($1, p) FROM json_array_elements_text($2::json) AS p) AS n",
+    )
+    .bind(channel)
+    .bind(serde_json::to_string(payloads).expect("strings serialize"))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Whether a renewal found the lease still held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Renewal {

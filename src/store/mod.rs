@@ -9,6 +9,7 @@
 //! their one caller).
 
 mod budget;
+mod ending;
 mod errors;
 mod instances;
 mod scratch;
@@ -22,10 +23,13 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
 
 pub use budget::Reserved;
+pub use ending::{Ending, end_many, fetch_many};
 pub use errors::{StoreError, is_storage_fault};
-pub use instances::{Adopted, CHANGED, Renewal, SIGNAL, adopt_all, adopt_from, adopt_one, notify};
+pub use instances::{
+    Adopted, CHANGED, Renewal, SIGNAL, adopt_all, adopt_from, adopt_one, notify, notify_many,
+};
 pub use scratch::scratch_database;
-pub use transfers::{ListPage, NewTransfer, Registered, fetch, finish, record_upstream, register};
+pub use transfers::{ListPage, NewTransfer, Registered, fetch, record_upstream, register};
 
 /// A connection of either backend: what transaction-scoped SQL takes.
 pub type Conn = AnyConnection;
@@ -80,7 +84,15 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url).ok_or(StoreError::Url)?;
-        let options = || AnyPoolOptions::new().after_release(|conn, _| Box::pin(reusable(conn)));
+        // No ping before each acquire on SQLite: a local file does not drop
+        // connections, and on SQLite every ping is a round trip to the
+        // connection's worker thread (two per API read, in a burst).
+        let ping = backend == Backend::Postgres;
+        let options = move || {
+            AnyPoolOptions::new()
+                .test_before_acquire(ping)
+                .after_release(|conn, _| Box::pin(reusable(conn)))
+        };
         let (pool, reader) = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url(url)?;
@@ -182,6 +194,11 @@ fn sqlite_url(url: &str) -> Result<String, StoreError> {
 /// the transaction as open, so every later `BEGIN` on the connection would
 /// fail. Such a connection is closed instead; the pool opens a fresh one.
 async fn reusable(conn: &mut AnyConnection) -> Result<bool, sqlx::Error> {
+    // No transaction open, so no ROLLBACK queued: nothing to wait for (and
+    // on SQLite no round trip to the connection's worker thread).
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
     conn.ping().await?;
     if conn.is_in_transaction() {
         tracing::warn!("closing a store connection left inside a failed transaction");

@@ -61,20 +61,13 @@ async fn a_transfer_finishes_once_and_keeps_what_the_upstream_said() {
         record_upstream(&mut conn, &id, "ONGOING", &raw, 4)
             .await
             .unwrap();
-        let done = finish(
-            &mut conn,
-            &id,
-            BridgeState::Cancelled,
-            Some("why"),
-            Some(5),
-            None,
-        );
-        assert!(done.await.unwrap(), "{backend:?}");
-        let again = finish(&mut conn, &id, BridgeState::Failed, None, None, None);
-        assert!(
-            !again.await.unwrap(),
-            "{backend:?}: a second finish changes nothing"
-        );
+        let mut cancel = Ending::new(&id, BridgeState::Cancelled, Some("why".into()));
+        cancel.polls = Some(5);
+        let done = end_many(&mut conn, backend, &[cancel]).await.unwrap();
+        assert_eq!(done, 1, "{backend:?}");
+        let fail = Ending::new(&id, BridgeState::Failed, None);
+        let again = end_many(&mut conn, backend, &[fail]).await.unwrap();
+        assert_eq!(again, 0, "{backend:?}: a second finish changes nothing");
         let stored = db.store.get(&id).await.unwrap().unwrap();
         assert_eq!(stored.state, BridgeState::Cancelled, "{backend:?}");
         assert_eq!((stored.polls, stored.reason.as_deref()), (5, Some("why")));
@@ -92,9 +85,8 @@ async fn listing_filters_by_state_and_pages_with_a_cursor() {
         }
         let mut conn = db.store.pool().acquire().await.unwrap();
         let id = TransferId::parse("t2").unwrap();
-        finish(&mut conn, &id, BridgeState::Expired, None, None, None)
-            .await
-            .unwrap();
+        let expire = Ending::new(&id, BridgeState::Expired, None);
+        end_many(&mut conn, backend, &[expire]).await.unwrap();
         let first = db
             .store
             .list(Some(BridgeState::Tracking), 3, None)

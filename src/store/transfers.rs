@@ -6,7 +6,6 @@ use serde_json::Value;
 use sqlx::Row as _;
 
 use super::{Conn, Row, Store, StoreError, now_text, parse_time};
-use crate::sip::SipInstruction;
 use crate::transfer::{BridgeState, Transfer, TransferId};
 
 /// A registration as the API accepted it.
@@ -166,32 +165,6 @@ pub async fn record_upstream(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Move a TRACKING transfer to a terminal state. Returns false when it was
-/// no longer TRACKING (e.g. cancelled meanwhile), so callers enqueue nothing.
-pub async fn finish(
-    conn: &mut Conn,
-    id: &TransferId,
-    state: BridgeState,
-    reason: Option<&str>,
-    polls: Option<u32>,
-    sip: Option<&SipInstruction>,
-) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "UPDATE transfers SET state = $2, reason = $3, polls = COALESCE($4, polls), updated_at = $5, \
-         sip_json = $6 WHERE id = $1 AND state = 'TRACKING'",
-    )
-    .bind(id.as_str())
-    .bind(state.as_str())
-    .bind(reason)
-    .bind(polls.map(i64::from))
-    .bind(now_text())
-    .bind(sip.map(|s| serde_json::to_string(s).expect("instructions serialize")))
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(done == 1)
 }
 
 pub(super) fn from_row(row: &Row) -> Result<Transfer, StoreError> {

@@ -9,6 +9,7 @@
 //! come due end FAILED without a request.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -73,7 +74,8 @@ struct Done {
 type Polling = BoxFuture<'static, Done>;
 
 pub(super) struct Scheduler {
-    deps: PollDeps,
+    /// Shared with every poll in flight (cloning it is one increment).
+    deps: Arc<PollDeps>,
     routine: DelayQueue<TransferId>,
     signal: DelayQueue<TransferId>,
     entries: HashMap<TransferId, Entry>,
@@ -91,7 +93,7 @@ impl Scheduler {
         let max_in_flight = deps.config.max_in_flight;
         let circuit = deps.upstream.budget().circuit().subscribe();
         Self {
-            deps,
+            deps: Arc::new(deps),
             routine: DelayQueue::new(),
             signal: DelayQueue::new(),
             entries: HashMap::new(),

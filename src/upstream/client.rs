@@ -27,15 +27,16 @@ pub struct Fetched {
     pub raw: Value,
 }
 
-/// Cheap to clone; one connection pool and one request budget per process.
+/// Cheap to clone (every field is shared; the tracker clones it per poll);
+/// one connection pool and one request budget per process.
 #[derive(Clone)]
 pub struct UpstreamClient {
     http: reqwest::Client,
-    base: Url,
+    base: Arc<Url>,
     /// `base` + the collection path.
-    collection: Url,
-    api_id: String,
-    api_secret: SecretString,
+    collection: Arc<Url>,
+    api_id: Arc<str>,
+    api_secret: Arc<SecretString>,
     budget: Arc<Budget>,
 }
 
@@ -64,10 +65,10 @@ impl UpstreamClient {
         Ok(Self {
             http,
             // Joined once: parsing it again cost every request a URL parse.
-            collection: base.join(COLLECTION_PATH)?,
-            base,
-            api_id: config.api_id.clone(),
-            api_secret: config.api_secret.clone(),
+            collection: Arc::new(base.join(COLLECTION_PATH)?),
+            base: Arc::new(base),
+            api_id: config.api_id.as_str().into(),
+            api_secret: Arc::new(config.api_secret.clone()),
             budget,
         })
     }
@@ -96,7 +97,7 @@ impl UpstreamClient {
     }
 
     fn transfer_url(&self, id: Option<&str>) -> Url {
-        let mut url = self.collection.clone();
+        let mut url = Url::clone(&self.collection);
         if let Some(id) = id {
             // push() percent-encodes, so an id can never escape its segment.
             url.path_segments_mut()
@@ -117,7 +118,7 @@ impl UpstreamClient {
         let mut request = self
             .http
             .request(method, url)
-            .header(HEADER_API_ID, &self.api_id)
+            .header(HEADER_API_ID, &*self.api_id)
             .header(HEADER_API_SECRET, self.api_secret.expose_secret());
         if let Some(body) = body {
             request = request.json(&body);
