@@ -30,6 +30,11 @@ use transfer_bridge::config::{PolicyKind, TrustSignals};
 use stand::Env;
 use tracking::Scenario;
 
+/// The bridge binary's allocator, so in-process figures (memory per
+/// tracked transfer) are what the binary would show.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Fixed intervals compared, real seconds.
 const FIXED: [f64; 3] = [1.0, 5.0, 15.0];
 /// Keep the simulator and bridge under this many GETs/s on 2 cores.

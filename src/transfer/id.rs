@@ -1,16 +1,24 @@
 //! Call transfer ids: parsed once at the edge, trusted everywhere after.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Longest id accepted. AMQP short strings hold 255 bytes and the bridge
 /// appends `.<action>` to build message ids, so ids stay well under that.
 pub const MAX_ID_LEN: usize = 128;
 
 /// A call transfer id that is safe in a URL path segment, an AMQP short
-/// string, a SIP header value and a log line.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(transparent)]
-pub struct TransferId(String);
+/// string, a SIP header value and a log line. Shared, not copied: the
+/// tracker keeps an id in its map, its timer wheel and the transfer's
+/// state, and actions, polls and wake-ups clone it all the time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransferId(Arc<str>);
+
+impl serde::Serialize for TransferId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidId {
@@ -45,7 +53,7 @@ impl TransferId {
         {
             return Err(InvalidId::BadChar(bad));
         }
-        Ok(Self(raw.to_string()))
+        Ok(Self(raw.into()))
     }
 
     pub fn as_str(&self) -> &str {
