@@ -16,7 +16,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use serde_json::json;
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 use tokio::time::Instant;
 use transfer_bridge::simulator::{Script, Step};
 
@@ -29,6 +29,8 @@ const CONCURRENCY: usize = 64;
 #[derive(Debug)]
 pub struct Burst {
     pub transfers: usize,
+    /// SQLite or PostgreSQL.
+    pub store: &'static str,
     pub received: usize,
     pub confirmed: i64,
     /// Messages the bridge published in the drain (agent and audit).
@@ -56,6 +58,7 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
     let sim = env.simulator().await?;
     let bridge = BridgeProcess::start(env, &sim.base_url(), &SETTINGS).await?;
     let store = bridge.store().await?;
+    let backend = bridge.backend();
     let received = count_agent_messages(env, &bridge).await?;
     let ids: Vec<String> = (0..n)
         .map(|i| format!("burst{i:05}-{}", uuid::Uuid::new_v4().simple()))
@@ -98,6 +101,7 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
     sim.stop();
     Ok(Burst {
         transfers: n,
+        store: backend,
         received: received.load(Ordering::SeqCst),
         confirmed,
         published,
@@ -109,7 +113,7 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
 
 /// Until no action is pending (at most five minutes: an older build settles
 /// a few dozen actions a second).
-pub async fn settled(store: &SqlitePool) -> anyhow::Result<()> {
+pub async fn settled(store: &AnyPool) -> anyhow::Result<()> {
     for _ in 0..15_000 {
         let pending: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM actions WHERE status = 'pending'")

@@ -8,7 +8,8 @@
 //! memory stage. `E2E_ONLY=pull,held` picks stages; `E2E_ONLY=burst,polling,signalled`
 //! the throughput and CPU figures, each against a bare baseline (`E2E_BURST`,
 //! 10000, and `E2E_SIGNALLED`, 2000, size them; `E2E_BRIDGE_BIN` runs another
-//! `transfer-bridge` binary as the bridge process).
+//! `transfer-bridge` binary as the bridge process; `E2E_STORE=postgres` runs it
+//! on a scratch PostgreSQL database from `DATABASE_URL`).
 
 mod bare;
 mod burst;

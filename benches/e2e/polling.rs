@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 use tokio::time::Instant;
 use transfer_bridge::simulator::{Script, Step};
 
@@ -104,7 +104,7 @@ fn script(ongoing: Duration) -> Script {
 }
 
 /// Until no transfer is TRACKING (at most two minutes).
-pub async fn all_done(store: &SqlitePool) -> anyhow::Result<()> {
+pub async fn all_done(store: &AnyPool) -> anyhow::Result<()> {
     for _ in 0..1200 {
         let tracking: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM transfers WHERE state = 'TRACKING'")

@@ -2,15 +2,15 @@
 //! CLI, the default config but for its upstream, broker names and what a
 //! stage sets, and the default store location (`store.url` relative to the
 //! working directory, a temp dir on the real disk, so every commit pays the
-//! machine's fsync).
+//! machine's fsync). With `E2E_STORE=postgres` the store is a scratch
+//! database on the server `DATABASE_URL` names instead, dropped at the end.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-use sqlx::SqlitePool;
-use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::AnyPool;
 
 use crate::stand::{Env, SIM_ID, SIM_SECRET};
 
@@ -22,6 +22,8 @@ pub struct BridgeProcess {
     /// Exchange and queue names carry it, so runs never share them.
     pub tag: String,
     dir: tempfile::TempDir,
+    /// The scratch PostgreSQL database (`E2E_STORE=postgres`).
+    postgres: Option<String>,
 }
 
 impl BridgeProcess {
@@ -62,6 +64,10 @@ impl BridgeProcess {
         for (key, value) in settings {
             command.env(key, value);
         }
+        let postgres = scratch_postgres().await?;
+        if let Some(url) = &postgres {
+            command.env("BRIDGE_STORE__URL", url);
+        }
         let child = command.spawn().context("starting transfer-bridge serve")?;
         let bridge = Self {
             child,
@@ -69,6 +75,7 @@ impl BridgeProcess {
             http: reqwest::Client::new(),
             tag,
             dir,
+            postgres,
         };
         bridge.ready().await?;
         Ok(bridge)
@@ -93,11 +100,25 @@ impl BridgeProcess {
         crate::proc::pid_status_kib(self.pid(), "VmRSS")
     }
 
-    /// The bridge's store, read beside it (WAL lets a reader in).
-    pub async fn store(&self) -> anyhow::Result<SqlitePool> {
-        let path = self.dir.path().join("data/bridge.db");
-        let options = SqliteConnectOptions::new().filename(path).read_only(true);
-        Ok(SqlitePool::connect_with(options).await?)
+    /// The bridge's store, read beside it (on SQLite, WAL lets a reader in).
+    pub async fn store(&self) -> anyhow::Result<AnyPool> {
+        sqlx::any::install_default_drivers();
+        let url = match &self.postgres {
+            Some(url) => url.clone(),
+            None => {
+                let path = self.dir.path().join("data/bridge.db");
+                format!("sqlite://{}?mode=ro", path.display())
+            }
+        };
+        Ok(AnyPool::connect(&url).await?)
+    }
+
+    /// Which store the bridge runs on.
+    pub fn backend(&self) -> &'static str {
+        match self.postgres {
+            Some(_) => "PostgreSQL",
+            None => "SQLite",
+        }
     }
 
     async fn ready(&self) -> anyhow::Result<()> {
@@ -115,6 +136,9 @@ impl BridgeProcess {
     /// Stop it and delete what it declared on the broker.
     pub async fn stop(mut self, env: &Env) -> anyhow::Result<()> {
         self.kill();
+        if let Some(url) = self.postgres.take() {
+            drop_database(&url).await?;
+        }
         let queue = names(&self.tag, "audit");
         env.broker
             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
@@ -138,6 +162,27 @@ impl Drop for BridgeProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A scratch database when `E2E_STORE=postgres` (from `DATABASE_URL`).
+async fn scratch_postgres() -> anyhow::Result<Option<String>> {
+    if std::env::var("E2E_STORE").as_deref() != Ok("postgres") {
+        return Ok(None);
+    }
+    let base = std::env::var("DATABASE_URL").context("E2E_STORE=postgres needs DATABASE_URL")?;
+    let url = transfer_bridge::store::scratch_database(&base, "bench_e2e").await?;
+    Ok(Some(url))
+}
+
+async fn drop_database(url: &str) -> anyhow::Result<()> {
+    use sqlx::{Connection, Executor};
+    let base = std::env::var("DATABASE_URL")?;
+    let mut admin = sqlx::PgConnection::connect(&base).await?;
+    let name = url.rsplit('/').next().unwrap_or_default();
+    let name = name.split('?').next().unwrap_or_default();
+    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    admin.execute(sqlx::AssertSqlSafe(sql)).await?;
+    Ok(())
 }
 
 fn names(tag: &str, what: &str) -> String {

@@ -96,7 +96,8 @@ pub fn throughput(burst: Option<&Burst>, polling: Option<&Polling>, signalled: O
         let rate = b.transfers as f64 / b.drain_s;
         let messages = b.published as f64 / b.drain_s;
         println!(
-            "burst: {} completing at once, each signalled: {} agent messages received, {} confirmed, drained in {:.2} s: {:.0} completions/s, {} messages published at {:.0}/s = {:.2}x bare lapin ({:.0} msgs/s, {} messages, 100 confirms in flight); bridge CPU {:.3} ms per completion",
+            "burst ({}): {} completing at once, each signalled: {} agent messages received, {} confirmed, drained in {:.2} s: {:.0} completions/s, {} messages published at {:.0}/s = {:.2}x bare lapin ({:.0} msgs/s, {} messages, 100 confirms in flight); bridge CPU {:.3} ms per completion",
+            b.store,
             b.transfers,
             b.received,
             b.confirmed,

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::Row as _;
 
-use crate::store::{Backend, Conn, Pool, Row, Store, StoreError, now_text};
+use crate::store::{Backend, Conn, Pool, Row, Store, StoreError, json_arrays, now_text};
 use crate::transfer::TransferId;
 use crate::transfer::{Action, ActionKind, ActionStatus, Target};
 
@@ -63,15 +63,18 @@ pub async fn enqueue(
         }
     };
     let rows: Vec<NewRow<'_>> = actions.iter().map(NewRow::of).collect();
-    sqlx::query(sql)
-        .bind(serde_json::to_string(&rows).expect("actions serialize"))
-        .bind(now_ms())
-        .bind(now_text())
-        .bind(i64::from(claim.is_some()))
-        .bind(claim.map(|c| c.by.to_string()))
-        .bind(claim.map(|c| c.until_ms))
-        .execute(conn)
-        .await?;
+    let (now, created) = (now_ms(), now_text());
+    for array in json_arrays(backend, &rows) {
+        sqlx::query(sql)
+            .bind(array)
+            .bind(now)
+            .bind(&created)
+            .bind(i64::from(claim.is_some()))
+            .bind(claim.map(|c| c.by.to_string()))
+            .bind(claim.map(|c| c.until_ms))
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 
@@ -167,12 +170,17 @@ pub async fn mark_delivered_many(store: &Store, ids: &[String]) -> Result<u64, S
              WHERE id IN (SELECT json_array_elements_text($1::json))"
         }
     };
-    let done = sqlx::query(sql)
-        .bind(serde_json::to_string(ids).expect("strings serialize"))
-        .bind(now_text())
-        .execute(store.pool())
-        .await?;
-    Ok(done.rows_affected())
+    let (mut marked, now) = (0, now_text());
+    // Marks are idempotent: each array commits on its own.
+    for array in json_arrays(store.backend(), ids) {
+        let done = sqlx::query(sql)
+            .bind(array)
+            .bind(&now)
+            .execute(store.pool())
+            .await?;
+        marked += done.rows_affected();
+    }
+    Ok(marked)
 }
 
 pub async fn mark_retry(

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::transfers::{columns, from_row, select};
-use super::{Backend, Conn, StoreError, now_text};
+use super::{Backend, Conn, StoreError, json_arrays, now_text};
 use crate::sip::SipInstruction;
 use crate::transfer::{BridgeState, Transfer, TransferId};
 
@@ -73,13 +73,15 @@ pub async fn fetch_many(
             select!("WHERE id IN (SELECT json_array_elements_text($1::json)) FOR UPDATE")
         }
     };
-    let rows = sqlx::query(sql)
-        .bind(serde_json::to_string(ids).expect("strings serialize"))
-        .fetch_all(conn)
-        .await?;
-    rows.iter()
-        .map(|row| from_row(row).map(|t| (t.id.as_str().to_owned(), t)))
-        .collect()
+    let mut found = HashMap::with_capacity(ids.len());
+    for array in json_arrays(backend, ids) {
+        let rows = sqlx::query(sql).bind(array).fetch_all(&mut *conn).await?;
+        for row in &rows {
+            let transfer = from_row(row)?;
+            found.insert(transfer.id.as_str().to_owned(), transfer);
+        }
+    }
+    Ok(found)
 }
 
 /// End every transfer in `endings` that is still TRACKING, in one
@@ -117,10 +119,14 @@ pub async fn end_many(
              WHERE t.id = c.id AND t.state = 'TRACKING'"
         }
     };
-    let done = sqlx::query(sql)
-        .bind(serde_json::to_string(endings).expect("endings serialize"))
-        .bind(now_text())
-        .execute(conn)
-        .await?;
-    Ok(done.rows_affected())
+    let (mut ended, now) = (0, now_text());
+    for array in json_arrays(backend, endings) {
+        let done = sqlx::query(sql)
+            .bind(array)
+            .bind(&now)
+            .execute(&mut *conn)
+            .await?;
+        ended += done.rows_affected();
+    }
+    Ok(ended)
 }

@@ -40,13 +40,15 @@ pub async fn notify_many(
     if payloads.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "SELECT 1 AS sent FROM (SELECT pg_notify($1, p) FROM json_array_elements_text($2::json) AS p) AS n",
-    )
-    .bind(channel)
-    .bind(serde_json::to_string(payloads).expect("strings serialize"))
-    .execute(conn)
-    .await?;
+    for array in super::json_arrays(super::Backend::Postgres, payloads) {
+        sqlx::query(
+            "SELECT 1 AS sent FROM (SELECT pg_notify($1, p) FROM json_array_elements_text($2::json) AS p) AS n",
+        )
+        .bind(channel)
+        .bind(array)
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 //! change and the outbox rows it causes commit together (see `lifecycle`,
 //! their one caller).
 
+mod batch;
 mod budget;
 mod ending;
 mod errors;
@@ -22,6 +23,7 @@ use std::path::Path;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
 
+pub use batch::json_arrays;
 pub use budget::Reserved;
 pub use ending::{Ending, end_many, fetch_many};
 pub use errors::{StoreError, is_storage_fault};
