@@ -111,11 +111,13 @@ pub async fn register(
     owner: &str,
 ) -> Result<Registered, StoreError> {
     let now = now_text();
-    let inserted = sqlx::query(
+    let inserted = sqlx::query(concat!(
         "INSERT INTO transfers (id, state, upstream_status, upstream_json, callback_url, \
          metadata_json, request_json, created_at, updated_at, integration, return_signal, owner) \
-         VALUES ($1, 'TRACKING', $2, $3, $4, $5, $6, $7, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-    )
+         VALUES ($1, 'TRACKING', $2, $3, $4, $5, $6, $7, $7, $8, $9, $10) \
+         ON CONFLICT (id) DO NOTHING RETURNING ",
+        columns!()
+    ))
     .bind(new.id.as_str())
     .bind(&new.upstream_status)
     .bind(new.upstream.as_ref().map(Value::to_string))
@@ -126,17 +128,17 @@ pub async fn register(
     .bind(&new.integration)
     .bind(new.return_signal.map(i64::from))
     .bind(owner)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+    .fetch_optional(&mut *conn)
+    .await?;
+    // A new row comes back from the INSERT itself; only a repeat is read.
+    if let Some(row) = inserted {
+        return Ok(Registered::Created(from_row(&row)?));
+    }
     let row = sqlx::query(select!("WHERE id = $1"))
         .bind(new.id.as_str())
         .fetch_one(&mut *conn)
         .await?;
     let transfer = from_row(&row)?;
-    if inserted == 1 {
-        return Ok(Registered::Created(transfer));
-    }
     let stored: String = row.try_get("request_json")?;
     Ok(if stored == new.request_json {
         Registered::Identical(transfer)

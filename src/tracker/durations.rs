@@ -59,10 +59,14 @@ impl Durations {
 
     /// P(duration > t).
     pub fn survival(&self, t: f64) -> f64 {
+        self.survival_in(t, bin(t))
+    }
+
+    /// [`Self::survival`] with `t`'s bin `i` already known.
+    fn survival_in(&self, t: f64, i: usize) -> f64 {
         if t < LOW {
             return 1.0;
         }
-        let i = bin(t);
         let (lo, hi) = (edge(i), edge(i + 1));
         let inside = self.mass(i) * ((hi - t) / (hi - lo)).clamp(0.0, 1.0);
         ((self.tail[i + 1] + inside) / self.tail[0]).clamp(0.0, 1.0)
@@ -77,7 +81,7 @@ impl Durations {
     pub fn hazard(&self, t: f64) -> f64 {
         let i = bin(t.max(LOW));
         let density = self.mass(i) / (edge(i + 1) - edge(i)) / self.tail[0];
-        let survival = self.survival(t);
+        let survival = self.survival_in(t, i);
         if survival < 1e-9 {
             return 0.0;
         }
@@ -112,8 +116,12 @@ impl Durations {
     }
 }
 
+/// Bin edges, computed once: calibration asks for them millions of times.
+static EDGES: std::sync::LazyLock<[f64; BINS + 2]> =
+    std::sync::LazyLock::new(|| std::array::from_fn(|i| LOW * RATIO.powi(i as i32)));
+
 fn edge(i: usize) -> f64 {
-    LOW * RATIO.powi(i as i32)
+    EDGES[i]
 }
 
 fn bin(t: f64) -> usize {
