@@ -2,28 +2,15 @@
 //! already claimed, so no other path delivers them meanwhile; with no room
 //! in its queue they wait unclaimed and the dispatcher is woken instead.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::tests::new;
 use super::*;
 use crate::config::Config;
 use crate::outbox::repo;
 use crate::store::testdb;
-
-fn new(id: &str) -> NewTransfer {
-    NewTransfer {
-        id: TransferId::parse(id).unwrap(),
-        callback_url: None,
-        metadata: BTreeMap::new(),
-        request_json: "sha256:x".into(),
-        upstream_status: None,
-        upstream: None,
-        integration: None,
-        return_signal: None,
-    }
-}
 
 fn lifecycle(store: &Store, handoff: Handoff) -> Lifecycle {
     let config = Config::from_figment(Config::embedded()).unwrap();

@@ -46,7 +46,8 @@ fn fixture(db: testdb::TestStore) -> Fixture {
     }
 }
 
-fn new(id: &str) -> NewTransfer {
+/// A plain registration of `id` (also the hand-off tests').
+pub(super) fn new(id: &str) -> NewTransfer {
     NewTransfer {
         id: TransferId::parse(id).unwrap(),
         callback_url: None,
