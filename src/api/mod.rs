@@ -81,19 +81,35 @@ impl AppState {
             .ok_or_else(|| transfers::not_found(id))
     }
 
+    /// The transfer and its actions in one read, or 404.
+    async fn find_full(&self, id: &TransferId) -> Result<Found, ApiError> {
+        let (transfer, actions) = self
+            .lifecycle
+            .with_actions(id)
+            .await?
+            .ok_or_else(|| transfers::not_found(id))?;
+        Ok(Found { transfer, actions })
+    }
+
     /// The full view: stored state, live poll count, and every action.
     async fn view(&self, transfer: Transfer) -> Result<TransferView, ApiError> {
+        let actions = self.lifecycle.actions(&transfer.id).await?;
+        Ok(self.view_of(Found { transfer, actions }).await)
+    }
+
+    /// The full view of what one read found, with the live poll count.
+    async fn view_of(&self, found: Found) -> TransferView {
+        let Found { transfer, actions } = found;
         let live_polls = match transfer.state.is_terminal() {
             true => None,
             false => self.tracker.polls(transfer.id.clone()).await,
         };
-        let actions = self.lifecycle.actions(&transfer.id).await?;
         let mut view = TransferView::summary(transfer);
         if let Some(polls) = live_polls {
             view.polls = view.polls.max(polls);
         }
         view.actions = Some(actions);
-        Ok(view)
+        view
     }
 
     /// See [`auth::integration_name`].
@@ -116,6 +132,12 @@ impl AppState {
         }
         Ok(())
     }
+}
+
+/// A transfer and its actions as one read found them.
+pub(crate) struct Found {
+    pub transfer: Transfer,
+    pub actions: Vec<crate::outbox::ActionView>,
 }
 
 /// The whole API as one router, usable with `oneshot` in tests.

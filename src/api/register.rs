@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::outbox::ActionView;
 use crate::store::{NewTransfer, Registered};
 use crate::tracker::TrackState;
 use crate::transfer::{Transfer, TransferId};
@@ -41,13 +42,14 @@ pub struct RegisterRequest {
     pub return_signal: Option<bool>,
 }
 
-/// Validate, create upstream if asked, insert. Returns 201, 200 or an error.
-/// `integration` names who registered it (see `AppState::integration_of`).
+/// Validate, create upstream if asked, insert. Returns 201 with the actions
+/// the registration enqueued, 200 (a repeat), or an error. `integration`
+/// names who registered it (see `AppState::integration_of`).
 pub async fn register(
     app: &AppState,
     req: RegisterRequest,
     integration: String,
-) -> Result<(StatusCode, Transfer), ApiError> {
+) -> Result<(StatusCode, Transfer, Option<Vec<ActionView>>), ApiError> {
     let id = resolve_id(&req)?;
     if let Some(create) = &req.create {
         create.validate().map_err(ApiError::Invalid)?;
@@ -74,13 +76,13 @@ pub async fn register(
         return_signal: req.return_signal,
     };
     let created = upstream.as_ref().map(|f| &f.resource);
-    match app.lifecycle.register(&new, created).await? {
-        Registered::Created(t) => {
+    match app.lifecycle.register_viewed(&new, created).await? {
+        (Registered::Created(t), actions) => {
             start_tracking(app, &t, upstream.as_ref()).await;
-            Ok((StatusCode::CREATED, t))
+            Ok((StatusCode::CREATED, t, Some(actions)))
         }
-        Registered::Identical(t) => Ok((StatusCode::OK, t)),
-        Registered::Conflict(_) => Err(ApiError::Conflict(format!(
+        (Registered::Identical(t), _) => Ok((StatusCode::OK, t, None)),
+        (Registered::Conflict(_), _) => Err(ApiError::Conflict(format!(
             "callTransferId {id} is already registered with a different body"
         ))),
     }

@@ -58,7 +58,7 @@ pub async fn instruction(
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
     let wait = super::wait::parse(query.wait.as_deref(), app.config.http.max_wait)?;
-    let transfer = super::wait::settle(&app, &id, wait).await?;
+    let transfer = super::wait::settle(&app, &id, wait).await?.transfer;
     let Some(sip) = transfer.sip else {
         return Err(no_instruction(&transfer, wait));
     };
@@ -148,8 +148,8 @@ pub async fn returns(
     let id = return_id(&parsed, &text)?;
     let resource = completed_resource(&id, &parsed);
     let (status, transfer_id) = complete(&app, &id, &resource).await?;
-    let transfer = app.find(&transfer_id).await?;
-    Ok((status, Json(app.view(transfer).await?)).into_response())
+    let found = app.find_full(&transfer_id).await?;
+    Ok((status, Json(app.view_of(found).await)).into_response())
 }
 
 fn read_input(headers: &HeaderMap, body: &Bytes) -> Result<(String, bool), ApiError> {

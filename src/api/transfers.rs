@@ -6,12 +6,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, IdPath};
 use super::register::{RegisterRequest, register};
 use super::view::{ListResponse, TransferView};
 use super::wait::{self, WaitQuery};
+use super::{AppState, Found};
 use crate::lifecycle::{Finish, Finished};
 use crate::transfer::{BridgeState, TransferId};
 use crate::upstream::ErrorEnvelope;
@@ -49,9 +49,12 @@ pub async fn create(
         .check(token.map(|t| t.0))
         .map_err(ApiError::TooMany)?;
     let integration = app.integration_of(token.map(|t| t.0));
-    let (status, transfer) = register(&app, body, integration).await?;
-    let view = app.view(transfer).await?;
-    Ok((status, Json(view)).into_response())
+    let view = match register(&app, body, integration).await? {
+        // New: its answer is what the commit recorded (no second read).
+        (status, transfer, Some(actions)) => (status, TransferView::enqueued(transfer, actions)),
+        (status, transfer, None) => (status, app.view(transfer).await?),
+    };
+    Ok((view.0, Json(view.1)).into_response())
 }
 
 /// `GET /v1/transfers/{id}`: the bridge's view, with its actions. With
@@ -74,9 +77,9 @@ pub async fn get_one(
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
     let wait = wait::parse(query.wait.as_deref(), app.config.http.max_wait)?;
-    let transfer = wait::settle(&app, &id, wait).await?;
-    let still_tracking = wait.is_some() && !transfer.state.is_terminal();
-    let response = Json(app.view(transfer).await?).into_response();
+    let found = wait::settle(&app, &id, wait).await?;
+    let still_tracking = wait.is_some() && !found.transfer.state.is_terminal();
+    let response = Json(app.view_of(found).await).into_response();
     Ok(match still_tracking {
         true => wait::retry_soon(response),
         false => response,
@@ -192,14 +195,14 @@ pub async fn returned(
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
     let wait = wait::parse(query.wait.as_deref(), app.config.http.max_wait)?;
-    let transfer = match wait.filter(|w| !w.is_zero()) {
+    let found = match wait.filter(|w| !w.is_zero()) {
         Some(_) => wait::settle(&app, &id, wait).await?,
         None => signal(&app, &id).await?,
     };
-    if transfer.state.is_terminal() {
-        return Ok((StatusCode::OK, Json(app.view(transfer).await?)).into_response());
+    if found.transfer.state.is_terminal() {
+        return Ok((StatusCode::OK, Json(app.view_of(found).await)).into_response());
     }
-    let response = (StatusCode::ACCEPTED, Json(app.view(transfer).await?)).into_response();
+    let response = (StatusCode::ACCEPTED, Json(app.view_of(found).await)).into_response();
     Ok(match wait.is_some() {
         true => wait::retry_soon(response),
         false => response,
@@ -207,12 +210,13 @@ pub async fn returned(
 }
 
 /// Poll a TRACKING transfer now, in the returned-call lane.
-async fn signal(app: &AppState, id: &TransferId) -> Result<crate::transfer::Transfer, ApiError> {
-    let transfer = app.find(id).await?;
-    if !transfer.state.is_terminal() && !app.cluster.poll_now(&transfer).await {
+async fn signal(app: &AppState, id: &TransferId) -> Result<Found, ApiError> {
+    let found = app.find_full(id).await?;
+    let transfer = &found.transfer;
+    if !transfer.state.is_terminal() && !app.cluster.poll_now(transfer).await {
         return Err(ApiError::Unavailable("the tracker is not running".into()));
     }
-    Ok(transfer)
+    Ok(found)
 }
 
 /// `POST /v1/transfers/{id}/redeliver`: enqueue its actions again, same ids.

@@ -62,4 +62,12 @@ impl TransferView {
             requeued: None,
         }
     }
+
+    /// A transfer just registered, with the actions its commit enqueued.
+    pub fn enqueued(t: Transfer, actions: Vec<ActionView>) -> Self {
+        Self {
+            actions: Some(actions),
+            ..Self::summary(t)
+        }
+    }
 }

@@ -12,8 +12,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::AppState;
 use super::error::ApiError;
+use super::{AppState, Found};
 use crate::transfer::{Transfer, TransferId};
 
 /// Digits allowed before and after the point: a day is 5 digits, so
@@ -90,9 +90,9 @@ pub async fn settle(
     app: &AppState,
     id: &TransferId,
     wait: Option<Duration>,
-) -> Result<Transfer, ApiError> {
+) -> Result<Found, ApiError> {
     let Some(wait) = wait.filter(|w| !w.is_zero()) else {
-        return app.find(id).await;
+        return app.find_full(id).await;
     };
     if app.draining.is_cancelled() {
         return Err(shutting_down());
@@ -102,15 +102,16 @@ pub async fn settle(
     let mut waiter = app.waiters.hold(id).map_err(|full| {
         ApiError::Unavailable(format!("too many held requests: {full}; retry shortly"))
     })?;
-    let transfer = app.find(id).await?;
-    if transfer.state.is_terminal() {
-        return Ok(transfer);
+    let found = app.find_full(id).await?;
+    if found.transfer.state.is_terminal() {
+        return Ok(found);
     }
+    let transfer = found.transfer;
     if !app.cluster.poll_now(&transfer).await {
         // The tracker lets go of a transfer once it ended it: read again.
-        let transfer = app.find(id).await?;
-        return match transfer.state.is_terminal() {
-            true => Ok(transfer),
+        let found = app.find_full(id).await?;
+        return match found.transfer.state.is_terminal() {
+            true => Ok(found),
             false => Err(ApiError::Unavailable("the tracker is not running".into())),
         };
     }
@@ -120,7 +121,7 @@ pub async fn settle(
     if outcome == "shutdown" {
         return Err(shutting_down());
     }
-    app.find(id).await
+    app.find_full(id).await
 }
 
 /// Wait for the change, the deadline or shutdown. While another instance

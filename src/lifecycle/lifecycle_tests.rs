@@ -285,3 +285,51 @@ async fn concurrent_changes_on(f: Fixture) {
         );
     }
 }
+
+#[tokio::test]
+async fn one_read_gives_what_the_two_reads_give() {
+    for f in fixtures().await {
+        one_read_gives_what_the_two_reads_give_on(f).await;
+    }
+}
+
+async fn one_read_gives_what_the_two_reads_give_on(f: Fixture) {
+    let debug = |views: &[ActionView]| format!("{views:?}");
+    let id = TransferId::parse("t1").unwrap();
+    let (registered, enqueued) = f.lifecycle.register_viewed(&new("t1"), None).await.unwrap();
+    assert!(matches!(registered, Registered::Created(_)));
+    let read = f.lifecycle.actions(&id).await.unwrap();
+    assert_eq!(
+        debug(&enqueued),
+        debug(&read),
+        "the commit's view is the read's"
+    );
+    let (again, none) = f.lifecycle.register_viewed(&new("t1"), None).await.unwrap();
+    assert!(matches!(again, Registered::Identical(_)) && none.is_empty());
+
+    let (done, raw) = resource("t1", "COMPLETED", "SYSTEM");
+    let seen = Some(Seen {
+        resource: &done,
+        raw: &raw,
+    });
+    let finish = ended(BridgeState::Completed, seen);
+    f.lifecycle.finish(&id, finish).await.unwrap();
+    let (transfer, actions) = f.lifecycle.with_actions(&id).await.unwrap().unwrap();
+    let stored = f.lifecycle.store.get(&id).await.unwrap().unwrap();
+    assert_eq!(format!("{transfer:?}"), format!("{stored:?}"));
+    assert_eq!(actions.len(), 3);
+    assert_eq!(
+        debug(&actions),
+        debug(&f.lifecycle.actions(&id).await.unwrap())
+    );
+
+    // A transfer without actions still reads (the LEFT JOIN's one row).
+    let mut tx = f.lifecycle.store.begin().await.unwrap();
+    store::register(&mut tx, &new("bare"), "i1").await.unwrap();
+    tx.commit().await.unwrap();
+    let bare = TransferId::parse("bare").unwrap();
+    let (transfer, actions) = f.lifecycle.with_actions(&bare).await.unwrap().unwrap();
+    assert_eq!((transfer.id, actions.len()), (bare, 0));
+    let unknown = TransferId::parse("nobody").unwrap();
+    assert!(f.lifecycle.with_actions(&unknown).await.unwrap().is_none());
+}

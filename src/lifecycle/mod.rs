@@ -108,6 +108,16 @@ impl Lifecycle {
         new: &NewTransfer,
         created: Option<&CallTransfer>,
     ) -> Result<Registered, StoreError> {
+        Ok(self.register_viewed(new, created).await?.0)
+    }
+
+    /// [`Self::register`], with the actions a new transfer's commit
+    /// enqueued (none for a repeat), so its answer needs no second read.
+    pub async fn register_viewed(
+        &self,
+        new: &NewTransfer,
+        created: Option<&CallTransfer>,
+    ) -> Result<(Registered, Vec<ActionView>), StoreError> {
         let slot = self.outbox.slot();
         let mut tx = self.store.begin().await?;
         let registered = store::register(&mut tx, new, &self.instance).await?;
@@ -121,11 +131,14 @@ impl Lifecycle {
             repo::enqueue(&mut tx, backend, &actions, slot.claim()).await?;
         }
         tx.commit().await?;
+        let mut views: Vec<_> = actions.iter().map(ActionView::enqueued).collect();
+        // The order a read gives: by creation (one commit), then id.
+        views.sort_by(|a, b| a.id.cmp(&b.id));
         if matches!(registered, Registered::Created(_)) {
             metrics::counter!("bridge_transfers_registered_total").increment(1);
             self.outbox.committed(slot, actions);
         }
-        Ok(registered)
+        Ok((registered, views))
     }
 
     /// Upstream seen: a new status that does not end tracking (ACTIVE to
@@ -221,6 +234,14 @@ impl Lifecycle {
         let requeued = repo::redeliver(self.store.pool(), id).await?;
         self.outbox.wake();
         Ok(requeued)
+    }
+
+    /// The transfer and its actions, read together.
+    pub async fn with_actions(
+        &self,
+        id: &TransferId,
+    ) -> Result<Option<(Transfer, Vec<ActionView>)>, StoreError> {
+        repo::with_transfer(self.store.reader(), id).await
     }
 
     /// The transfer's actions and how their delivery stands.

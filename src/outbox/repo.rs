@@ -4,8 +4,8 @@ use serde::Serialize;
 use sqlx::Row as _;
 
 use crate::store::{Backend, Conn, Pool, Row, Store, StoreError, json_arrays, now_text};
-use crate::transfer::TransferId;
 use crate::transfer::{Action, ActionKind, ActionStatus, Target};
+use crate::transfer::{Transfer, TransferId};
 
 /// An action handed to a dispatcher, with how many attempts it has had
 /// (this one included).
@@ -25,6 +25,19 @@ pub struct ActionView {
     pub status: ActionStatus,
     pub attempts: u32,
     pub last_error: Option<String>,
+}
+
+impl ActionView {
+    /// An action as its commit recorded it: pending, never attempted.
+    pub fn enqueued(action: &Action) -> Self {
+        Self {
+            id: action.id.clone(),
+            kind: action.kind.as_str().to_owned(),
+            status: ActionStatus::Pending,
+            attempts: 0,
+            last_error: None,
+        }
+    }
 }
 
 use crate::transfer::clock::now_unix_ms as now_ms;
@@ -249,23 +262,60 @@ pub async fn for_transfer(
     transfer: &TransferId,
 ) -> Result<Vec<ActionView>, StoreError> {
     let rows = sqlx::query(
-        "SELECT id, kind, status, attempts, last_error FROM actions WHERE transfer_id = $1 \
-         ORDER BY created_at, id",
+        "SELECT id AS action_id, kind AS action_kind, status AS action_status, \
+         attempts AS action_attempts, last_error AS action_last_error \
+         FROM actions WHERE transfer_id = $1 ORDER BY created_at, id",
     )
     .bind(transfer.as_str())
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(ActionView {
-                id: row.try_get("id")?,
-                kind: row.try_get("kind")?,
-                status: ActionStatus::parse(row.try_get("status")?),
-                attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
-                last_error: row.try_get("last_error")?,
-            })
-        })
-        .collect()
+    rows.iter().filter_map(view_from_row).collect()
+}
+
+/// The action of a row, if it has one (`action_*` columns; a LEFT JOIN
+/// gives a transfer without actions one row with none).
+fn view_from_row(row: &Row) -> Option<Result<ActionView, StoreError>> {
+    let view = || {
+        let Some(id) = row.try_get::<Option<String>, _>("action_id")? else {
+            return Ok(None);
+        };
+        Ok(Some(ActionView {
+            id,
+            kind: row.try_get("action_kind")?,
+            status: ActionStatus::parse(row.try_get("action_status")?),
+            attempts: row.try_get::<i64, _>("action_attempts")?.max(0) as u32,
+            last_error: row.try_get("action_last_error")?,
+        }))
+    };
+    view().transpose()
+}
+
+/// A transfer and its actions in one statement (a LEFT JOIN: one row per
+/// action, or one with no action). The API's single-transfer answers show
+/// both, and on SQLite each statement is a round trip to a connection's
+/// worker thread.
+pub async fn with_transfer(
+    pool: &Pool,
+    id: &TransferId,
+) -> Result<Option<(Transfer, Vec<ActionView>)>, StoreError> {
+    let rows = sqlx::query(concat!(
+        "SELECT t.*, a.id AS action_id, a.kind AS action_kind, a.status AS action_status, \
+         a.attempts AS action_attempts, a.last_error AS action_last_error FROM (",
+        crate::store::select!("WHERE id = $1"),
+        ") t LEFT JOIN actions a ON a.transfer_id = t.id ORDER BY a.created_at, a.id"
+    ))
+    .bind(id.as_str())
+    .fetch_all(pool)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let transfer = crate::store::transfer_from_row(first)?;
+    let actions = rows
+        .iter()
+        .filter_map(view_from_row)
+        .collect::<Result<_, _>>()?;
+    Ok(Some((transfer, actions)))
 }
 
 /// Count of actions not yet settled, for the demo and metrics.

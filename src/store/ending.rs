@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::transfers::{columns, from_row, select};
+use super::transfers::{from_row, select};
 use super::{Backend, Conn, StoreError, json_arrays, now_text};
 use crate::sip::SipInstruction;
 use crate::transfer::{BridgeState, Transfer, TransferId};

@@ -32,6 +32,8 @@ pub use instances::{
 };
 pub use scratch::scratch_database;
 pub use transfers::{ListPage, NewTransfer, Registered, fetch, record_upstream, register};
+/// For SQL that reads a transfer beside rows of another module's table.
+pub(crate) use transfers::{columns, from_row as transfer_from_row, select};
 
 /// A connection of either backend: what transaction-scoped SQL takes.
 pub type Conn = AnyConnection;

@@ -50,11 +50,16 @@ macro_rules! columns {
 /// see the SQL is static.
 macro_rules! select {
     ($rest:literal) => {
-        concat!("SELECT ", columns!(), " FROM transfers ", $rest)
+        concat!(
+            "SELECT ",
+            $crate::store::columns!(),
+            " FROM transfers ",
+            $rest
+        )
     };
 }
 
-pub(super) use {columns, select};
+pub(crate) use {columns, select};
 
 impl Store {
     pub async fn get(&self, id: &TransferId) -> Result<Option<Transfer>, StoreError> {
@@ -169,7 +174,7 @@ pub async fn record_upstream(
     Ok(())
 }
 
-pub(super) fn from_row(row: &Row) -> Result<Transfer, StoreError> {
+pub(crate) fn from_row(row: &Row) -> Result<Transfer, StoreError> {
     let id: String = row.try_get("id")?;
     let state: String = row.try_get("state")?;
     let upstream: Option<String> = row.try_get("upstream_json")?;
