@@ -11,6 +11,7 @@ mod policy;
 mod poll;
 mod scheduler;
 mod signals;
+mod slack;
 mod state;
 
 use std::sync::Arc;

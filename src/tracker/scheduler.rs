@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::time::{DelayQueue, delay_queue};
 
 use super::poll::{PollDeps, Step, fail_auth, poll_once};
+use super::slack::coalesced;
 use super::state::{Phase, TrackState};
 use crate::transfer::TransferId;
 
@@ -86,7 +87,7 @@ pub(super) struct Scheduler {
     probing: bool,
     circuit: watch::Receiver<bool>,
     by_phase: [usize; 3],
-    /// Where the grid of routine due times starts (see [`coalesced`]).
+    /// Where the grid of routine due times starts (see `slack`).
     epoch: Instant,
 }
 
@@ -198,9 +199,10 @@ impl Scheduler {
         }
         let delay = delay.unwrap_or_else(|| self.deps.policy.first_delay(&state));
         let id = state.id.clone();
+        let ceiling = self.deps.policy.ceiling(&state);
         let key = self
             .routine
-            .insert_at(id.clone(), coalesced(self.epoch, delay));
+            .insert_at(id.clone(), coalesced(self.epoch, delay, ceiling));
         self.count(None, state.phase);
         let entry = Entry {
             key: Some((Lane::Routine, key)),
@@ -305,7 +307,8 @@ impl Scheduler {
                 let key = match lane {
                     Lane::Signal => self.signal.insert(state.id.clone(), delay),
                     Lane::Routine => {
-                        let at = coalesced(self.epoch, delay);
+                        let ceiling = self.deps.policy.ceiling(&state);
+                        let at = coalesced(self.epoch, delay, ceiling);
                         self.routine.insert_at(state.id.clone(), at)
                     }
                 };
@@ -339,64 +342,6 @@ impl Scheduler {
         for phase in [Phase::Unknown, Phase::Active, Phase::Ongoing] {
             let n = self.by_phase[phase as usize] as f64;
             metrics::gauge!("bridge_tracked_transfers", "status" => phase.label()).set(n);
-        }
-    }
-}
-
-/// Routine polls come due on a grid of this step, so the polls of many
-/// transfers start together: one timer wake-up, and one burst of requests
-/// and answers, per step instead of one per poll. At 1,000 polls a second
-/// this halved the CPU per GET (README, "Throughput and CPU"). It is timer
-/// slack, what Linux's `round_jiffies` does for timers that need no
-/// precision: a delay of at least `MIN_COALESCED` ends at most one step
-/// (a tenth of it) later. Signalled polls never wait for the grid.
-const GRID: Duration = Duration::from_millis(50);
-/// Shorter delays (a retry's backoff, a paced poll put back in line) are
-/// kept as they are.
-const MIN_COALESCED: Duration = Duration::from_millis(500);
-
-/// When a routine poll `delay` from now is due: rounded up to the grid
-/// that starts at `epoch`.
-fn coalesced(epoch: Instant, delay: Duration) -> Instant {
-    let due = Instant::now() + delay;
-    if delay < MIN_COALESCED {
-        return due;
-    }
-    let since = due.saturating_duration_since(epoch).as_nanos();
-    let step = GRID.as_nanos();
-    let rounded = since.div_ceil(step) * step;
-    epoch + Duration::from_nanos(rounded as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routine_due_times_fall_on_the_grid_at_most_one_step_late() {
-        let epoch = Instant::now() - Duration::from_millis(7);
-        for ms in [500, 501, 999, 1_000, 1_049, 5_000, 600_000] {
-            let delay = Duration::from_millis(ms);
-            let earliest = Instant::now() + delay;
-            let due = coalesced(epoch, delay);
-            let latest = Instant::now() + delay + GRID;
-            assert!(due >= earliest && due <= latest, "{ms} ms: off the bounds");
-            let offset = (due - epoch).as_nanos();
-            assert_eq!(offset % GRID.as_nanos(), 0, "{ms} ms: off the grid");
-        }
-    }
-
-    #[test]
-    fn short_delays_are_kept() {
-        let epoch = Instant::now() - Duration::from_millis(7);
-        for ms in [0, 1, 250, 499] {
-            let delay = Duration::from_millis(ms);
-            let before = Instant::now() + delay;
-            let due = coalesced(epoch, delay);
-            assert!(
-                due >= before && due <= Instant::now() + delay,
-                "{ms} ms moved"
-            );
         }
     }
 }
