@@ -15,6 +15,7 @@ pub mod config;
 pub mod delivery;
 pub mod demo;
 pub mod lifecycle;
+pub mod linger;
 pub mod outbox;
 pub mod routing;
 pub mod settings;

@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 
 use super::{Finish, Finished, Lifecycle, Seen};
+use crate::linger::linger;
 use crate::store::StoreError;
 use crate::transfer::{BridgeState, TransferId};
 use crate::upstream::CallTransfer;
@@ -76,22 +76,10 @@ pub(super) async fn run(lifecycle: Lifecycle, mut rx: mpsc::Receiver<Job>) {
     let mut busy = false;
     while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
         if busy && group.len() < MAX_GROUP {
-            linger(&mut rx, &mut group).await;
+            linger(&mut rx, &mut group, MAX_GROUP, LINGER).await;
         }
         busy = group.len() > 1;
         commit(&lifecycle, std::mem::take(&mut group)).await;
-    }
-}
-
-/// Wait up to `LINGER` for more changes, until the group is full.
-async fn linger(rx: &mut mpsc::Receiver<Job>, group: &mut Vec<Job>) {
-    let until = Instant::now() + LINGER;
-    while group.len() < MAX_GROUP {
-        let room = MAX_GROUP - group.len();
-        tokio::select! {
-            n = rx.recv_many(group, room) => if n == 0 { return },
-            _ = tokio::time::sleep_until(until) => return,
-        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 use super::tests::new;
 use super::*;
@@ -24,6 +24,18 @@ fn lifecycle(store: &Store, handoff: Handoff) -> Lifecycle {
     )
 }
 
+/// A lifecycle handing over to a queue with room for `batches`, the
+/// dispatcher's wake-up, and the queue.
+fn handing_over(
+    store: &Store,
+    batches: usize,
+) -> (Lifecycle, Arc<Notify>, mpsc::Receiver<crate::outbox::Fresh>) {
+    let wake = Arc::new(Notify::new());
+    let lease = Duration::from_secs(60);
+    let (handoff, fresh) = Handoff::channel(wake.clone(), "i1".into(), lease, batches);
+    (lifecycle(store, handoff), wake, fresh)
+}
+
 /// `(claimed_by, attempts)` of an action.
 async fn claim_of(store: &Store, id: &str) -> (Option<String>, i64) {
     let row: (Option<String>, i64) =
@@ -39,10 +51,7 @@ async fn claim_of(store: &Store, id: &str) -> (Option<String>, i64) {
 async fn committed_actions_are_claimed_and_handed_over() {
     for db in testdb::each().await {
         let backend = db.backend();
-        let wake = Arc::new(Notify::new());
-        let lease = Duration::from_secs(60);
-        let (handoff, mut fresh) = Handoff::channel(wake, "i1".into(), lease, 8);
-        let lifecycle = lifecycle(&db.store, handoff);
+        let (lifecycle, _wake, mut fresh) = handing_over(&db.store, 8);
         lifecycle.register(&new("t1"), None).await.unwrap();
         let batch = fresh.try_recv().expect("the registration's batch");
         let ids: Vec<_> = batch.claimed.iter().map(|c| c.action.id.as_str()).collect();
@@ -79,10 +88,7 @@ async fn committed_actions_are_claimed_and_handed_over() {
 async fn with_no_room_actions_wait_unclaimed_and_the_dispatcher_is_woken() {
     for db in testdb::each().await {
         let backend = db.backend();
-        let wake = Arc::new(Notify::new());
-        let lease = Duration::from_secs(60);
-        let (handoff, _fresh) = Handoff::channel(wake.clone(), "i1".into(), lease, 1);
-        let lifecycle = lifecycle(&db.store, handoff);
+        let (lifecycle, wake, _fresh) = handing_over(&db.store, 1);
         lifecycle.register(&new("t1"), None).await.unwrap();
         lifecycle.register(&new("t2"), None).await.unwrap();
         let woken = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;

@@ -7,6 +7,8 @@ pub mod repo;
 mod settle;
 
 pub use dispatcher::Dispatcher;
+#[cfg(test)]
+pub(crate) use handoff::Fresh;
 pub use handoff::{Handoff, Slot};
 pub use repo::ActionView;
 

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use super::repo;
 use crate::backoff::Backoff;
+use crate::linger::linger;
 use crate::store::{Store, StoreError};
 
 /// Ids per statement: well under the backends' bound-variable and
@@ -44,7 +45,7 @@ pub struct Confirmed<T> {
 /// mark cannot be written while the disk is full is retried until half of
 /// `lease` has passed; after that its actions are redelivered when their
 /// claim expires, which is the at-least-once contract.
-pub async fn run<T>(
+pub async fn run<T: Send>(
     store: Store,
     mut rx: mpsc::UnboundedReceiver<Confirmed<T>>,
     lease: Duration,
@@ -52,7 +53,7 @@ pub async fn run<T>(
 ) {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        linger(&mut rx, &mut batch).await;
+        linger(&mut rx, &mut batch, MAX_BATCH, LINGER).await;
         let ids: Vec<String> = batch.iter().map(|c| c.id.clone()).collect();
         if let Err(e) = mark_with_retry(&store, &ids, lease / 2).await {
             // The claim lease expires and these actions are tried again.
@@ -60,18 +61,6 @@ pub async fn run<T>(
         }
         metrics::histogram!("bridge_outbox_settle_batch").record(ids.len() as f64);
         after(std::mem::take(&mut batch));
-    }
-}
-
-/// Take what arrives within `LINGER`, until the batch is full.
-async fn linger<T>(rx: &mut mpsc::UnboundedReceiver<Confirmed<T>>, batch: &mut Vec<Confirmed<T>>) {
-    let until = Instant::now() + LINGER;
-    while batch.len() < MAX_BATCH {
-        let room = MAX_BATCH - batch.len();
-        tokio::select! {
-            n = rx.recv_many(batch, room) => if n == 0 { return },
-            _ = tokio::time::sleep_until(until) => return,
-        }
     }
 }
 
