@@ -257,15 +257,33 @@ pub async fn redeliver(pool: &Pool, transfer: &TransferId) -> Result<u64, StoreE
     Ok(done.rows_affected())
 }
 
+/// The columns [`view_from_row`] reads, from the actions table as `$t`.
+macro_rules! action_columns {
+    ($t:literal) => {
+        concat!(
+            $t,
+            "id AS action_id, ",
+            $t,
+            "kind AS action_kind, ",
+            $t,
+            "status AS action_status, ",
+            $t,
+            "attempts AS action_attempts, ",
+            $t,
+            "last_error AS action_last_error"
+        )
+    };
+}
+
 pub async fn for_transfer(
     pool: &Pool,
     transfer: &TransferId,
 ) -> Result<Vec<ActionView>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT id AS action_id, kind AS action_kind, status AS action_status, \
-         attempts AS action_attempts, last_error AS action_last_error \
-         FROM actions WHERE transfer_id = $1 ORDER BY created_at, id",
-    )
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        action_columns!(""),
+        " FROM actions WHERE transfer_id = $1 ORDER BY created_at, id"
+    ))
     .bind(transfer.as_str())
     .fetch_all(pool)
     .await?;
@@ -299,8 +317,9 @@ pub async fn with_transfer(
     id: &TransferId,
 ) -> Result<Option<(Transfer, Vec<ActionView>)>, StoreError> {
     let rows = sqlx::query(concat!(
-        "SELECT t.*, a.id AS action_id, a.kind AS action_kind, a.status AS action_status, \
-         a.attempts AS action_attempts, a.last_error AS action_last_error FROM (",
+        "SELECT t.*, ",
+        action_columns!("a."),
+        " FROM (",
         crate::store::select!("WHERE id = $1"),
         ") t LEFT JOIN actions a ON a.transfer_id = t.id ORDER BY a.created_at, a.id"
     ))
