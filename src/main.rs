@@ -88,6 +88,7 @@ enum ConfigCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    transfer_bridge::alloc::return_freed_memory_promptly();
     let cli = Cli::parse();
     match cli.command {
         Command::Config {
