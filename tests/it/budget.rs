@@ -129,10 +129,20 @@ async fn the_auth_circuit_opens_and_closes() {
         app.script(id, completes_with(json!({"transferType": "SYSTEM"})));
         app.register_id(id).await;
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let (status, body) = readyz(&app).await;
-    assert_eq!(status, 503, "{body}");
+    // The first refusal opens the circuit, and two probes (after 300, then
+    // 600 ms) keep it open for at least 900 ms: look every 20 ms instead of
+    // once after a fixed sleep, which a loaded machine could overshoot.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let (status, body) = loop {
+        let (status, body) = readyz(&app).await;
+        if body["checks"]["upstream"]["circuit"] == "open" || tokio::time::Instant::now() > deadline
+        {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(body["checks"]["upstream"]["circuit"], "open", "{body}");
+    assert_eq!(status, 503, "{body}");
     // Probes after 300, then 600 ms use up the fault; then everything completes.
     for id in &ids {
         assert_eq!(app.settled(id).await["state"], "COMPLETED");
