@@ -7,7 +7,8 @@
 //! doubling frees the old table (9 MB at 65k tracked): for that second the
 //! process holds the old table beside the new one. At 100k tracked that
 //! was 310-503 B of RSS per transfer, depending on whether the last
-//! doubling fell inside the second; with 10 ms, 283-293 B.
+//! doubling fell inside the second; with 10 ms, 289-360 B (README,
+//! "Throughput and CPU").
 
 /// mimalloc's `mi_option_purge_delay`: index 15 of `mi_option_t` in v2 and
 /// v3 alike (options are never renumbered; retired ones keep their slot as

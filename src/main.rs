@@ -103,8 +103,8 @@ fn main() -> ExitCode {
 /// the workers: SQLite's connection workers (every statement and fsync runs
 /// there) and lapin's I/O loop. With as many workers as cores, at a few
 /// hundred transfers a second the two workers kept waking each other to
-/// share work one of them could do: on 2 cores one worker spent 13% less CPU
-/// per signalled transfer, with the same burst drain and CPU per poll
+/// share work one of them could do: on 2 cores one worker spent 7-13% less
+/// CPU per signalled transfer, with the same burst drain and CPU per poll
 /// (README, "Throughput and CPU"). `TOKIO_WORKER_THREADS` overrides it.
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
