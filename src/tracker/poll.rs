@@ -57,8 +57,14 @@ pub enum Step {
     Done,
 }
 
-pub async fn poll_once(deps: &PollDeps, st: &mut TrackState) -> Step {
+/// `request` is the caller's token for one upstream request in flight: it
+/// is dropped as soon as the GET has its answer (or at once, when no GET is
+/// needed), not when what the answer causes has been committed. So
+/// `polling.max_in_flight` bounds requests to the upstream, and a burst of
+/// completions waiting for their group commit does not hold the next GETs.
+pub async fn poll_once<R>(deps: &PollDeps, st: &mut TrackState, request: R) -> Step {
     if st.age() > deps.config.max_tracking_time {
+        drop(request);
         let reason = format!(
             "tracking time exceeded ({})",
             humantime::format_duration(deps.config.max_tracking_time)
@@ -71,7 +77,9 @@ pub async fn poll_once(deps: &PollDeps, st: &mut TrackState) -> Step {
         false => Priority::Routine,
     };
     let sent = Instant::now();
-    match deps.upstream.get(st.id.as_str(), priority).await {
+    let answer = deps.upstream.get(st.id.as_str(), priority).await;
+    drop(request);
+    match answer {
         Ok(fetched) => on_resource(deps, st, fetched, sent).await,
         Err(e) => on_error(deps, st, e).await,
     }

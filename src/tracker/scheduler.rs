@@ -1,5 +1,8 @@
 //! The tracker loop: two timer wheels (tokio-util's `DelayQueue`) of
-//! transfers and bounded in-flight polls. No task lives per transfer.
+//! transfers and polls in flight, at most `polling.max_in_flight` upstream
+//! requests per lane. A poll's place is free again once its GET has its
+//! answer, while what the answer causes still waits for its group commit.
+//! No task lives per transfer.
 //!
 //! Returned-call signals have their own wheel and their own in-flight lane,
 //! so a caller who is back is never queued behind routine polls. Routine
@@ -67,9 +70,28 @@ enum Gate {
 
 struct Done {
     lane: Lane,
-    probe: bool,
     state: TrackState,
     step: Step,
+}
+
+/// Polls of one lane in flight at most, counting those whose GET has its
+/// answer and that wait for their commit: a bound on the memory they hold,
+/// large enough to fill the group committer's groups.
+const PENDING_PER_REQUEST: usize = 16;
+
+/// One upstream request in flight. Dropped when the GET has its answer (see
+/// [`poll_once`]); the scheduler then frees its place in the lane.
+struct Request {
+    lane: Lane,
+    probe: bool,
+    answered: mpsc::UnboundedSender<(Lane, bool)>,
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        // The scheduler is gone when this fails: nothing left to count.
+        let _ = self.answered.send((self.lane, self.probe));
+    }
 }
 
 type Polling = BoxFuture<'static, Done>;
@@ -81,9 +103,15 @@ pub(super) struct Scheduler {
     signal: DelayQueue<TransferId>,
     entries: HashMap<TransferId, Entry>,
     inflight: FuturesUnordered<Polling>,
-    /// In flight per lane: [signal, routine].
+    /// Upstream requests in flight per lane: [signal, routine].
     busy: [usize; 2],
+    /// Polls in flight per lane (requests, and polls committing what their
+    /// answer caused).
+    pending: [usize; 2],
     max_in_flight: usize,
+    /// Where each [`Request`] reports its answer.
+    answered_tx: mpsc::UnboundedSender<(Lane, bool)>,
+    answered: mpsc::UnboundedReceiver<(Lane, bool)>,
     probing: bool,
     circuit: watch::Receiver<bool>,
     by_phase: [usize; 3],
@@ -95,6 +123,7 @@ impl Scheduler {
     pub(super) fn new(deps: PollDeps) -> Self {
         let max_in_flight = deps.config.max_in_flight;
         let circuit = deps.upstream.budget().circuit().subscribe();
+        let (answered_tx, answered) = mpsc::unbounded_channel();
         Self {
             deps: Arc::new(deps),
             routine: DelayQueue::new(),
@@ -102,7 +131,10 @@ impl Scheduler {
             entries: HashMap::new(),
             inflight: FuturesUnordered::new(),
             busy: [0; 2],
+            pending: [0; 2],
             max_in_flight,
+            answered_tx,
+            answered,
             probing: false,
             circuit,
             by_phase: [0; 3],
@@ -119,8 +151,8 @@ impl Scheduler {
         loop {
             let gate = self.gate();
             let go = !matches!(gate, Gate::Hold(_));
-            let signal_room = go && self.busy[0] < self.max_in_flight;
-            let mut routine_room = go && self.busy[1] < self.max_in_flight;
+            let signal_room = go && self.room(Lane::Signal);
+            let mut routine_room = go && self.room(Lane::Routine);
             // Routine polls wait in the wheel for the budget's pace, not in flight.
             let paced = match (routine_room, gate) {
                 (true, Gate::Open) => self.deps.upstream.budget().routine_wait(),
@@ -136,6 +168,10 @@ impl Scheduler {
                 biased;
                 _ = cancel.cancelled() => break,
                 Some(cmd) = rx.recv() => self.command(cmd),
+                Some((lane, probe)) = self.answered.recv() => {
+                    self.busy[lane as usize] -= 1;
+                    self.probing &= !probe;
+                }
                 Some(done) = self.inflight.next(), if !self.inflight.is_empty() => self.settle(done),
                 Some(due) = self.signal.next(), if signal_room => self.start(Lane::Signal, due.into_inner(), gate),
                 Some(due) = self.routine.next(), if routine_room => self.start(Lane::Routine, due.into_inner(), gate),
@@ -151,6 +187,13 @@ impl Scheduler {
         if drained.await.is_err() {
             tracing::warn!("tracker drain deadline passed; unfinished polls resume on next start");
         }
+    }
+
+    /// Whether a lane may start another poll.
+    fn room(&self, lane: Lane) -> bool {
+        let lane = lane as usize;
+        self.busy[lane] < self.max_in_flight
+            && self.pending[lane] < self.max_in_flight * PENDING_PER_REQUEST
     }
 
     fn gate(&self) -> Gate {
@@ -258,31 +301,31 @@ impl Scheduler {
         }
         self.probing |= probe;
         self.busy[lane as usize] += 1;
+        self.pending[lane as usize] += 1;
+        let request = Request {
+            lane,
+            probe,
+            answered: self.answered_tx.clone(),
+        };
         let deps = self.deps.clone();
         self.inflight.push(Box::pin(async move {
             let step = if fail {
+                drop(request);
                 fail_auth(&deps, &mut state).await
             } else {
-                poll_once(&deps, &mut state).await
+                poll_once(&deps, &mut state, request).await
             };
-            Done {
-                lane,
-                probe,
-                state,
-                step,
-            }
+            Done { lane, state, step }
         }));
     }
 
     fn settle(&mut self, done: Done) {
         let Done {
             lane,
-            probe,
             mut state,
             step,
         } = done;
-        self.busy[lane as usize] -= 1;
-        self.probing &= !probe;
+        self.pending[lane as usize] -= 1;
         let Some(entry) = self.entries.get_mut(&state.id) else {
             return; // untracked while in flight
         };

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use transfer_bridge::config::{PolicyKind, TrustSignals};
 use transfer_bridge::simulator::Fault;
@@ -263,4 +264,66 @@ async fn a_spent_budget_still_serves_returned_signals() {
     let budget = &body["checks"]["upstream"]["budget"];
     assert_eq!(budget["usedToday"].as_u64(), Some(gets), "{budget}");
     assert_eq!(budget["remaining"].as_u64(), Some(30 - gets), "{budget}");
+}
+
+/// `polling.max_in_flight` bounds requests to the upstream, not commits:
+/// with one request allowed and the store's write lock held by another
+/// connection, a second signalled transfer is polled while the first one's
+/// answer waits to be committed. (Before, a poll held its place until its
+/// commit, so a burst of completions waiting for the group commit held
+/// back the next GETs.)
+#[tokio::test]
+async fn a_poll_waiting_for_its_commit_does_not_hold_back_the_next_get() {
+    let app = spawn_app_with(|c| {
+        c.polling.policy = PolicyKind::Adaptive;
+        c.polling.trust_signals = TrustSignals::Always;
+        c.polling.max_in_flight = 1;
+    })
+    .await;
+    let ids = [unique("warm"), unique("first"), unique("second")];
+    for id in &ids {
+        app.script(
+            id,
+            json!({"timeline": [{"status": "COMPLETED"}], "outputContext": {"transferType": "SYSTEM"}}),
+        );
+        app.register_id(id).await;
+    }
+    // The first GET reserves a batch of the daily budget (a store write).
+    assert_eq!(returned(&app, &ids[0]).await, 202);
+    assert_eq!(app.settled(&ids[0]).await["state"], "COMPLETED");
+
+    let url = app.config.store.url.expose_secret().to_owned();
+    let mut lock = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    assert_eq!(returned(&app, &ids[1]).await, 202);
+    assert!(gets_within(&app, &ids[1], Duration::from_secs(2)).await);
+    assert_eq!(returned(&app, &ids[2]).await, 202);
+    let polled = gets_within(&app, &ids[2], Duration::from_secs(2)).await;
+    assert_eq!(
+        app.view(&ids[1]).await["state"],
+        "TRACKING",
+        "its commit waits"
+    );
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    assert!(polled, "the second GET waited for the first commit");
+    for id in &ids[1..] {
+        assert_eq!(app.settled(id).await["state"], "COMPLETED");
+    }
+}
+
+/// Whether the simulator saw a GET of `id` within `limit`.
+async fn gets_within(app: &TestApp, id: &str, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while app.sim.gets(id) == 0 {
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
 }
