@@ -170,7 +170,8 @@ pub async fn claim_due(
 /// Mark every action in `ids` delivered, in one statement (one commit):
 /// the settler's batch of confirms (see `settle`). The ids travel as one
 /// JSON array, so the statement text is the same for any batch size and is
-/// prepared once per connection (sqlx's Any driver binds no arrays).
+/// prepared once per connection (sqlx's Any driver binds no arrays). On
+/// PostgreSQL an array, as in `store::fetch_many`, keeps to the id index.
 pub async fn mark_delivered_many(store: &Store, ids: &[String]) -> Result<u64, StoreError> {
     let sql = match store.backend() {
         Backend::Sqlite => {
@@ -180,7 +181,7 @@ pub async fn mark_delivered_many(store: &Store, ids: &[String]) -> Result<u64, S
         Backend::Postgres => {
             "UPDATE actions SET status = 'delivered', claimed_until = NULL, claimed_by = NULL, \
              last_error = NULL, delivered_at = $2 \
-             WHERE id IN (SELECT json_array_elements_text($1::json))"
+             WHERE id = ANY(ARRAY(SELECT json_array_elements_text($1::json)))"
         }
     };
     let (mut marked, now) = (0, now_text());
