@@ -64,10 +64,10 @@ impl<'a> Ending<'a> {
 /// holds the database's one write lock.
 ///
 /// On PostgreSQL the ids are `= ANY(ARRAY(...))`, not `IN (SELECT ...)`:
-/// the planner takes a set-returning function for 100 rows, and against a
-/// table of some ten thousand transfers it answered `IN` with a hash semi
-/// join over a sequential scan of the whole table, for every group (most of
-/// the server's CPU in a burst). An array is looked up in the id index.
+/// the planner takes a set-returning function for 100 rows, and with 20,000
+/// transfers `EXPLAIN` showed `IN` as a hash semi join over a sequential
+/// scan of the whole table, for every group, growing with the table. An
+/// array is looked up in the id index.
 pub async fn fetch_many(
     conn: &mut Conn,
     backend: Backend,
