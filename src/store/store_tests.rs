@@ -206,3 +206,28 @@ async fn leases_expire_and_a_dead_owners_transfers_are_adopted_once() {
         );
     }
 }
+
+/// A lapsed lease that holds nothing but an outbox claim still counts as
+/// dead (its claim must be voided); once it holds nothing, it does not.
+#[tokio::test]
+async fn a_lapsed_lease_counts_as_dead_while_it_holds_a_claim() {
+    for db in testdb::each().await {
+        let (store, backend) = (&db.store, db.backend());
+        store.join("claimer", 0).await.unwrap();
+        store.join("idle", 0).await.unwrap();
+        register_one(&db, &new("c1", "a")).await;
+        sqlx::query(
+            "INSERT INTO actions (id, transfer_id, kind, target_json, body, status, attempts, \
+             next_attempt_at, created_at, name, claimed_by, claimed_until) VALUES \
+             ('c1.audit', 'c1', 'audit', '{}', '{}', 'pending', 1, 0, 'x', 'audit', 'claimer', 1)",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let dead = store.dead_instances().await.unwrap();
+        assert_eq!(dead, ["claimer"], "{backend:?}");
+        assert_eq!(store.release_claims_of("claimer").await.unwrap(), 1);
+        let dead = store.dead_instances().await.unwrap();
+        assert!(dead.is_empty(), "{backend:?}: {dead:?}");
+    }
+}
