@@ -135,7 +135,7 @@ impl Store {
     /// PostgreSQL planned the lookups from the owner column's statistics:
     /// where one live instance owns every transfer, it expected each expired
     /// lease to own two thirds of them, and scanned all of `transfers` and
-    /// `actions` for each one (30 ms at 20,000 transfers, growing with the
+    /// `actions` for each one (30-37 ms at 20,000 transfers, growing with the
     /// tables). An unnamed statement (`persistent(false)`) is planned for the
     /// id it carries, which the statistics know owns nothing: index lookups.
     pub async fn dead_instances(&self) -> Result<Vec<String>, StoreError> {
