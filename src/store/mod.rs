@@ -17,12 +17,11 @@ mod scratch;
 #[cfg(test)]
 pub(crate) mod testdb;
 mod transfers;
-mod tx;
 
 use std::path::Path;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
 
 pub use batch::json_arrays;
 pub use budget::Reserved;
@@ -35,13 +34,13 @@ pub use scratch::scratch_database;
 pub use transfers::{ListPage, NewTransfer, Registered, fetch, record_upstream, register};
 /// For SQL that reads a transfer beside rows of another module's table.
 pub(crate) use transfers::{columns, from_row as transfer_from_row, select};
-pub use tx::Tx;
 
 /// A connection of either backend: what transaction-scoped SQL takes.
 pub type Conn = AnyConnection;
 /// A row of either backend.
 pub type Row = sqlx::any::AnyRow;
 pub type Pool = AnyPool;
+pub type Tx = Transaction<'static, Any>;
 
 /// Which database the store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,11 +140,10 @@ impl Store {
     /// another writer committed (SQLITE_BUSY_SNAPSHOT, which busy_timeout
     /// cannot wait out), while an immediate one simply waits its turn.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        let begin = match self.backend {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
-        };
-        Tx::begin(&self.pool, begin).await
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// Readiness: the database answers and a one-row write commits. A write
@@ -193,13 +191,12 @@ fn sqlite_url(url: &str) -> Result<String, StoreError> {
 
 /// Decide whether a connection going back to the pool can be reused.
 ///
-/// The store's own transactions clean up after themselves (see [`Tx`]); what
-/// is left is sqlx's, which the migrator uses. One dropped without COMMIT or
-/// ROLLBACK queues a ROLLBACK on the connection; the ping waits for it. When
-/// SQLite already rolled the transaction back itself (it does on SQLITE_FULL
-/// and SQLITE_IOERR), that ROLLBACK fails and sqlx still counts the
-/// transaction as open, so every later `BEGIN` on the connection would fail.
-/// Such a connection is closed instead; the pool opens a fresh one.
+/// A transaction dropped without COMMIT or ROLLBACK (an error path's `?`, or
+/// a COMMIT that failed) queues a ROLLBACK on the connection; the ping waits
+/// for it. When SQLite already rolled the transaction back itself (it does on
+/// SQLITE_FULL and SQLITE_IOERR), that ROLLBACK fails and sqlx still counts
+/// the transaction as open, so every later `BEGIN` on the connection would
+/// fail. Such a connection is closed instead; the pool opens a fresh one.
 async fn reusable(conn: &mut AnyConnection) -> Result<bool, sqlx::Error> {
     // No transaction open, so no ROLLBACK queued: nothing to wait for (and
     // on SQLite no round trip to the connection's worker thread).
