@@ -126,6 +126,73 @@ async fn an_upstream_status_is_recorded_without_actions_on(f: Fixture) {
 }
 
 #[tokio::test]
+async fn statuses_and_endings_that_arrive_together_are_each_recorded() {
+    for f in fixtures().await {
+        statuses_and_endings_that_arrive_together_are_each_recorded_on(f).await;
+    }
+}
+
+/// They share the committer's groups: each status must land on its own
+/// transfer, and the ending keep its actions.
+async fn statuses_and_endings_that_arrive_together_are_each_recorded_on(f: Fixture) {
+    let ids: Vec<_> = (0..20)
+        .map(|i| TransferId::parse(&format!("s{i}")).unwrap())
+        .collect();
+    for id in ids.iter().chain([&TransferId::parse("e1").unwrap()]) {
+        f.lifecycle.register(&new(id.as_str()), None).await.unwrap();
+    }
+    let mut calls = tokio::task::JoinSet::new();
+    for (n, id) in ids.iter().enumerate() {
+        let (lifecycle, id) = (f.lifecycle.clone(), id.clone());
+        calls.spawn(async move {
+            let (ongoing, raw) = resource(id.as_str(), "ONGOING", "AGENT");
+            let seen = Seen {
+                resource: &ongoing,
+                raw: &raw,
+            };
+            lifecycle.upstream_seen(&id, seen, n as u32).await.unwrap();
+        });
+    }
+    let (done, raw) = resource("e1", "COMPLETED", "AGENT");
+    let e1 = TransferId::parse("e1").unwrap();
+    let seen = Seen {
+        resource: &done,
+        raw: &raw,
+    };
+    let finished = f
+        .lifecycle
+        .finish(&e1, ended(BridgeState::Completed, Some(seen)));
+    assert!(matches!(finished.await.unwrap(), Finished::Changed { .. }));
+    while let Some(call) = calls.join_next().await {
+        call.unwrap();
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let stored = f.lifecycle.store.get(id).await.unwrap().unwrap();
+        let got = (
+            stored.upstream_status.as_deref(),
+            stored.polls,
+            stored.state,
+        );
+        assert_eq!(
+            got,
+            (Some("ONGOING"), n as u32, BridgeState::Tracking),
+            "{id}"
+        );
+        assert_eq!(
+            stored.upstream,
+            Some(resource(id.as_str(), "ONGOING", "AGENT").1)
+        );
+    }
+    let stored = f.lifecycle.store.get(&e1).await.unwrap().unwrap();
+    assert_eq!(stored.state, BridgeState::Completed);
+    assert!(
+        names(&f, "e1").await.len() > 1,
+        "{:?}",
+        names(&f, "e1").await
+    );
+}
+
+#[tokio::test]
 async fn completion_enqueues_its_actions_wakes_waiters_and_happens_once() {
     for f in fixtures().await {
         completion_enqueues_its_actions_wakes_waiters_and_happens_once_on(f).await;

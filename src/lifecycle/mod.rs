@@ -17,7 +17,9 @@ pub use adopt::From as AdoptFrom;
 
 use crate::outbox::{ActionView, Handoff, Slot, repo};
 use crate::routing::Router;
-use crate::store::{self, Backend, Conn, Ending, NewTransfer, Registered, Store, StoreError};
+use crate::store::{
+    self, Backend, Conn, Ending, NewTransfer, Registered, Store, StoreError, Upstream,
+};
 use crate::transfer::{Action, BridgeState, Transfer, TransferId, Waiters};
 use crate::upstream::CallTransfer;
 
@@ -142,16 +144,37 @@ impl Lifecycle {
     }
 
     /// Upstream seen: a new status that does not end tracking (ACTIVE to
-    /// ONGOING, say). One write, no actions.
+    /// ONGOING, say). One write, no actions, committed with whatever else
+    /// the group committer has (see `group`).
     pub async fn upstream_seen(
         &self,
         id: &TransferId,
         seen: Seen<'_>,
         polls: u32,
     ) -> Result<(), StoreError> {
+        let row = Upstream::new(id, seen.resource.status.as_str(), seen.raw, polls);
+        let Some(committer) = &self.committer else {
+            return self.seen_alone(&row).await;
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = group::Job::Seen(group::SeenJob {
+            row: row.clone(),
+            reply,
+        });
+        if committer.send(job).await.is_ok()
+            && let Ok(result) = answer.await
+        {
+            return result;
+        }
+        // The committer is gone or stopped without answering: nothing
+        // committed.
+        self.seen_alone(&row).await
+    }
+
+    /// One status in a write of its own.
+    async fn seen_alone(&self, row: &Upstream) -> Result<(), StoreError> {
         let mut conn = self.store.pool().acquire().await?;
-        let status = seen.resource.status.as_str();
-        store::record_upstream(&mut conn, id, status, seen.raw, polls).await
+        store::record_upstream(&mut conn, self.store.backend(), [row]).await
     }
 
     /// Completed, expired, failed or cancelled: the state, its actions and
@@ -163,11 +186,11 @@ impl Lifecycle {
         finish: Finish<'_>,
     ) -> Result<Finished, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = group::Job {
+        let job = group::Job::Finish(Box::new(group::FinishJob {
             id: id.clone(),
             finish: group::OwnedFinish::new(&finish),
             reply,
-        };
+        }));
         let Some(committer) = &self.committer else {
             return self.finish_alone(id, &finish).await;
         };

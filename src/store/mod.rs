@@ -14,6 +14,7 @@ mod ending;
 mod errors;
 mod instances;
 mod scratch;
+mod seen;
 #[cfg(test)]
 pub(crate) mod testdb;
 mod transfers;
@@ -31,7 +32,8 @@ pub use instances::{
     Adopted, CHANGED, Renewal, SIGNAL, adopt_all, adopt_from, adopt_one, notify, notify_many,
 };
 pub use scratch::scratch_database;
-pub use transfers::{ListPage, NewTransfer, Registered, fetch, record_upstream, register};
+pub use seen::{Upstream, record_upstream};
+pub use transfers::{ListPage, NewTransfer, Registered, fetch, register};
 /// For SQL that reads a transfer beside rows of another module's table.
 pub(crate) use transfers::{columns, from_row as transfer_from_row, select};
 

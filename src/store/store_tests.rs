@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::testdb::{self, TestStore};
 use super::*;
-use crate::transfer::{BridgeState, TransferId};
+use crate::transfer::{BridgeState, Transfer, TransferId};
 
 fn new(id: &str, body: &str) -> NewTransfer {
     NewTransfer {
@@ -58,9 +58,8 @@ async fn a_transfer_finishes_once_and_keeps_what_the_upstream_said() {
         let id = TransferId::parse("t1").unwrap();
         let raw = json!({"id": "t1", "status": "ONGOING"});
         let mut conn = db.store.pool().acquire().await.unwrap();
-        record_upstream(&mut conn, &id, "ONGOING", &raw, 4)
-            .await
-            .unwrap();
+        let seen = Upstream::new(&id, "ONGOING", &raw, 4);
+        record_upstream(&mut conn, backend, [&seen]).await.unwrap();
         let mut cancel = Ending::new(&id, BridgeState::Cancelled, Some("why".into()));
         cancel.polls = Some(5);
         let done = end_many(&mut conn, backend, &[cancel]).await.unwrap();
@@ -73,6 +72,41 @@ async fn a_transfer_finishes_once_and_keeps_what_the_upstream_said() {
         assert_eq!((stored.polls, stored.reason.as_deref()), (5, Some("why")));
         assert_eq!(stored.upstream, Some(raw), "{backend:?}");
         assert_eq!(stored.upstream_status.as_deref(), Some("ONGOING"));
+    }
+}
+
+#[tokio::test]
+async fn statuses_of_many_transfers_are_recorded_in_one_call_and_a_repeat_keeps_the_later() {
+    for db in testdb::each().await {
+        let backend = db.backend();
+        let ids: Vec<_> = (0..3)
+            .map(|i| TransferId::parse(&format!("t{i}")).unwrap())
+            .collect();
+        for id in &ids {
+            register_one(&db, &new(id.as_str(), "a")).await;
+        }
+        let raw = |id: &TransferId, status: &str| json!({"id": id.as_str(), "status": status});
+        let rows = [
+            Upstream::new(&ids[0], "ONGOING", &raw(&ids[0], "ONGOING"), 2),
+            Upstream::new(&ids[1], "ONGOING", &raw(&ids[1], "ONGOING"), 3),
+            Upstream::new(&ids[0], "ACTIVE", &raw(&ids[0], "ACTIVE"), 5),
+        ];
+        let mut conn = db.store.pool().acquire().await.unwrap();
+        record_upstream(&mut conn, backend, &rows).await.unwrap();
+        let got = |t: &Transfer| (t.upstream_status.clone(), t.polls, t.upstream.clone());
+        let t0 = db.store.get(&ids[0]).await.unwrap().unwrap();
+        let later = (Some("ACTIVE".into()), 5, Some(raw(&ids[0], "ACTIVE")));
+        assert_eq!(got(&t0), later, "{backend:?}: the later row of t0");
+        let t1 = db.store.get(&ids[1]).await.unwrap().unwrap();
+        let t1_row = (Some("ONGOING".into()), 3, Some(raw(&ids[1], "ONGOING")));
+        assert_eq!(got(&t1), t1_row, "{backend:?}");
+        let t2 = db.store.get(&ids[2]).await.unwrap().unwrap();
+        assert_eq!(
+            t2.upstream_status.as_deref(),
+            Some("ACTIVE"),
+            "{backend:?}: untouched"
+        );
+        assert_eq!(t2.state, BridgeState::Tracking, "{backend:?}");
     }
 }
 

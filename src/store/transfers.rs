@@ -152,28 +152,6 @@ pub async fn register(
     })
 }
 
-/// Record what the upstream said without changing the bridge state.
-pub async fn record_upstream(
-    conn: &mut Conn,
-    id: &TransferId,
-    status: &str,
-    raw: &Value,
-    polls: u32,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE transfers SET upstream_status = $2, upstream_json = $3, polls = $4, updated_at = $5 \
-         WHERE id = $1",
-    )
-    .bind(id.as_str())
-    .bind(status)
-    .bind(raw.to_string())
-    .bind(i64::from(polls))
-    .bind(now_text())
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 pub(crate) fn from_row(row: &Row) -> Result<Transfer, StoreError> {
     let id: String = row.try_get("id")?;
     let state: String = row.try_get("state")?;
