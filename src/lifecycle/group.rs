@@ -1,14 +1,14 @@
 //! Group commit: state changes that arrive together share one transaction.
 //! So do the upstream statuses that change without ending tracking (ACTIVE
-//! to ONGOING): one each per transfer, and under polling load as many
-//! commits as the endings.
+//! to ONGOING): nearly every polled transfer has one besides its ending,
+//! and each was a commit of its own.
 //!
 //! Under `synchronous = FULL` every commit waits for an fsync, and SQLite
 //! takes one writer at a time, so a burst of completions committed one by
-//! one queues on the disk. Every `finish` goes to one committer task. It
-//! takes what is already queued (at most `MAX_GROUP`) and, when the last
-//! group was not alone (the bridge is under load), lingers up to `LINGER`
-//! for more; then writes the whole group with four statements (one UPDATE
+//! one queues on the disk. Every `finish` and `upstream_seen` goes to one
+//! committer task. It takes what is already queued (at most `MAX_GROUP`)
+//! and, when the last group was not alone (the bridge is under load),
+//! lingers up to `LINGER` for more; then writes the whole group with four statements (one UPDATE
 //! of the statuses seen, see `store::seen`; one read, one UPDATE, one INSERT
 //! for the endings, see `store::ending`) in one transaction and commits
 //! once. An idle bridge commits a lone change at once.
