@@ -16,9 +16,8 @@
 //! `target_lag`, recalibrated as durations are learned, and corrected by the
 //! lags actually measured (`feedback.rs`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
@@ -27,10 +26,9 @@ use super::durations::Durations;
 use super::feedback::LagFeedback;
 use super::learned::Learned;
 use super::policy::{Completion, PollPolicy};
+use super::recalibration::{Crossing, Gate};
 use super::state::{Phase, TrackState};
 
-/// Recalibrate the scale after this many learned completions.
-const RECALIBRATE_EVERY: u64 = 100;
 /// Points checked ahead within one interval, and rounds of narrowing.
 const LOOKAHEAD: usize = 8;
 const REFINE: usize = 6;
@@ -65,7 +63,7 @@ impl Model {
 pub struct AdaptivePolicy {
     bounds: Bounds,
     model: Arc<RwLock<Model>>,
-    calibrating: Arc<AtomicBool>,
+    calibrating: Arc<Gate>,
     /// Where lengths learned here go, to be shared with other instances.
     shared: Option<Learned>,
 }
@@ -94,9 +92,18 @@ impl AdaptivePolicy {
                 scale,
                 feedback: LagFeedback::new(bounds.target_lag),
             })),
-            calibrating: Arc::new(AtomicBool::new(false)),
+            calibrating: Arc::default(),
             shared: None,
         }
+    }
+
+    /// A policy that recalibrates at every hundred completions however
+    /// fast they come: replays that play hours of calls in milliseconds.
+    #[cfg(test)]
+    pub(crate) fn replaying(cfg: &PollingConfig) -> Self {
+        let mut policy = Self::from_config(cfg);
+        policy.calibrating = Arc::new(Gate::spaced(Duration::ZERO));
+        policy
     }
 
     /// A policy that shares what it learns through `learned`, and learns
@@ -113,9 +120,7 @@ impl AdaptivePolicy {
             }
             let after = m.durations.seen();
             drop(m);
-            if crossed(before, after) {
-                recalibrate(bounds, &model, &calibrating);
-            }
+            recalibrate(bounds, &model, &calibrating, Crossing::of(before, after));
         }));
         policy.shared = Some(learned.clone());
         policy
@@ -160,35 +165,26 @@ impl AdaptivePolicy {
     }
 }
 
-/// Recompute the scale off the hot path, one calibration at a time.
-fn recalibrate(bounds: Bounds, model: &Arc<RwLock<Model>>, calibrating: &Arc<AtomicBool>) {
-    if calibrating.swap(true, Ordering::AcqRel) {
+/// Recompute the scale off the hot path, one calibration at a time, when
+/// `crossing` calls for one (see `recalibration`).
+fn recalibrate(bounds: Bounds, model: &Arc<RwLock<Model>>, gate: &Arc<Gate>, crossing: Crossing) {
+    if !gate.start(crossing, Instant::now()) {
         return;
     }
     let (durations, near) = {
         let m = model.read().unwrap_or_else(|p| p.into_inner());
         (m.durations.clone(), m.scale)
     };
-    let (model, flag) = (model.clone(), calibrating.clone());
+    let (model, gate) = (model.clone(), gate.clone());
     let work = move || {
         let scale = calibrate(&durations, &bounds, Some(near));
         model.write().unwrap_or_else(|p| p.into_inner()).scale = scale;
-        flag.store(false, Ordering::Release);
+        gate.done();
     };
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => drop(handle.spawn_blocking(work)),
         Err(_) => work(),
     }
-}
-
-/// Whether going from `before` to `after` learned completions passed a
-/// point where the scale is recalibrated: early on every doubling, later
-/// every hundred.
-fn crossed(before: u64, after: u64) -> bool {
-    after > before
-        && (before == 0
-            || after.ilog2() > before.ilog2()
-            || after / RECALIBRATE_EVERY > before / RECALIBRATE_EVERY)
 }
 
 impl PollPolicy for AdaptivePolicy {
@@ -218,9 +214,8 @@ impl PollPolicy for AdaptivePolicy {
         if let Some(shared) = &self.shared {
             shared.observed(duration);
         }
-        if crossed(seen - 1, seen) {
-            recalibrate(self.bounds, &self.model, &self.calibrating);
-        }
+        let crossing = Crossing::of(seen - 1, seen);
+        recalibrate(self.bounds, &self.model, &self.calibrating, crossing);
     }
 }
 
@@ -281,8 +276,8 @@ fn predicted_p95(d: &Durations, scale: f64, b: &Bounds) -> f64 {
 }
 
 /// The largest scale whose predicted p95 lag meets the target, by
-/// bisection of its logarithm. A recalibration (every hundred completions,
-/// so the answer moves little) first brackets it within a factor of 4 of
+/// bisection of its logarithm. A recalibration (every hundred completions
+/// at most, so the answer moves little) first brackets it within a factor of 4 of
 /// the last answer: 2 + 12 predictions instead of 24, each a simulated
 /// schedule, which made calibration a tenth of a signalled transfer's CPU.
 fn calibrate(d: &Durations, b: &Bounds, near: Option<f64>) -> f64 {

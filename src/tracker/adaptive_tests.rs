@@ -47,7 +47,10 @@ fn play_lags(population: &[f64], mut next: impl FnMut(f64) -> f64) -> (f64, Vec<
 }
 
 fn learned(cfg: &PollingConfig, population: &[f64]) -> AdaptivePolicy {
-    let policy = AdaptivePolicy::from_config(cfg);
+    learned_by(AdaptivePolicy::replaying(cfg), population)
+}
+
+fn learned_by(policy: AdaptivePolicy, population: &[f64]) -> AdaptivePolicy {
     // A fixed shuffle (7919 is prime): arrivals are not sorted by length.
     let n = population.len();
     for i in 0..n {
@@ -188,7 +191,7 @@ fn learning_online_from_a_wrong_prior_still_saves_gets() {
     let calls: Vec<f64> = (0..1000).map(|i| truth[i * 7919 % 1000]).collect();
     for fixed in [1.0, 5.0, 15.0] {
         let (fixed_gets, fixed_p95) = play(&calls, |_| fixed);
-        let policy = AdaptivePolicy::from_config(&polling(0.95 * fixed));
+        let policy = AdaptivePolicy::replaying(&polling(0.95 * fixed));
         let (mut gets, mut lags) = (0.0, Vec::new());
         for &call in &calls {
             let (g, lag) = play_lags(&[call], |t| policy.gap(t));
@@ -209,4 +212,17 @@ fn learning_online_from_a_wrong_prior_still_saves_gets() {
         );
         assert!(p95 < 1.08 * fixed_p95, "{fixed}s: p95 {p95} vs {fixed_p95}");
     }
+}
+
+/// At hundreds of completions a second a calibration every hundred ran
+/// twice a second; the hundred-steps now wait `MIN_GAP` for the last
+/// calibration, while each doubling still recalibrates at once.
+#[test]
+fn a_fast_stream_of_completions_recalibrates_at_doublings_only() {
+    let calls = population(180.0, 0.6, 700);
+    let policy = learned_by(AdaptivePolicy::from_config(&polling(1.0)), &calls);
+    // 1, 2, 4, ..., 512: ten doublings. Every hundred as well: 17.
+    assert_eq!(policy.calibrating.started(), 10);
+    let replayed = learned(&polling(1.0), &calls);
+    assert_eq!(replayed.calibrating.started(), 17);
 }

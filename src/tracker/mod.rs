@@ -9,6 +9,7 @@ mod integrations;
 mod learned;
 mod policy;
 mod poll;
+mod recalibration;
 mod scheduler;
 mod signals;
 mod slack;
