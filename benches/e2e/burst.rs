@@ -79,6 +79,11 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
     let cpu = bridge.cpu_seconds();
     let at_once = Instant::now();
     each(&bridge, &ids, "/returned", |_| json!({}), 202).await?;
+    eprintln!(
+        "SIGNALS SENT in {:.2} s, received {}",
+        at_once.elapsed().as_secs_f64(),
+        received.load(Ordering::SeqCst)
+    );
     let deadline = at_once + Duration::from_secs(600);
     while received.load(Ordering::SeqCst) < n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

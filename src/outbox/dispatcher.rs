@@ -31,6 +31,30 @@ pub struct DeliveryReport {
     pub outcome: Outcome,
 }
 
+/// Whether the table may hold due actions that were not handed over, so a
+/// claim could find some: at start, after a wake (actions recorded
+/// unclaimed), at each poll tick (retries come due, claims lapse), after a
+/// claim that filled its room, and when the broker unblocks. Room freed by
+/// confirms alone claims nothing: in a burst every action is handed over,
+/// and each such claim was an empty write transaction on the store's one
+/// writer (219 in a 3 s drain of 10,000 completions, sqlx's statement log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backlog {
+    Maybe,
+    None,
+}
+
+impl Backlog {
+    /// After a claim of at most `room` that got `claimed`: a full one may
+    /// have left more behind.
+    fn after_claim(claimed: usize, room: u32) -> Self {
+        match claimed as u64 >= u64::from(room) {
+            true => Self::Maybe,
+            false => Self::None,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Dispatcher {
     store: Store,
@@ -145,34 +169,37 @@ impl Dispatcher {
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let refill = (self.config.concurrency / 2).max(1);
         let start = |items: Vec<Claimed>| self.start(items, &permits, inflight, &confirmed);
-        let mut claim_now = true;
+        let mut backlog = Backlog::Maybe;
+        let tick = tokio::time::sleep(self.config.poll_interval);
+        tokio::pin!(tick);
         while !cancel.is_cancelled() {
-            let mut full_round = false;
-            if claim_now && permits.available_permits() >= refill {
-                let claimed = self.claim(&permits).await;
-                full_round = claimed.len() as u32 >= self.config.batch_size;
+            let room = (permits.available_permits() as u32).min(self.config.batch_size);
+            if backlog == Backlog::Maybe && permits.available_permits() >= refill {
+                let claimed = self.claim(room).await;
+                backlog = Backlog::after_claim(claimed.len(), room);
                 start(claimed).await;
+                if backlog == Backlog::Maybe && permits.available_permits() >= refill {
+                    continue;
+                }
             }
-            if full_round && permits.available_permits() >= refill {
-                continue;
-            }
-            claim_now = true;
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 Some(batch) = fresh.recv() => {
-                    claim_now = false;
                     match batch.at.elapsed() < self.config.claim_timeout / 2 {
                         true => start(batch.claimed).await,
                         // Its claim is close to lapsing: the poll takes it then.
                         false => tracing::warn!(actions = batch.claimed.len(), "a handed-over batch waited past half its claim; leaving it to the claim's expiry"),
                     }
                 }
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = self.wake.notified() => backlog = Backlog::Maybe,
+                () = &mut tick => {
+                    backlog = Backlog::Maybe;
+                    tick.as_mut().reset(tokio::time::Instant::now() + self.config.poll_interval);
+                }
                 // Enough room freed up for another batch.
                 _ = permits.acquire_many(refill as u32), if permits.available_permits() < refill => {}
                 // Broker actions held back by a resource alarm go at once.
-                _ = self.sinks.amqp.unblocked(), if self.sinks.amqp.blocked().is_some() => {}
+                _ = self.sinks.amqp.unblocked(), if self.sinks.amqp.blocked().is_some() => backlog = Backlog::Maybe,
             }
         }
     }
@@ -198,8 +225,7 @@ impl Dispatcher {
         }
     }
 
-    async fn claim(&self, permits: &Semaphore) -> Vec<Claimed> {
-        let room = (permits.available_permits() as u32).min(self.config.batch_size);
+    async fn claim(&self, room: u32) -> Vec<Claimed> {
         if room == 0 {
             return Vec::new();
         }
@@ -325,5 +351,17 @@ fn outcome_label(outcome: &Outcome) -> &'static str {
         Outcome::Delivered => "delivered",
         Outcome::Retry { .. } => "retry",
         Outcome::Failed { .. } => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Backlog;
+
+    #[test]
+    fn only_a_claim_that_filled_its_room_may_have_left_some_behind() {
+        assert_eq!(Backlog::after_claim(32, 32), Backlog::Maybe);
+        assert_eq!(Backlog::after_claim(31, 32), Backlog::None);
+        assert_eq!(Backlog::after_claim(0, 32), Backlog::None);
     }
 }

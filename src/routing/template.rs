@@ -67,16 +67,16 @@ pub fn render(source: &str, event: &TransferEvent) -> Result<String, String> {
     }
     let mut compiled = COMPILED.write().unwrap_or_else(|p| p.into_inner());
     if compiled.templates().count() < CACHED
-        && compiled.add_template_owned(source.to_owned(), source.to_owned()).is_ok()
+        && compiled
+            .add_template_owned(source.to_owned(), source.to_owned())
+            .is_ok()
         && let Some(done) = read(&compiled)
     {
         return done;
     }
     drop(compiled);
     // Not cached (a compile error, or the cache is full): as before.
-    env()
-        .render_str(source, ctx)
-        .map_err(|e| e.to_string())
+    env().render_str(source, ctx).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -98,7 +98,10 @@ mod tests {
     #[test]
     fn a_compiled_template_renders_each_event_and_a_bad_one_fails_every_time() {
         let key = "agent.{{ currentTaskName }}.{{ metadata.queue }}";
-        assert_eq!(render(key, &event(Some("billing"))).unwrap(), "agent.billing.gold");
+        assert_eq!(
+            render(key, &event(Some("billing"))).unwrap(),
+            "agent.billing.gold"
+        );
         assert_eq!(render(key, &event(None)).unwrap(), "agent.none.gold");
         let typo = "agent.{{ currentTaskNam }}";
         for _ in 0..2 {

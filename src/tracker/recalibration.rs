@@ -109,7 +109,11 @@ mod tests {
         assert_eq!(Crossing::of(99, 100), Crossing::Step);
         assert_eq!(Crossing::of(101, 102), Crossing::None);
         assert_eq!(Crossing::of(5, 5), Crossing::None);
-        assert_eq!(Crossing::of(150, 260), Crossing::Doubling, "a batch from elsewhere");
+        assert_eq!(
+            Crossing::of(150, 260),
+            Crossing::Doubling,
+            "a batch from elsewhere"
+        );
     }
 
     #[test]

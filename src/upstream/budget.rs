@@ -11,8 +11,8 @@
 //! - the spike limit spaces requests evenly, signals first.
 //!
 //! The daily count is one for the whole deployment: requests are reserved
-//! from a [`Ledger`] (the store, in the app) in batches of `budget_batch` and
-//! spent locally; what this instance has not spent yet is its own, what
+//! from a [`Ledger`] (the store, in the app) in batches (`budget_batch`, more
+//! under load: `grant`) and spent locally; what this instance has not spent yet is its own, what
 //! others reserved counts as spent. The spike limit is split among the live
 //! instances ([`Budget::share_spike`]), and so is the even pace.
 //!
@@ -20,6 +20,7 @@
 //! consults before polling at all.
 
 mod clock;
+mod grant;
 mod ledger;
 mod pace;
 mod snapshot;
@@ -45,6 +46,7 @@ use super::circuit::AuthCircuit;
 use super::client::Fetched;
 use super::error::UpstreamError;
 use crate::backoff::Backoff;
+use grant::GrantSize;
 use pace::{Load, Pacer};
 use snapshot::publish;
 use spike::Spike;
@@ -66,8 +68,6 @@ pub enum Priority {
 pub struct Budget {
     spike: Spike,
     ledger: Arc<dyn Ledger>,
-    /// Requests reserved from the ledger at a time.
-    batch: u32,
     /// One reservation at a time: concurrent requests share its batch.
     refilling: tokio::sync::Mutex<()>,
     daily_limit: u32,
@@ -94,6 +94,8 @@ struct State {
     consecutive_429: u32,
     pacer: Pacer,
     load: Load,
+    /// Requests the next reservation asks for (see `grant`).
+    grant: GrantSize,
 }
 
 impl Budget {
@@ -106,7 +108,6 @@ impl Budget {
         Self {
             spike: Spike::new(config.rate_limit_per_s),
             ledger: Arc::new(MemoryLedger::default()),
-            batch: config.budget_batch.max(1),
             refilling: tokio::sync::Mutex::new(()),
             daily_limit: config.daily_budget,
             signal_reserve: config.signal_reserve.min(config.daily_budget),
@@ -120,6 +121,7 @@ impl Budget {
                 consecutive_429: 0,
                 pacer: Pacer::new(now),
                 load: Load::new(now),
+                grant: GrantSize::new(config.budget_batch),
             }),
             signals_waiting: AtomicUsize::new(0),
             signals_idle: Notify::new(),
@@ -159,15 +161,18 @@ impl Budget {
                 tokio::time::sleep_until(until).await;
                 continue;
             }
-            let held = self.lock().held;
+            let (held, batch) = {
+                let state = self.lock();
+                (state.held, state.grant.size())
+            };
             if held == 0 {
                 self.refill(priority, 1).await;
                 continue;
             }
             // Routine polls top the batch up before it runs out, so a
             // returned-call signal rarely waits for the store's write.
-            if priority == Priority::Routine && held <= self.batch / 2 {
-                self.refill(priority, self.batch / 2 + 1).await;
+            if priority == Priority::Routine && held <= batch / 2 {
+                self.refill(priority, batch / 2 + 1).await;
             }
             self.spike_token(priority).await;
             if self.try_count(priority) {

@@ -226,6 +226,8 @@ async fn share_spike_splits_the_rate_among_live_instances() {
 struct CountingLedger {
     inner: MemoryLedger,
     calls: std::sync::atomic::AtomicU32,
+    /// What each reservation asked for.
+    wants: std::sync::Mutex<Vec<u32>>,
     failing: std::sync::atomic::AtomicBool,
 }
 
@@ -237,6 +239,7 @@ impl Ledger for CountingLedger {
         cap: u32,
     ) -> futures::future::BoxFuture<'_, anyhow::Result<Grant>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        self.wants.lock().unwrap().push(want);
         if self.failing.load(Ordering::SeqCst) {
             return Box::pin(async { anyhow::bail!("database unreachable") });
         }
@@ -263,8 +266,9 @@ async fn requests_are_reserved_in_batches_and_the_unsent_part_goes_back() {
     let ledger = Arc::new(CountingLedger::default());
     let budget = Arc::new(Budget::new(&config).with_ledger(ledger.clone()));
     burst(&budget, 45, Priority::Signal).await;
-    // Three reservations for 45 requests, not 45 writes.
-    assert_eq!(ledger.calls.load(Ordering::SeqCst), 3);
+    // Two reservations for 45 requests, not 45 writes: the first 20 went
+    // within 250 ms (the spike limit is 1,000/s), so the next asked for 40.
+    assert_eq!(*ledger.wants.lock().unwrap(), [20, 40]);
     let snapshot = budget.snapshot();
     assert_eq!((snapshot.used_today, snapshot.remaining), (45, 55));
     let day = budget.lock().day;
@@ -273,6 +277,23 @@ async fn requests_are_reserved_in_batches_and_the_unsent_part_goes_back() {
     budget.release_unused().await;
     assert_eq!(spent().await, 45);
     assert_eq!(budget.snapshot().used_today, 45);
+}
+
+/// A burst at a high spike limit does not pay a store write per 20
+/// requests: reservations double until one lasts a quarter of a second
+/// (320 requests at 1,000/s), then stay there.
+#[tokio::test(start_paused = true)]
+async fn a_burst_reserves_in_growing_batches_until_each_lasts_a_while() {
+    let mut config = config(1000, 1_000_000, 0);
+    config.budget_batch = 20;
+    let ledger = Arc::new(CountingLedger::default());
+    let budget = Arc::new(Budget::new(&config).with_ledger(ledger.clone()));
+    burst(&budget, 3000, Priority::Signal).await;
+    let wants = ledger.wants.lock().unwrap().clone();
+    let mut expected = vec![20, 40, 80, 160];
+    expected.extend([320; 9]);
+    assert_eq!(wants, expected, "150 at a fixed 20");
+    assert_eq!(budget.snapshot().used_today, 3000);
 }
 
 #[tokio::test(start_paused = true)]

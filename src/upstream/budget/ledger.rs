@@ -80,18 +80,23 @@ impl super::Budget {
     /// already refilled goes on with it.
     pub(super) async fn refill(&self, priority: super::Priority, enough: u32) {
         let _one = self.refilling.lock().await;
-        let day = {
+        let (day, want) = {
             let mut state = self.lock();
             state.roll_day();
             if state.held >= enough {
                 return;
             }
-            state.day
+            let max = self.spike.share();
+            (
+                state.day,
+                state.grant.next(tokio::time::Instant::now(), max),
+            )
         };
         let cap = self.limit_for(priority);
-        match self.ledger.reserve(day, self.batch, cap).await {
+        match self.ledger.reserve(day, want, cap).await {
             Ok(grant) => {
                 let mut state = self.lock();
+                state.grant.granted(tokio::time::Instant::now());
                 // Past midnight the grant belongs to a day that is over.
                 if state.day == day {
                     state.held += grant.granted;
