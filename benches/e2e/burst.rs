@@ -37,6 +37,9 @@ pub struct Burst {
     pub published: i64,
     /// From the instant all completed to the last message received.
     pub drain_s: f64,
+    /// When the last `/returned` was answered, and how many agent messages
+    /// had arrived by then.
+    pub signalled: (f64, usize),
     /// Bridge process CPU over the drain, per completion.
     pub cpu_ms_per_completion: f64,
     /// The plain lapin loop, same number of messages, same run.
@@ -79,10 +82,9 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
     let cpu = bridge.cpu_seconds();
     let at_once = Instant::now();
     each(&bridge, &ids, "/returned", |_| json!({}), 202).await?;
-    eprintln!(
-        "SIGNALS SENT in {:.2} s, received {}",
+    let signalled = (
         at_once.elapsed().as_secs_f64(),
-        received.load(Ordering::SeqCst)
+        received.load(Ordering::SeqCst),
     );
     let deadline = at_once + Duration::from_secs(600);
     while received.load(Ordering::SeqCst) < n && Instant::now() < deadline {
@@ -111,6 +113,7 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
         confirmed,
         published,
         drain_s,
+        signalled,
         cpu_ms_per_completion: cpu * 1000.0 / n as f64,
         bare,
     })

@@ -96,12 +96,14 @@ pub fn throughput(burst: Option<&Burst>, polling: Option<&Polling>, signalled: O
         let rate = b.transfers as f64 / b.drain_s;
         let messages = b.published as f64 / b.drain_s;
         println!(
-            "burst ({}): {} completing at once, each signalled: {} agent messages received, {} confirmed, drained in {:.2} s: {:.0} completions/s, {} messages published at {:.0}/s = {:.2}x bare lapin ({:.0} msgs/s, {} messages, 100 confirms in flight); bridge CPU {:.3} ms per completion",
+            "burst ({}): {} completing at once, each signalled: {} agent messages received, {} confirmed, drained in {:.2} s (the last signal answered at {:.2} s, {} received by then): {:.0} completions/s, {} messages published at {:.0}/s = {:.2}x bare lapin ({:.0} msgs/s, {} messages, 100 confirms in flight); bridge CPU {:.3} ms per completion",
             b.store,
             b.transfers,
             b.received,
             b.confirmed,
             b.drain_s,
+            b.signalled.0,
+            b.signalled.1,
             rate,
             b.published,
             messages,
