@@ -46,9 +46,12 @@ impl GrantSize {
         self.size
     }
 
-    /// The size of the reservation asked for at `now`, at most `max` (a
-    /// second of the spike limit) unless `budget_batch` is larger.
-    pub(super) fn next(&mut self, now: Instant, max: u32) -> u32 {
+    /// The size of the reservation asked for at `now`: at most `max` (a
+    /// second of the spike limit) and half of what is `left` of the day's
+    /// budget as last seen, unless `budget_batch` is larger. Near the end of
+    /// the budget a grown batch would sit unsent in one instance while
+    /// another, or a returned-call signal, finds the day spent.
+    pub(super) fn next(&mut self, now: Instant, max: u32, left: u32) -> u32 {
         let max = max.max(self.base);
         if let Some(at) = self.granted_at {
             let lasted = now.saturating_duration_since(at);
@@ -59,7 +62,7 @@ impl GrantSize {
             }
         }
         self.size = self.size.clamp(self.base, max);
-        self.size
+        self.size.min(left / 2).max(self.base)
     }
 
     /// A reservation was granted at `now`.
@@ -76,24 +79,32 @@ mod tests {
     fn grows_while_spent_fast_up_to_the_bound_and_shrinks_when_slow() {
         let mut grant = GrantSize::new(20);
         let t0 = Instant::now();
-        assert_eq!(grant.next(t0, 1000), 20, "the first is budget_batch");
+        assert_eq!(
+            grant.next(t0, 1000, u32::MAX),
+            20,
+            "the first is budget_batch"
+        );
         grant.granted(t0);
         let mut at = t0;
         let mut sizes = Vec::new();
         for _ in 0..7 {
             at += Duration::from_millis(10);
-            sizes.push(grant.next(at, 1000));
+            sizes.push(grant.next(at, 1000, u32::MAX));
             grant.granted(at);
         }
         assert_eq!(sizes, [40, 80, 160, 320, 640, 1000, 1000]);
         at += Duration::from_secs(1);
-        assert_eq!(grant.next(at, 1000), 1000, "between FAST and SLOW: kept");
+        assert_eq!(
+            grant.next(at, 1000, u32::MAX),
+            1000,
+            "between FAST and SLOW: kept"
+        );
         grant.granted(at);
         at += SLOW * 2;
-        assert_eq!(grant.next(at, 1000), 500);
+        assert_eq!(grant.next(at, 1000, u32::MAX), 500);
         grant.granted(at);
         assert_eq!(
-            grant.next(at + Duration::from_millis(1), 100),
+            grant.next(at + Duration::from_millis(1), 100, u32::MAX),
             100,
             "a smaller spike share bounds it"
         );
@@ -105,10 +116,22 @@ mod tests {
         let t0 = Instant::now();
         grant.granted(t0);
         assert_eq!(
-            grant.next(t0 + SLOW * 3, 5),
+            grant.next(t0 + SLOW * 3, 5, u32::MAX),
             20,
             "budget_batch above a second of the spike"
         );
-        assert_eq!(GrantSize::new(0).next(t0, 0), 1);
+        assert_eq!(GrantSize::new(0).next(t0, 0, 0), 1);
+    }
+
+    #[test]
+    fn near_the_end_of_the_budget_a_grown_batch_takes_half_of_what_is_left() {
+        let mut grant = GrantSize::new(20);
+        let t0 = Instant::now();
+        grant.granted(t0);
+        let soon = t0 + Duration::from_millis(10);
+        assert_eq!(grant.next(soon, 1000, 100), 40, "room enough");
+        grant.granted(soon);
+        assert_eq!(grant.next(soon, 1000, 100), 50, "half of 100");
+        assert_eq!(grant.next(soon, 1000, 30), 20, "never below budget_batch");
     }
 }

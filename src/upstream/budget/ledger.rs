@@ -86,11 +86,10 @@ impl super::Budget {
             if state.held >= enough {
                 return;
             }
-            let max = self.spike.share();
-            (
-                state.day,
-                state.grant.next(tokio::time::Instant::now(), max),
-            )
+            let (max, cap) = (self.spike.share(), self.limit_for(priority));
+            let left = cap.saturating_sub(state.spent);
+            let now = tokio::time::Instant::now();
+            (state.day, state.grant.next(now, max, left))
         };
         let cap = self.limit_for(priority);
         match self.ledger.reserve(day, want, cap).await {
