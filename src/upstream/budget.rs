@@ -48,7 +48,6 @@ use super::error::UpstreamError;
 use crate::backoff::Backoff;
 use grant::GrantSize;
 use pace::{Load, Pacer};
-use snapshot::publish;
 use spike::Spike;
 
 /// After the ledger failed, ask again this much later. Requests wait
@@ -226,47 +225,6 @@ impl Budget {
         self.daily_limit.saturating_sub(state.used())
     }
 
-    pub fn snapshot(&self) -> BudgetSnapshot {
-        let mut state = self.lock();
-        state.roll_day();
-        self.snapshot_of(&state)
-    }
-
-    fn snapshot_of(&self, state: &State) -> BudgetSnapshot {
-        let now = Instant::now();
-        let (reset_at, resets_at) = state.clock.next_reset();
-        let resets_in = reset_at.saturating_duration_since(now);
-        let remaining = self.daily_limit.saturating_sub(state.used());
-        let load = state.load.rate_at(now);
-        let exhausted_in = Duration::from_secs_f64((f64::from(remaining) / load).min(1e9));
-        let exhausted_in = (exhausted_in < resets_in).then_some(exhausted_in);
-        BudgetSnapshot {
-            daily_limit: self.daily_limit,
-            used_today: state.used(),
-            remaining,
-            resets_at,
-            resets_in_s: resets_in.as_secs_f64(),
-            load_per_s: load,
-            even_pace_per_s: self.even_pace(state, resets_in),
-            pacing: state.pacer.is_pacing(),
-            exhausted_at: exhausted_in.map(|d| state.clock.now() + d),
-            exhausted_in_s: exhausted_in.map(|d| d.as_secs_f64()),
-            paused_ms: state
-                .paused_until
-                .map_or(0, |u| u.saturating_duration_since(now).as_millis() as u64),
-        }
-    }
-
-    /// Routine requests/s that spend what routine polls may still spend
-    /// evenly until the reset: this instance's share of the deployment's.
-    fn even_pace(&self, state: &State, resets_in: Duration) -> f64 {
-        let routine_left = self
-            .limit_for(Priority::Routine)
-            .saturating_sub(state.used());
-        let live = f64::from(self.spike.live());
-        f64::from(routine_left) / resets_in.as_secs_f64().max(1.0) / live
-    }
-
     /// When the next routine poll may start: `None` now, else when to ask
     /// again (the even pace, a 429 pause, or the reset once the routine part
     /// of the budget is spent). Takes nothing.
@@ -324,13 +282,6 @@ impl Budget {
         state.held -= 1;
         state.load.record(Instant::now());
         true
-    }
-
-    /// Set the budget gauges from a fresh snapshot. Called when `/metrics`
-    /// is scraped rather than on every request: a snapshot does date
-    /// arithmetic and six registry look-ups, which a 1 s poller paid per GET.
-    pub fn publish_gauges(&self) {
-        publish(&self.snapshot());
     }
 
     /// A spike-limiter token; a signal overtakes every routine request that

@@ -1,6 +1,11 @@
 //! What the budget looks like from outside: `/readyz` and the gauges.
 
+use std::time::Duration;
+
 use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use super::{Budget, Priority, State};
 
 /// The budget as `/readyz` and the metrics show it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -36,4 +41,54 @@ pub(super) fn publish(s: &BudgetSnapshot) {
     // +Inf: the budget lasts until the reset at the current load.
     let exhausted = s.exhausted_in_s.unwrap_or(f64::INFINITY);
     metrics::gauge!("bridge_upstream_budget_exhausted_in_seconds").set(exhausted);
+}
+
+impl Budget {
+    pub fn snapshot(&self) -> BudgetSnapshot {
+        let mut state = self.lock();
+        state.roll_day();
+        self.snapshot_of(&state)
+    }
+
+    fn snapshot_of(&self, state: &State) -> BudgetSnapshot {
+        let now = Instant::now();
+        let (reset_at, resets_at) = state.clock.next_reset();
+        let resets_in = reset_at.saturating_duration_since(now);
+        let remaining = self.daily_limit.saturating_sub(state.used());
+        let load = state.load.rate_at(now);
+        let exhausted_in = Duration::from_secs_f64((f64::from(remaining) / load).min(1e9));
+        let exhausted_in = (exhausted_in < resets_in).then_some(exhausted_in);
+        BudgetSnapshot {
+            daily_limit: self.daily_limit,
+            used_today: state.used(),
+            remaining,
+            resets_at,
+            resets_in_s: resets_in.as_secs_f64(),
+            load_per_s: load,
+            even_pace_per_s: self.even_pace(state, resets_in),
+            pacing: state.pacer.is_pacing(),
+            exhausted_at: exhausted_in.map(|d| state.clock.now() + d),
+            exhausted_in_s: exhausted_in.map(|d| d.as_secs_f64()),
+            paused_ms: state
+                .paused_until
+                .map_or(0, |u| u.saturating_duration_since(now).as_millis() as u64),
+        }
+    }
+
+    /// Routine requests/s that spend what routine polls may still spend
+    /// evenly until the reset: this instance's share of the deployment's.
+    pub(super) fn even_pace(&self, state: &State, resets_in: Duration) -> f64 {
+        let routine_left = self
+            .limit_for(Priority::Routine)
+            .saturating_sub(state.used());
+        let live = f64::from(self.spike.live());
+        f64::from(routine_left) / resets_in.as_secs_f64().max(1.0) / live
+    }
+
+    /// Set the budget gauges from a fresh snapshot. Called when `/metrics`
+    /// is scraped rather than on every request: a snapshot does date
+    /// arithmetic and six registry look-ups, which a 1 s poller paid per GET.
+    pub fn publish_gauges(&self) {
+        publish(&self.snapshot());
+    }
 }
