@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Recalibrate the scale after this many learned completions...
-pub(super) const EVERY: u64 = 100;
+const EVERY: u64 = 100;
 /// ...but not sooner than this after the last one (doublings excepted).
-pub(super) const MIN_GAP: Duration = Duration::from_secs(10);
+const MIN_GAP: Duration = Duration::from_secs(10);
 
 /// What going from one count of learned completions to another passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

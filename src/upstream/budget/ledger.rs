@@ -80,18 +80,17 @@ impl super::Budget {
     /// already refilled goes on with it.
     pub(super) async fn refill(&self, priority: super::Priority, enough: u32) {
         let _one = self.refilling.lock().await;
+        let cap = self.limit_for(priority);
         let (day, want) = {
             let mut state = self.lock();
             state.roll_day();
             if state.held >= enough {
                 return;
             }
-            let (max, cap) = (self.spike.share(), self.limit_for(priority));
             let left = cap.saturating_sub(state.spent);
             let now = tokio::time::Instant::now();
-            (state.day, state.grant.next(now, max, left))
+            (state.day, state.grant.next(now, self.spike.share(), left))
         };
-        let cap = self.limit_for(priority);
         match self.ledger.reserve(day, want, cap).await {
             Ok(grant) => {
                 let mut state = self.lock();
