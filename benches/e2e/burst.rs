@@ -24,7 +24,7 @@ use crate::bare::{self, BareLapin};
 use crate::process::BridgeProcess;
 use crate::stand::Env;
 
-const CONCURRENCY: usize = 64;
+pub const CONCURRENCY: usize = 64;
 
 #[derive(Debug)]
 pub struct Burst {
@@ -42,6 +42,9 @@ pub struct Burst {
     pub signalled: (f64, usize),
     /// Bridge process CPU over the drain, per completion.
     pub cpu_ms_per_completion: f64,
+    /// The registrations before the burst, 64 at a time: seconds, and
+    /// bridge CPU per registration.
+    pub registered: (f64, f64),
     /// The plain lapin loop, same number of messages, same run.
     pub bare: BareLapin,
 }
@@ -72,7 +75,12 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
     }
     // Promised signals: no GET before each transfer's signal.
     let register = |id: &str| json!({"callTransferId": id, "returnSignal": true});
+    let (cpu, at) = (bridge.cpu_seconds(), Instant::now());
     each(&bridge, &ids, "/v1/transfers", register, 201).await?;
+    let registered = (
+        at.elapsed().as_secs_f64(),
+        (bridge.cpu_seconds() - cpu) * 1000.0 / n as f64,
+    );
     // Their `transfer.tracking` audit records go out before the burst.
     settled(&store).await?;
     let completed = script("COMPLETED");
@@ -115,6 +123,7 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
         drain_s,
         signalled,
         cpu_ms_per_completion: cpu * 1000.0 / n as f64,
+        registered,
         bare,
     })
 }

@@ -96,7 +96,7 @@ pub fn throughput(burst: Option<&Burst>, polling: Option<&Polling>, signalled: O
         let rate = b.transfers as f64 / b.drain_s;
         let messages = b.published as f64 / b.drain_s;
         println!(
-            "burst ({}): {} completing at once, each signalled: {} agent messages received, {} confirmed, drained in {:.2} s (the last signal answered at {:.2} s, {} received by then): {:.0} completions/s, {} messages published at {:.0}/s = {:.2}x bare lapin ({:.0} msgs/s, {} messages, 100 confirms in flight); bridge CPU {:.3} ms per completion",
+            "burst ({}): {} completing at once, each signalled: {} agent messages received, {} confirmed, drained in {:.2} s (the last signal answered at {:.2} s, {} received by then): {:.0} completions/s, {} messages published at {:.0}/s = {:.2}x bare lapin ({:.0} msgs/s, {} messages, 100 confirms in flight); bridge CPU {:.3} ms per completion; before it, {} registered {} at a time in {:.2} s: {:.0}/s, {:.3} ms CPU each",
             b.store,
             b.transfers,
             b.received,
@@ -111,6 +111,11 @@ pub fn throughput(burst: Option<&Burst>, polling: Option<&Polling>, signalled: O
             b.bare.per_s,
             b.bare.messages,
             b.cpu_ms_per_completion,
+            b.transfers,
+            crate::burst::CONCURRENCY,
+            b.registered.0,
+            b.transfers as f64 / b.registered.0,
+            b.registered.1,
         );
     }
     if let Some(p) = polling {

@@ -1,17 +1,18 @@
 //! Group commit: state changes that arrive together share one transaction.
-//! So do the upstream statuses that change without ending tracking (ACTIVE
-//! to ONGOING): nearly every polled transfer has one besides its ending,
-//! and each was a commit of its own.
+//! So do registrations (see `register`) and the upstream statuses that
+//! change without ending tracking (ACTIVE to ONGOING): nearly every polled
+//! transfer has one besides its ending, and each was a commit of its own.
 //!
 //! Under `synchronous = FULL` every commit waits for an fsync, and SQLite
 //! takes one writer at a time, so a burst of completions committed one by
 //! one queues on the disk. Every `finish` and `upstream_seen` goes to one
 //! committer task. It takes what is already queued (at most `MAX_GROUP`)
 //! and, when the last group was not alone (the bridge is under load),
-//! lingers up to `LINGER` for more; then writes the whole group with four statements (one UPDATE
-//! of the statuses seen, see `store::seen`; one read, one UPDATE, one INSERT
-//! for the endings, see `store::ending`) in one transaction and commits
-//! once. An idle bridge commits a lone change at once.
+//! lingers up to `LINGER` for more; then writes the whole group in one
+//! transaction and commits once: each registration's INSERT (it must tell
+//! a new transfer from a repeat), one UPDATE of the statuses seen (see
+//! `store::seen`), one read, one UPDATE for the endings (see
+//! `store::ending`) and one INSERT of every action. An idle bridge commits a lone change at once.
 //!
 //! Each ending keeps its own outcome (ended now, had already ended, or
 //! unknown). If a statement or the commit fails, each change of the group
@@ -24,9 +25,11 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use super::register::{self, Registration};
 use super::{Finish, Finished, Lifecycle, Seen};
 use crate::linger::linger;
-use crate::store::{self, StoreError, Upstream};
+use crate::outbox::repo;
+use crate::store::{self, NewTransfer, StoreError, Upstream};
 use crate::transfer::{BridgeState, TransferId};
 use crate::upstream::CallTransfer;
 
@@ -73,6 +76,15 @@ pub(super) enum Job {
     /// Boxed: it holds the whole upstream resource, a status needs a tenth.
     Finish(Box<FinishJob>),
     Seen(SeenJob),
+    Register(Box<RegisterJob>),
+}
+
+/// A registration.
+pub(super) struct RegisterJob {
+    pub new: NewTransfer,
+    /// The upstream's answer when the bridge created the transfer upstream.
+    pub created: Option<CallTransfer>,
+    pub reply: oneshot::Sender<Result<Registration, StoreError>>,
 }
 
 /// A transfer leaving TRACKING.
@@ -101,60 +113,105 @@ pub(super) async fn run(lifecycle: Lifecycle, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-async fn commit(lifecycle: &Lifecycle, group: Vec<Job>) {
-    metrics::histogram!("bridge_lifecycle_group_size").record(group.len() as f64);
-    let (mut finishes, mut seen) = (Vec::new(), Vec::new());
-    for job in group {
+/// A group split by kind.
+#[derive(Default)]
+struct Group {
+    registers: Vec<RegisterJob>,
+    finishes: Vec<FinishJob>,
+    seen: Vec<SeenJob>,
+}
+
+/// What a group's transaction gave each registration and each ending.
+struct Outcomes {
+    registered: Vec<Registration>,
+    finished: Vec<Finished>,
+}
+
+async fn commit(lifecycle: &Lifecycle, jobs: Vec<Job>) {
+    metrics::histogram!("bridge_lifecycle_group_size").record(jobs.len() as f64);
+    let mut group = Group::default();
+    for job in jobs {
         match job {
-            Job::Finish(f) => finishes.push(*f),
-            Job::Seen(s) => seen.push(s),
+            Job::Finish(f) => group.finishes.push(*f),
+            Job::Seen(s) => group.seen.push(s),
+            Job::Register(r) => group.registers.push(*r),
         }
     }
-    match write_group(lifecycle, &finishes, &seen).await {
-        Ok(outcomes) => {
-            for (job, finished) in finishes.into_iter().zip(outcomes) {
-                lifecycle.finished(&job.id, &finished);
-                let _ = job.reply.send(Ok(finished));
-            }
-            for job in seen {
-                let _ = job.reply.send(Ok(()));
-            }
-        }
+    match write_group(lifecycle, &group).await {
+        Ok(outcomes) => answer(lifecycle, group, outcomes),
         Err(e) => {
-            let changes = finishes.len() + seen.len();
+            let changes = group.registers.len() + group.finishes.len() + group.seen.len();
             tracing::warn!(changes, error = %e, "group commit failed; committing each change alone");
-            for job in finishes {
-                let result = lifecycle
-                    .finish_alone(&job.id, &job.finish.as_finish())
-                    .await;
-                let _ = job.reply.send(result);
-            }
-            for job in seen {
-                let _ = job.reply.send(lifecycle.seen_alone(&job.row).await);
-            }
+            alone(lifecycle, group).await;
         }
     }
 }
 
-/// One transaction for the whole group; the outcome of each ending.
-async fn write_group(
-    lifecycle: &Lifecycle,
-    finishes: &[FinishJob],
-    seen: &[SeenJob],
-) -> Result<Vec<Finished>, StoreError> {
-    let changes: Vec<_> = finishes
+/// After the commit (and the handoff of its actions): each caller's answer.
+fn answer(lifecycle: &Lifecycle, group: Group, outcomes: Outcomes) {
+    for (job, registration) in group.registers.into_iter().zip(outcomes.registered) {
+        register::counted(&registration.0);
+        let _ = job.reply.send(Ok(registration));
+    }
+    for (job, finished) in group.finishes.into_iter().zip(outcomes.finished) {
+        lifecycle.finished(&job.id, &finished);
+        let _ = job.reply.send(Ok(finished));
+    }
+    for job in group.seen {
+        let _ = job.reply.send(Ok(()));
+    }
+}
+
+/// The group failed: each change again in a transaction of its own, so each
+/// caller gets the answer its own transaction gives.
+async fn alone(lifecycle: &Lifecycle, group: Group) {
+    for job in group.registers {
+        let result = lifecycle
+            .register_alone(&job.new, job.created.as_ref())
+            .await;
+        let _ = job.reply.send(result);
+    }
+    for job in group.finishes {
+        let result = lifecycle
+            .finish_alone(&job.id, &job.finish.as_finish())
+            .await;
+        let _ = job.reply.send(result);
+    }
+    for job in group.seen {
+        let _ = job.reply.send(lifecycle.seen_alone(&job.row).await);
+    }
+}
+
+/// One transaction for the whole group.
+async fn write_group(lifecycle: &Lifecycle, group: &Group) -> Result<Outcomes, StoreError> {
+    let changes: Vec<_> = group
+        .finishes
         .iter()
         .map(|job| (&job.id, job.finish.as_finish()))
         .collect();
     let slot = lifecycle.outbox.slot();
     let mut tx = lifecycle.store.begin().await?;
     let backend = lifecycle.store.backend();
-    store::record_upstream(&mut tx, backend, seen.iter().map(|job| &job.row)).await?;
-    let (outcomes, actions) = match changes.is_empty() {
+    let mut registered = Vec::with_capacity(group.registers.len());
+    let mut actions = Vec::new();
+    for job in &group.registers {
+        let (outcome, planned) = lifecycle
+            .register_in(&mut tx, &job.new, job.created.as_ref())
+            .await?;
+        registered.push((outcome, register::views(&planned)));
+        actions.extend(planned);
+    }
+    repo::enqueue(&mut tx, backend, &actions, slot.claim()).await?;
+    store::record_upstream(&mut tx, backend, group.seen.iter().map(|job| &job.row)).await?;
+    let (finished, ended) = match changes.is_empty() {
         true => Default::default(),
         false => lifecycle.finish_in(&mut tx, &changes, &slot).await?,
     };
     tx.commit().await?;
+    actions.extend(ended);
     lifecycle.outbox.committed(slot, actions);
-    Ok(outcomes)
+    Ok(Outcomes {
+        registered,
+        finished,
+    })
 }

@@ -26,7 +26,7 @@ fn lifecycle(store: &Store, handoff: Handoff) -> Lifecycle {
 
 /// A lifecycle handing over to a queue with room for `batches`, the
 /// dispatcher's wake-up, and the queue.
-fn handing_over(
+pub(super) fn handing_over(
     store: &Store,
     batches: usize,
 ) -> (Lifecycle, Arc<Notify>, mpsc::Receiver<crate::outbox::Fresh>) {

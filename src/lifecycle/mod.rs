@@ -8,12 +8,14 @@
 
 mod adopt;
 mod group;
+mod register;
 
 use std::sync::Arc;
 
 use serde_json::Value;
 
 pub use adopt::From as AdoptFrom;
+pub use register::Registration;
 
 use crate::outbox::{ActionView, Handoff, Slot, repo};
 use crate::routing::Router;
@@ -100,47 +102,6 @@ impl Lifecycle {
         tokio::spawn(group::run(lifecycle.clone(), rx));
         lifecycle.committer = Some(tx);
         lifecycle
-    }
-
-    /// Registered: insert it (or recognise a repeat) and, when new, enqueue
-    /// its `transfer.tracking` audit record. `created` is the upstream's
-    /// answer when the bridge created the transfer upstream.
-    pub async fn register(
-        &self,
-        new: &NewTransfer,
-        created: Option<&CallTransfer>,
-    ) -> Result<Registered, StoreError> {
-        Ok(self.register_viewed(new, created).await?.0)
-    }
-
-    /// [`Self::register`], with the actions a new transfer's commit
-    /// enqueued (none for a repeat), so its answer needs no second read.
-    pub async fn register_viewed(
-        &self,
-        new: &NewTransfer,
-        created: Option<&CallTransfer>,
-    ) -> Result<(Registered, Vec<ActionView>), StoreError> {
-        let slot = self.outbox.slot();
-        let mut tx = self.store.begin().await?;
-        let registered = store::register(&mut tx, new, &self.instance).await?;
-        let mut actions = Vec::new();
-        if let Registered::Created(transfer) = &registered {
-            actions = self
-                .router
-                .plan(transfer, BridgeState::Tracking, created)
-                .actions;
-            let backend = self.store.backend();
-            repo::enqueue(&mut tx, backend, &actions, slot.claim()).await?;
-        }
-        tx.commit().await?;
-        let mut views: Vec<_> = actions.iter().map(ActionView::enqueued).collect();
-        // The order a read gives: by creation (one commit), then id.
-        views.sort_by(|a, b| a.id.cmp(&b.id));
-        if matches!(registered, Registered::Created(_)) {
-            metrics::counter!("bridge_transfers_registered_total").increment(1);
-            self.outbox.committed(slot, actions);
-        }
-        Ok((registered, views))
     }
 
     /// Upstream seen: a new status that does not end tracking (ACTIVE to
@@ -385,3 +346,7 @@ mod tests;
 #[cfg(test)]
 #[path = "handoff_tests.rs"]
 mod handoff_tests;
+
+#[cfg(test)]
+#[path = "register_tests.rs"]
+mod register_tests;

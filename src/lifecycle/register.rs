@@ -1,0 +1,104 @@
+//! Registration: a new transfer and its `transfer.tracking` audit record,
+//! in one transaction. Registrations that arrive together share the group
+//! committer's transaction with whatever else it has (see `group`): at a
+//! peak many calls are handed over at once, and each registration was a
+//! FULL commit of its own, queued on the store's one writer.
+
+use super::{Lifecycle, group};
+use crate::outbox::{ActionView, repo};
+use crate::store::{Conn, NewTransfer, Registered, StoreError};
+use crate::transfer::{Action, BridgeState};
+use crate::upstream::CallTransfer;
+
+/// How a registration went, with the actions its commit enqueued (none for
+/// a repeat), so its answer needs no second read.
+pub type Registration = (Registered, Vec<ActionView>);
+
+impl Lifecycle {
+    /// Registered: insert it (or recognise a repeat) and, when new, enqueue
+    /// its `transfer.tracking` audit record. `created` is the upstream's
+    /// answer when the bridge created the transfer upstream.
+    pub async fn register(
+        &self,
+        new: &NewTransfer,
+        created: Option<&CallTransfer>,
+    ) -> Result<Registered, StoreError> {
+        Ok(self.register_viewed(new, created).await?.0)
+    }
+
+    /// [`Self::register`], with the views of the actions it enqueued.
+    pub async fn register_viewed(
+        &self,
+        new: &NewTransfer,
+        created: Option<&CallTransfer>,
+    ) -> Result<Registration, StoreError> {
+        let Some(committer) = &self.committer else {
+            return self.register_alone(new, created).await;
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = group::Job::Register(Box::new(group::RegisterJob {
+            new: new.clone(),
+            created: created.cloned(),
+            reply,
+        }));
+        if committer.send(job).await.is_ok()
+            && let Ok(result) = answer.await
+        {
+            return result;
+        }
+        // The committer is gone or stopped without answering: nothing
+        // committed.
+        self.register_alone(new, created).await
+    }
+
+    /// One registration in a transaction of its own.
+    pub(super) async fn register_alone(
+        &self,
+        new: &NewTransfer,
+        created: Option<&CallTransfer>,
+    ) -> Result<Registration, StoreError> {
+        let slot = self.outbox.slot();
+        let mut tx = self.store.begin().await?;
+        let (registered, actions) = self.register_in(&mut tx, new, created).await?;
+        repo::enqueue(&mut tx, self.store.backend(), &actions, slot.claim()).await?;
+        tx.commit().await?;
+        let views = views(&actions);
+        self.outbox.committed(slot, actions);
+        counted(&registered);
+        Ok((registered, views))
+    }
+
+    /// Insert `new`, or recognise a repeat, in the caller's transaction; the
+    /// actions a new transfer causes, for the caller to enqueue.
+    pub(super) async fn register_in(
+        &self,
+        tx: &mut Conn,
+        new: &NewTransfer,
+        created: Option<&CallTransfer>,
+    ) -> Result<(Registered, Vec<Action>), StoreError> {
+        let registered = crate::store::register(tx, new, &self.instance).await?;
+        let actions = match &registered {
+            Registered::Created(transfer) => {
+                let plan = self.router.plan(transfer, BridgeState::Tracking, created);
+                plan.actions
+            }
+            Registered::Identical(_) | Registered::Conflict(_) => Vec::new(),
+        };
+        Ok((registered, actions))
+    }
+}
+
+/// The views of a registration's actions, in the order a read gives: by
+/// creation (one commit), then id.
+pub(super) fn views(actions: &[Action]) -> Vec<ActionView> {
+    let mut views: Vec<_> = actions.iter().map(ActionView::enqueued).collect();
+    views.sort_by(|a, b| a.id.cmp(&b.id));
+    views
+}
+
+/// After the commit: count a new transfer.
+pub(super) fn counted(registered: &Registered) {
+    if matches!(registered, Registered::Created(_)) {
+        metrics::counter!("bridge_transfers_registered_total").increment(1);
+    }
+}
