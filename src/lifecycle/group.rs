@@ -4,17 +4,19 @@
 //! transfer has one besides its ending, and each was a commit of its own.
 //!
 //! Under `synchronous = FULL` every commit waits for an fsync, and SQLite
-//! takes one writer at a time, so a burst of completions committed one by
-//! one queues on the disk. Every `finish` and `upstream_seen` goes to one
-//! committer task. It takes what is already queued (at most `MAX_GROUP`)
-//! and, when the last group was not alone (the bridge is under load),
-//! lingers up to `LINGER` for more; then writes the whole group in one
-//! transaction and commits once: each registration's INSERT (it must tell
-//! a new transfer from a repeat), one UPDATE of the statuses seen (see
-//! `store::seen`), one read, one UPDATE for the endings (see
-//! `store::ending`) and one INSERT of every action. An idle bridge commits a lone change at once.
+//! takes one writer at a time, so a burst of changes committed one by one
+//! queues on the disk. Every `register`, `finish` and `upstream_seen` goes
+//! to one committer task. It takes what is already queued (at most
+//! `MAX_GROUP`) and, when the last group was not alone (the bridge is under
+//! load), lingers up to `LINGER` for more; then writes the whole group in
+//! one transaction and commits once: an INSERT per registration (each must
+//! tell a new transfer from a repeat) and one of their actions, one UPDATE
+//! of the statuses seen (see `store::seen`), and for the endings one read,
+//! one UPDATE and one INSERT of their actions (see `store::ending`). An idle
+//! bridge commits a lone change at once.
 //!
-//! Each ending keeps its own outcome (ended now, had already ended, or
+//! Each change keeps its own outcome (a registration: new, an identical
+//! repeat or a conflict; an ending: ended now, had already ended, or
 //! unknown). If a statement or the commit fails, each change of the group
 //! is run again alone, so every caller gets the answer its own transaction
 //! would have given. Nobody is answered (and no dispatcher or held request
