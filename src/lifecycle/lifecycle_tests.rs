@@ -11,15 +11,15 @@ use super::*;
 use crate::config::Config;
 use crate::store::testdb;
 
-struct Fixture {
-    lifecycle: Lifecycle,
+pub(super) struct Fixture {
+    pub(super) lifecycle: Lifecycle,
     waiters: Arc<Waiters>,
     outbox_wake: Arc<Notify>,
     _db: testdb::TestStore,
 }
 
 /// One fixture per backend.
-async fn fixtures() -> Vec<Fixture> {
+pub(super) async fn fixtures() -> Vec<Fixture> {
     let mut all = Vec::new();
     for db in testdb::each().await {
         all.push(fixture(db));
@@ -60,7 +60,7 @@ pub(super) fn new(id: &str) -> NewTransfer {
     }
 }
 
-fn resource(id: &str, status: &str, transfer_type: &str) -> (CallTransfer, Value) {
+pub(super) fn resource(id: &str, status: &str, transfer_type: &str) -> (CallTransfer, Value) {
     let raw = json!({"id": id, "externalConversationId": "conv", "status": status,
         "createdAt": "2030-01-01T00:00:00Z", "type": "SIP",
         "sip": {"returnTransferType": "REFER", "returnUri": "sip:ivr@pbx.example.com"},
@@ -68,7 +68,7 @@ fn resource(id: &str, status: &str, transfer_type: &str) -> (CallTransfer, Value
     (serde_json::from_value(raw.clone()).unwrap(), raw)
 }
 
-async fn names(f: &Fixture, id: &str) -> Vec<String> {
+pub(super) async fn names(f: &Fixture, id: &str) -> Vec<String> {
     let id = TransferId::parse(id).unwrap();
     let actions = f.lifecycle.actions(&id).await.unwrap();
     let mut names: Vec<String> = actions
@@ -79,7 +79,7 @@ async fn names(f: &Fixture, id: &str) -> Vec<String> {
     names
 }
 
-fn ended(state: BridgeState, seen: Option<Seen<'_>>) -> Finish<'_> {
+pub(super) fn ended(state: BridgeState, seen: Option<Seen<'_>>) -> Finish<'_> {
     Finish {
         state,
         reason: None,
@@ -123,73 +123,6 @@ async fn an_upstream_status_is_recorded_without_actions_on(f: Fixture) {
     let stored = f.lifecycle.store.get(&id).await.unwrap().unwrap();
     assert_eq!(stored.upstream_status.as_deref(), Some("ONGOING"));
     assert_eq!((stored.state, stored.polls), (BridgeState::Tracking, 2));
-}
-
-#[tokio::test]
-async fn statuses_and_endings_that_arrive_together_are_each_recorded() {
-    for f in fixtures().await {
-        statuses_and_endings_that_arrive_together_are_each_recorded_on(f).await;
-    }
-}
-
-/// They share the committer's groups: each status must land on its own
-/// transfer, and the ending keep its actions.
-async fn statuses_and_endings_that_arrive_together_are_each_recorded_on(f: Fixture) {
-    let ids: Vec<_> = (0..20)
-        .map(|i| TransferId::parse(&format!("s{i}")).unwrap())
-        .collect();
-    for id in ids.iter().chain([&TransferId::parse("e1").unwrap()]) {
-        f.lifecycle.register(&new(id.as_str()), None).await.unwrap();
-    }
-    let mut calls = tokio::task::JoinSet::new();
-    for (n, id) in ids.iter().enumerate() {
-        let (lifecycle, id) = (f.lifecycle.clone(), id.clone());
-        calls.spawn(async move {
-            let (ongoing, raw) = resource(id.as_str(), "ONGOING", "AGENT");
-            let seen = Seen {
-                resource: &ongoing,
-                raw: &raw,
-            };
-            lifecycle.upstream_seen(&id, seen, n as u32).await.unwrap();
-        });
-    }
-    let (done, raw) = resource("e1", "COMPLETED", "AGENT");
-    let e1 = TransferId::parse("e1").unwrap();
-    let seen = Seen {
-        resource: &done,
-        raw: &raw,
-    };
-    let finished = f
-        .lifecycle
-        .finish(&e1, ended(BridgeState::Completed, Some(seen)));
-    assert!(matches!(finished.await.unwrap(), Finished::Changed { .. }));
-    while let Some(call) = calls.join_next().await {
-        call.unwrap();
-    }
-    for (n, id) in ids.iter().enumerate() {
-        let stored = f.lifecycle.store.get(id).await.unwrap().unwrap();
-        let got = (
-            stored.upstream_status.as_deref(),
-            stored.polls,
-            stored.state,
-        );
-        assert_eq!(
-            got,
-            (Some("ONGOING"), n as u32, BridgeState::Tracking),
-            "{id}"
-        );
-        assert_eq!(
-            stored.upstream,
-            Some(resource(id.as_str(), "ONGOING", "AGENT").1)
-        );
-    }
-    let stored = f.lifecycle.store.get(&e1).await.unwrap().unwrap();
-    assert_eq!(stored.state, BridgeState::Completed);
-    assert!(
-        names(&f, "e1").await.len() > 1,
-        "{:?}",
-        names(&f, "e1").await
-    );
 }
 
 #[tokio::test]
@@ -304,53 +237,6 @@ async fn a_sip_return_registers_and_completes_in_one_go_and_repeats_change_nothi
     let again = f.lifecycle.sip_return(&new("r1"), seen).await.unwrap();
     assert_eq!(again, Returned::Existing);
     assert_eq!(names(&f, "r1").await, after_first);
-}
-
-/// Many changes at once share transactions, yet each gets its own answer:
-/// the same transfer finished twice changes once; every change commits.
-#[tokio::test]
-async fn concurrent_changes_commit_together_each_with_its_own_answer() {
-    for f in fixtures().await {
-        concurrent_changes_on(f).await;
-    }
-}
-
-async fn concurrent_changes_on(f: Fixture) {
-    let ids: Vec<String> = (0..60).map(|i| format!("g{i}")).collect();
-    for id in &ids {
-        f.lifecycle.register(&new(id), None).await.unwrap();
-    }
-    let finishes = ids.iter().chain(&ids[..10]).map(|id| {
-        let lifecycle = f.lifecycle.clone();
-        let id = TransferId::parse(id).unwrap();
-        tokio::spawn(async move {
-            let change = Finish {
-                reason: Some("bulk"),
-                ..ended(BridgeState::Cancelled, None)
-            };
-            lifecycle.finish(&id, change).await.unwrap()
-        })
-    });
-    let results = futures::future::join_all(finishes).await;
-    let changed = results
-        .iter()
-        .filter(|r| matches!(r.as_ref().unwrap(), Finished::Changed { .. }))
-        .count();
-    let already = results
-        .iter()
-        .filter(|r| matches!(r.as_ref().unwrap(), Finished::AlreadyEnded(_)))
-        .count();
-    assert_eq!((changed, already), (60, 10));
-    for id in &ids {
-        let tid = TransferId::parse(id).unwrap();
-        let stored = f.lifecycle.store.get(&tid).await.unwrap().unwrap();
-        assert_eq!(stored.state, BridgeState::Cancelled);
-        assert!(
-            names(&f, id)
-                .await
-                .contains(&format!("audit:{id}.audit.cancelled"))
-        );
-    }
 }
 
 #[tokio::test]

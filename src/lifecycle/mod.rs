@@ -348,5 +348,5 @@ mod tests;
 mod handoff_tests;
 
 #[cfg(test)]
-#[path = "register_tests.rs"]
-mod register_tests;
+#[path = "group_tests.rs"]
+mod group_tests;

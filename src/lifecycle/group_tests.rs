@@ -1,0 +1,182 @@
+//! The group committer: registrations, statuses and endings that arrive
+//! together share a transaction, yet each keeps the answer its own
+//! transaction would give.
+
+use std::collections::BTreeMap;
+
+use super::handoff_tests::handing_over;
+use super::tests::{Fixture, ended, fixtures, names, new, resource};
+use super::*;
+use crate::store::testdb;
+
+/// Thirty new transfers, a repeat of one and a conflicting body for
+/// another, all at once.
+#[tokio::test]
+async fn registrations_that_arrive_together_commit_together_each_with_its_own_answer() {
+    for db in testdb::each().await {
+        let backend = db.backend();
+        let (lifecycle, _wake, mut fresh) = handing_over(&db.store, 64);
+        let mut bodies: Vec<NewTransfer> = (0..30).map(|i| new(&format!("r{i}"))).collect();
+        bodies.push(new("r0"));
+        let mut conflicting = new("r1");
+        conflicting.request_json = "sha256:other".into();
+        bodies.push(conflicting);
+        let calls = bodies.into_iter().map(|body| {
+            let lifecycle = lifecycle.clone();
+            tokio::spawn(async move {
+                let answer = lifecycle.register_viewed(&body, None).await.unwrap();
+                (body.id.as_str().to_owned(), answer)
+            })
+        });
+        let mut outcomes: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for call in futures::future::join_all(calls).await {
+            let (id, (registered, views)) = call.unwrap();
+            let (kind, expected) = match registered {
+                Registered::Created(_) => ("created", vec![format!("{id}.audit.tracking")]),
+                Registered::Identical(_) => ("identical", vec![]),
+                Registered::Conflict(_) => ("conflict", vec![]),
+            };
+            let got: Vec<_> = views.into_iter().map(|v| v.id).collect();
+            assert_eq!(got, expected, "{backend:?}: {id} {kind}");
+            outcomes.entry(id).or_default().push(kind);
+        }
+        for kinds in outcomes.values_mut() {
+            kinds.sort();
+        }
+        assert_eq!(outcomes.len(), 30, "{backend:?}");
+        assert_eq!(outcomes["r0"], ["created", "identical"], "{backend:?}");
+        assert_eq!(outcomes["r1"], ["conflict", "created"], "{backend:?}");
+        assert_eq!(outcomes["r29"], ["created"], "{backend:?}");
+        // One commit per group: its actions reach the dispatcher as one
+        // batch (a registration committed alone hands over a batch of one).
+        let mut batches = Vec::new();
+        while let Ok(batch) = fresh.try_recv() {
+            batches.push(batch.claimed.len());
+        }
+        assert_eq!(
+            batches.iter().sum::<usize>(),
+            30,
+            "{backend:?}: {batches:?}"
+        );
+        assert!(batches.len() <= 2, "{backend:?}: batches {batches:?}");
+        for i in 0..30 {
+            let id = TransferId::parse(&format!("r{i}")).unwrap();
+            let stored = lifecycle.store.get(&id).await.unwrap().unwrap();
+            assert_eq!(stored.state, BridgeState::Tracking, "{backend:?}: {id}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn statuses_and_endings_that_arrive_together_are_each_recorded() {
+    for f in fixtures().await {
+        statuses_and_endings_that_arrive_together_are_each_recorded_on(f).await;
+    }
+}
+
+/// They share the committer's groups: each status must land on its own
+/// transfer, and the ending keep its actions.
+async fn statuses_and_endings_that_arrive_together_are_each_recorded_on(f: Fixture) {
+    let ids: Vec<_> = (0..20)
+        .map(|i| TransferId::parse(&format!("s{i}")).unwrap())
+        .collect();
+    for id in ids.iter().chain([&TransferId::parse("e1").unwrap()]) {
+        f.lifecycle.register(&new(id.as_str()), None).await.unwrap();
+    }
+    let mut calls = tokio::task::JoinSet::new();
+    for (n, id) in ids.iter().enumerate() {
+        let (lifecycle, id) = (f.lifecycle.clone(), id.clone());
+        calls.spawn(async move {
+            let (ongoing, raw) = resource(id.as_str(), "ONGOING", "AGENT");
+            let seen = Seen {
+                resource: &ongoing,
+                raw: &raw,
+            };
+            lifecycle.upstream_seen(&id, seen, n as u32).await.unwrap();
+        });
+    }
+    let (done, raw) = resource("e1", "COMPLETED", "AGENT");
+    let e1 = TransferId::parse("e1").unwrap();
+    let seen = Seen {
+        resource: &done,
+        raw: &raw,
+    };
+    let finished = f
+        .lifecycle
+        .finish(&e1, ended(BridgeState::Completed, Some(seen)));
+    assert!(matches!(finished.await.unwrap(), Finished::Changed { .. }));
+    while let Some(call) = calls.join_next().await {
+        call.unwrap();
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let stored = f.lifecycle.store.get(id).await.unwrap().unwrap();
+        let got = (
+            stored.upstream_status.as_deref(),
+            stored.polls,
+            stored.state,
+        );
+        assert_eq!(
+            got,
+            (Some("ONGOING"), n as u32, BridgeState::Tracking),
+            "{id}"
+        );
+        assert_eq!(
+            stored.upstream,
+            Some(resource(id.as_str(), "ONGOING", "AGENT").1)
+        );
+    }
+    let stored = f.lifecycle.store.get(&e1).await.unwrap().unwrap();
+    assert_eq!(stored.state, BridgeState::Completed);
+    assert!(
+        names(&f, "e1").await.len() > 1,
+        "{:?}",
+        names(&f, "e1").await
+    );
+}
+
+/// Many changes at once share transactions, yet each gets its own answer:
+/// the same transfer finished twice changes once; every change commits.
+#[tokio::test]
+async fn concurrent_changes_commit_together_each_with_its_own_answer() {
+    for f in fixtures().await {
+        concurrent_changes_on(f).await;
+    }
+}
+
+async fn concurrent_changes_on(f: Fixture) {
+    let ids: Vec<String> = (0..60).map(|i| format!("g{i}")).collect();
+    for id in &ids {
+        f.lifecycle.register(&new(id), None).await.unwrap();
+    }
+    let finishes = ids.iter().chain(&ids[..10]).map(|id| {
+        let lifecycle = f.lifecycle.clone();
+        let id = TransferId::parse(id).unwrap();
+        tokio::spawn(async move {
+            let change = Finish {
+                reason: Some("bulk"),
+                ..ended(BridgeState::Cancelled, None)
+            };
+            lifecycle.finish(&id, change).await.unwrap()
+        })
+    });
+    let results = futures::future::join_all(finishes).await;
+    let changed = results
+        .iter()
+        .filter(|r| matches!(r.as_ref().unwrap(), Finished::Changed { .. }))
+        .count();
+    let already = results
+        .iter()
+        .filter(|r| matches!(r.as_ref().unwrap(), Finished::AlreadyEnded(_)))
+        .count();
+    assert_eq!((changed, already), (60, 10));
+    for id in &ids {
+        let tid = TransferId::parse(id).unwrap();
+        let stored = f.lifecycle.store.get(&tid).await.unwrap().unwrap();
+        assert_eq!(stored.state, BridgeState::Cancelled);
+        assert!(
+            names(&f, id)
+                .await
+                .contains(&format!("audit:{id}.audit.cancelled"))
+        );
+    }
+}
