@@ -102,6 +102,19 @@ pub(super) struct SeenJob {
     pub reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
+/// Hand a change to the committer and wait for its answer; `None` when
+/// there is no committer, or it is gone or stopped without answering: then
+/// nothing was committed, and the caller runs the change alone.
+pub(super) async fn submit<T>(
+    committer: Option<&mpsc::Sender<Job>>,
+    job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+) -> Option<Result<T, StoreError>> {
+    let committer = committer?;
+    let (reply, answer) = oneshot::channel();
+    committer.send(job(reply)).await.ok()?;
+    answer.await.ok()
+}
+
 /// Commit groups until every sender is gone.
 pub(super) async fn run(lifecycle: Lifecycle, mut rx: mpsc::Receiver<Job>) {
     let mut group = Vec::with_capacity(MAX_GROUP);

@@ -114,22 +114,16 @@ impl Lifecycle {
         polls: u32,
     ) -> Result<(), StoreError> {
         let row = Upstream::new(id, seen.resource.status.as_str(), seen.raw, polls);
-        let Some(committer) = &self.committer else {
-            return self.seen_alone(&row).await;
+        let job = |reply| {
+            group::Job::Seen(group::SeenJob {
+                row: row.clone(),
+                reply,
+            })
         };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = group::Job::Seen(group::SeenJob {
-            row: row.clone(),
-            reply,
-        });
-        if committer.send(job).await.is_ok()
-            && let Ok(result) = answer.await
-        {
-            return result;
+        match group::submit(self.committer.as_ref(), job).await {
+            Some(result) => result,
+            None => self.seen_alone(&row).await,
         }
-        // The committer is gone or stopped without answering: nothing
-        // committed.
-        self.seen_alone(&row).await
     }
 
     /// One status in a write of its own.
@@ -146,22 +140,16 @@ impl Lifecycle {
         id: &TransferId,
         finish: Finish<'_>,
     ) -> Result<Finished, StoreError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = group::Job::Finish(Box::new(group::FinishJob {
-            id: id.clone(),
-            finish: group::OwnedFinish::new(&finish),
-            reply,
-        }));
-        let Some(committer) = &self.committer else {
-            return self.finish_alone(id, &finish).await;
+        let job = |reply| {
+            group::Job::Finish(Box::new(group::FinishJob {
+                id: id.clone(),
+                finish: group::OwnedFinish::new(&finish),
+                reply,
+            }))
         };
-        if committer.send(job).await.is_err() {
-            return self.finish_alone(id, &finish).await;
-        }
-        match answer.await {
-            Ok(result) => result,
-            // The committer stopped without answering: nothing committed.
-            Err(_) => self.finish_alone(id, &finish).await,
+        match group::submit(self.committer.as_ref(), job).await {
+            Some(result) => result,
+            None => self.finish_alone(id, &finish).await,
         }
     }
 

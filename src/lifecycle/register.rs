@@ -32,23 +32,17 @@ impl Lifecycle {
         new: &NewTransfer,
         created: Option<&CallTransfer>,
     ) -> Result<Registration, StoreError> {
-        let Some(committer) = &self.committer else {
-            return self.register_alone(new, created).await;
+        let job = |reply| {
+            group::Job::Register(Box::new(group::RegisterJob {
+                new: new.clone(),
+                created: created.cloned(),
+                reply,
+            }))
         };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = group::Job::Register(Box::new(group::RegisterJob {
-            new: new.clone(),
-            created: created.cloned(),
-            reply,
-        }));
-        if committer.send(job).await.is_ok()
-            && let Ok(result) = answer.await
-        {
-            return result;
+        match group::submit(self.committer.as_ref(), job).await {
+            Some(result) => result,
+            None => self.register_alone(new, created).await,
         }
-        // The committer is gone or stopped without answering: nothing
-        // committed.
-        self.register_alone(new, created).await
     }
 
     /// One registration in a transaction of its own.
