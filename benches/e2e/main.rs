@@ -9,7 +9,8 @@
 //! the throughput and CPU figures, each against a bare baseline (`E2E_BURST`,
 //! 10000, and `E2E_SIGNALLED`, 2000, size them; `E2E_BRIDGE_BIN` runs another
 //! `transfer-bridge` binary as the bridge process; `E2E_STORE=postgres` runs it
-//! on a scratch PostgreSQL database from `DATABASE_URL`).
+//! on a scratch PostgreSQL database from `DATABASE_URL`). `E2E_ONLY=returns`:
+//! `E2E_RETURNS` (2000) headers-only SIP returns, 64 at a time.
 
 mod bare;
 mod burst;
@@ -21,6 +22,7 @@ mod proc;
 mod process;
 mod pull;
 mod report;
+mod returns;
 mod signalled;
 mod stand;
 mod tracking;
@@ -137,6 +139,11 @@ fn main() -> anyhow::Result<()> {
             false => None,
         };
         stage("signalled");
+        let returns = match wanted("returns") {
+            true => Some(returns::run(&env, env_or("E2E_RETURNS", 2000.0) as usize).await?),
+            false => None,
+        };
+        stage("returns");
         let rows: Vec<_> = fixed
             .iter()
             .zip(&adaptive)
@@ -147,6 +154,7 @@ fn main() -> anyhow::Result<()> {
         report::frontier(&fixed, &adaptive);
         report::pulls(&pulls, held.as_ref());
         report::throughput(burst.as_ref(), polling.as_ref(), signalled.as_ref());
+        report::returns(returns.as_ref());
         report::others(memory.as_ref(), proc::status_kib("VmHWM"));
         anyhow::Ok(())
     })

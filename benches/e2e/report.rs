@@ -5,6 +5,7 @@ use crate::held::Held;
 use crate::memory::Memory;
 use crate::polling::Polling;
 use crate::pull::{Mode, PullOutcome};
+use crate::returns::Returns;
 use crate::signalled::Signalled;
 use crate::tracking::Outcome;
 
@@ -173,4 +174,28 @@ pub fn pulls(outcomes: &[PullOutcome], held: Option<&Held>) {
             h.requests, h.bytes_per_request, h.bytes_per_idle_connection
         );
     }
+}
+
+pub fn returns(returns: Option<&Returns>) {
+    let Some(r) = returns else {
+        return;
+    };
+    println!();
+    println!(
+        "returns ({}): {} headers-only SIP returns, {} at a time: {:.0}/s, answered in p50 / p95 / p99 {:.1} / {:.1} / {:.1} ms (floor GET /healthz: {:.0}/s, {:.1} / {:.1} / {:.1} ms; {:.2}x its rate), all routed {:.2} s after the first; bridge CPU {:.3} ms per return",
+        r.store,
+        r.returns,
+        crate::burst::CONCURRENCY,
+        r.rate,
+        r.latency_ms[0],
+        r.latency_ms[1],
+        r.latency_ms[2],
+        r.floor_rate,
+        r.floor_ms[0],
+        r.floor_ms[1],
+        r.floor_ms[2],
+        r.rate / r.floor_rate,
+        r.routed_s,
+        r.cpu_ms_per_return,
+    );
 }
