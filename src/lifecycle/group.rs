@@ -15,9 +15,13 @@
 //! one UPDATE and one INSERT of their actions (see `store::ending`). An idle
 //! bridge commits a lone change at once.
 //!
+//! Headers-only SIP returns join too: each registers its transfer when new
+//! (one INSERT each, after the registrations), and its completion is one
+//! more ending.
+//!
 //! Each change keeps its own outcome (a registration: new, an identical
 //! repeat or a conflict; an ending: ended now, had already ended, or
-//! unknown). If a statement or the commit fails, each change of the group
+//! unknown; a return: new to the bridge or not). If a statement or the commit fails, each change of the group
 //! is run again alone, so every caller gets the answer its own transaction
 //! would have given. Nobody is answered (and no dispatcher or held request
 //! woken) before the commit.
@@ -28,7 +32,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::register::{self, Registration};
-use super::{Finish, Finished, Lifecycle, Seen};
+use super::{Finish, Finished, Lifecycle, Returned, Seen, sip_return};
 use crate::linger::linger;
 use crate::outbox::repo;
 use crate::store::{self, NewTransfer, StoreError, Upstream};
@@ -79,6 +83,25 @@ pub(super) enum Job {
     Finish(Box<FinishJob>),
     Seen(SeenJob),
     Register(Box<RegisterJob>),
+    Return(Box<ReturnJob>),
+}
+
+/// A headers-only SIP return (see `sip_return`).
+pub(super) struct ReturnJob {
+    pub new: NewTransfer,
+    /// The completed resource the return stands for, and its JSON.
+    pub resource: CallTransfer,
+    pub raw: Value,
+    pub reply: oneshot::Sender<Result<Returned, StoreError>>,
+}
+
+impl ReturnJob {
+    fn seen(&self) -> Seen<'_> {
+        Seen {
+            resource: &self.resource,
+            raw: &self.raw,
+        }
+    }
 }
 
 /// A registration.
@@ -134,12 +157,21 @@ struct Group {
     registers: Vec<RegisterJob>,
     finishes: Vec<FinishJob>,
     seen: Vec<SeenJob>,
+    returns: Vec<ReturnJob>,
 }
 
-/// What a group's transaction gave each registration and each ending.
+impl Group {
+    fn len(&self) -> usize {
+        self.registers.len() + self.finishes.len() + self.seen.len() + self.returns.len()
+    }
+}
+
+/// What a group's transaction gave each registration, ending and return.
 struct Outcomes {
     registered: Vec<Registration>,
     finished: Vec<Finished>,
+    /// Each return's answer, and how its completion went.
+    returned: Vec<(Returned, Finished)>,
 }
 
 async fn commit(lifecycle: &Lifecycle, jobs: Vec<Job>) {
@@ -150,12 +182,13 @@ async fn commit(lifecycle: &Lifecycle, jobs: Vec<Job>) {
             Job::Finish(f) => group.finishes.push(*f),
             Job::Seen(s) => group.seen.push(s),
             Job::Register(r) => group.registers.push(*r),
+            Job::Return(r) => group.returns.push(*r),
         }
     }
     match write_group(lifecycle, &group).await {
         Ok(outcomes) => answer(lifecycle, group, outcomes),
         Err(e) => {
-            let changes = group.registers.len() + group.finishes.len() + group.seen.len();
+            let changes = group.len();
             tracing::warn!(changes, error = %e, "group commit failed; committing each change alone");
             alone(lifecycle, group).await;
         }
@@ -174,6 +207,10 @@ fn answer(lifecycle: &Lifecycle, group: Group, outcomes: Outcomes) {
     }
     for job in group.seen {
         let _ = job.reply.send(Ok(()));
+    }
+    for (job, (returned, finished)) in group.returns.into_iter().zip(outcomes.returned) {
+        lifecycle.finished(&job.new.id, &finished);
+        let _ = job.reply.send(Ok(returned));
     }
 }
 
@@ -195,14 +232,26 @@ async fn alone(lifecycle: &Lifecycle, group: Group) {
     for job in group.seen {
         let _ = job.reply.send(lifecycle.seen_alone(&job.row).await);
     }
+    for job in group.returns {
+        let result = lifecycle.sip_return_alone(&job.new, job.seen()).await;
+        let _ = job.reply.send(result);
+    }
 }
 
-/// One transaction for the whole group.
+/// One transaction for the whole group: the registrations and their
+/// actions, the transfers returns complete (registered when new), the
+/// statuses seen, then every ending (the returns' completions last).
 async fn write_group(lifecycle: &Lifecycle, group: &Group) -> Result<Outcomes, StoreError> {
     let changes: Vec<_> = group
         .finishes
         .iter()
         .map(|job| (&job.id, job.finish.as_finish()))
+        .chain(
+            group
+                .returns
+                .iter()
+                .map(|job| (&job.new.id, sip_return::completion(job.seen()))),
+        )
         .collect();
     let slot = lifecycle.outbox.slot();
     let mut tx = lifecycle.store.begin().await?;
@@ -216,17 +265,23 @@ async fn write_group(lifecycle: &Lifecycle, group: &Group) -> Result<Outcomes, S
         registered.push((outcome, register::views(&planned)));
         actions.extend(planned);
     }
+    let mut returned = Vec::with_capacity(group.returns.len());
+    for job in &group.returns {
+        returned.push(lifecycle.return_in(&mut tx, &job.new).await?);
+    }
     repo::enqueue(&mut tx, backend, &actions, slot.claim()).await?;
     store::record_upstream(&mut tx, backend, group.seen.iter().map(|job| &job.row)).await?;
-    let (finished, ended) = match changes.is_empty() {
+    let (mut finished, ended) = match changes.is_empty() {
         true => Default::default(),
         false => lifecycle.finish_in(&mut tx, &changes, &slot).await?,
     };
     tx.commit().await?;
     actions.extend(ended);
     lifecycle.outbox.committed(slot, actions);
+    let completed = finished.split_off(group.finishes.len());
     Ok(Outcomes {
         registered,
         finished,
+        returned: returned.into_iter().zip(completed).collect(),
     })
 }

@@ -1,5 +1,5 @@
-//! The group committer: registrations, statuses and endings that arrive
-//! together share a transaction, yet each keeps the answer its own
+//! The group committer: registrations, statuses, endings and SIP returns
+//! that arrive together share a transaction, yet each keeps the answer its own
 //! transaction would give.
 
 use std::collections::BTreeMap;
@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::handoff_tests::handing_over;
 use super::tests::{Fixture, ended, fixtures, names, new, resource};
 use super::*;
-use crate::store::testdb;
+use crate::store::{NewTransfer, Registered, testdb};
 
 /// Thirty new transfers, a repeat of one and a conflicting body for
 /// another, all at once.
@@ -178,5 +178,69 @@ async fn concurrent_changes_on(f: Fixture) {
                 .await
                 .contains(&format!("audit:{id}.audit.cancelled"))
         );
+    }
+}
+
+/// Thirty calls come back at once, announced by headers-only SIP returns the
+/// bridge never registered, with a repeat of one, a return for a tracked
+/// transfer and one for a transfer that already ended.
+#[tokio::test]
+async fn sip_returns_that_arrive_together_commit_together_each_with_its_own_answer() {
+    for db in testdb::each().await {
+        let backend = db.backend();
+        let (lifecycle, _wake, mut fresh) = handing_over(&db.store, 64);
+        lifecycle.register(&new("tracked"), None).await.unwrap();
+        lifecycle.register(&new("over"), None).await.unwrap();
+        let over = TransferId::parse("over").unwrap();
+        let cancel = ended(BridgeState::Cancelled, None);
+        lifecycle.finish(&over, cancel).await.unwrap();
+        while fresh.try_recv().is_ok() {}
+        let mut ids: Vec<String> = (0..30).map(|i| format!("ret{i}")).collect();
+        ids.extend(["ret0", "tracked", "over"].map(String::from));
+        let calls = ids.into_iter().map(|id| {
+            let lifecycle = lifecycle.clone();
+            tokio::spawn(async move {
+                let (done, raw) = resource(&id, "COMPLETED", "AGENT");
+                let seen = Seen {
+                    resource: &done,
+                    raw: &raw,
+                };
+                let returned = lifecycle.sip_return(&new(&id), seen).await.unwrap();
+                (id, returned)
+            })
+        });
+        let mut answers: BTreeMap<String, Vec<Returned>> = BTreeMap::new();
+        for call in futures::future::join_all(calls).await {
+            let (id, returned) = call.unwrap();
+            answers.entry(id).or_default().push(returned);
+        }
+        let mut ret0 = answers["ret0"].clone();
+        ret0.sort_by_key(|r| *r == Returned::Existing);
+        assert_eq!(ret0, [Returned::Created, Returned::Existing], "{backend:?}");
+        assert_eq!(answers["ret29"], [Returned::Created], "{backend:?}");
+        assert_eq!(answers["tracked"], [Returned::Existing], "{backend:?}");
+        assert_eq!(answers["over"], [Returned::Existing], "{backend:?}");
+        // One commit per group: a return committed alone hands over a
+        // batch of its own two actions.
+        let mut batches = Vec::new();
+        while let Ok(batch) = fresh.try_recv() {
+            batches.push(batch.claimed.len());
+        }
+        let completions = 31;
+        let total: usize = batches.iter().sum();
+        assert_eq!(total, 2 * completions, "{backend:?}: {batches:?}");
+        assert!(batches.len() <= 2, "{backend:?}: batches {batches:?}");
+        for id in (0..30).map(|i| format!("ret{i}")).chain(["tracked".into()]) {
+            let tid = TransferId::parse(&id).unwrap();
+            let (stored, actions) = lifecycle.with_actions(&tid).await.unwrap().unwrap();
+            assert_eq!(stored.state, BridgeState::Completed, "{backend:?}: {id}");
+            let mut names: Vec<_> = actions.into_iter().map(|a| a.id).collect();
+            names.retain(|name| !name.ends_with(".audit.tracking"));
+            names.sort();
+            let expected = [format!("{id}.agent"), format!("{id}.audit.completed")];
+            assert_eq!(names, expected, "{backend:?}: {id}");
+        }
+        let stored = lifecycle.store.get(&over).await.unwrap().unwrap();
+        assert_eq!(stored.state, BridgeState::Cancelled, "{backend:?}");
     }
 }

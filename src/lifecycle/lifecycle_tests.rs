@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use super::*;
 use crate::config::Config;
-use crate::store::testdb;
+use crate::store::{NewTransfer, Registered, testdb};
 
 pub(super) struct Fixture {
     pub(super) lifecycle: Lifecycle,

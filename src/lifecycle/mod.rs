@@ -9,6 +9,7 @@
 mod adopt;
 mod group;
 mod register;
+mod sip_return;
 
 use std::sync::Arc;
 
@@ -19,9 +20,7 @@ pub use register::Registration;
 
 use crate::outbox::{ActionView, Handoff, Slot, repo};
 use crate::routing::Router;
-use crate::store::{
-    self, Backend, Conn, Ending, NewTransfer, Registered, Store, StoreError, Upstream,
-};
+use crate::store::{self, Backend, Conn, Ending, Store, StoreError, Upstream};
 use crate::transfer::{Action, BridgeState, Transfer, TransferId, Waiters};
 use crate::upstream::CallTransfer;
 
@@ -168,37 +167,6 @@ impl Lifecycle {
             self.finished(id, &finished);
         }
         Ok(finished)
-    }
-
-    /// Completed by a headers-only SIP return (no upstream call): register
-    /// the transfer if the bridge did not know it, and complete it, in one
-    /// transaction. A transfer that already ended is left as it is.
-    pub async fn sip_return(
-        &self,
-        new: &NewTransfer,
-        seen: Seen<'_>,
-    ) -> Result<Returned, StoreError> {
-        let slot = self.outbox.slot();
-        let mut tx = self.store.begin().await?;
-        let returned = match store::fetch(&mut tx, &new.id).await? {
-            Some(existing) if existing.state.is_terminal() => return Ok(Returned::Existing),
-            Some(_) => Returned::Existing,
-            None => match store::register(&mut tx, new, &self.instance).await? {
-                Registered::Created(_) => Returned::Created,
-                _ => return Ok(Returned::Existing),
-            },
-        };
-        let finish = Finish {
-            state: BridgeState::Completed,
-            reason: None,
-            seen: Some(seen),
-            polls: None,
-        };
-        let (finished, actions) = self.finish_one(&mut tx, &new.id, &finish, &slot).await?;
-        tx.commit().await?;
-        self.outbox.committed(slot, actions);
-        self.finished(&new.id, &finished);
-        Ok(returned)
     }
 
     /// Enqueue every action of a transfer again, same ids and bodies.

@@ -1,0 +1,78 @@
+//! A headers-only SIP return: the PBX says the call came back and with what
+//! outcome, and the bridge completes the transfer without asking the
+//! upstream, registering it first when it did not know it. A caller waits
+//! on the line for the answer, and when many calls come back at once each
+//! return was a FULL commit of its own, queued on the store's one writer:
+//! 64 at a time waited 122 ms at the median. Returns that arrive together
+//! share the group committer's transaction (see `group`).
+
+use super::{Finish, Lifecycle, Returned, Seen, group};
+use crate::store::{self, Conn, NewTransfer, Registered, StoreError};
+use crate::transfer::BridgeState;
+
+/// The completion a return records.
+pub(super) fn completion(seen: Seen<'_>) -> Finish<'_> {
+    Finish {
+        state: BridgeState::Completed,
+        reason: None,
+        seen: Some(seen),
+        polls: None,
+    }
+}
+
+impl Lifecycle {
+    /// Completed by a headers-only SIP return (no upstream call): register
+    /// the transfer if the bridge did not know it, and complete it, in one
+    /// transaction. A transfer that already ended is left as it is.
+    pub async fn sip_return(
+        &self,
+        new: &NewTransfer,
+        seen: Seen<'_>,
+    ) -> Result<Returned, StoreError> {
+        let job = |reply| {
+            group::Job::Return(Box::new(group::ReturnJob {
+                new: new.clone(),
+                resource: seen.resource.clone(),
+                raw: seen.raw.clone(),
+                reply,
+            }))
+        };
+        match group::submit(self.committer.as_ref(), job).await {
+            Some(result) => result,
+            None => self.sip_return_alone(new, seen).await,
+        }
+    }
+
+    /// One return in a transaction of its own.
+    pub(super) async fn sip_return_alone(
+        &self,
+        new: &NewTransfer,
+        seen: Seen<'_>,
+    ) -> Result<Returned, StoreError> {
+        let slot = self.outbox.slot();
+        let mut tx = self.store.begin().await?;
+        let returned = self.return_in(&mut tx, new).await?;
+        let (finished, actions) = self
+            .finish_one(&mut tx, &new.id, &completion(seen), &slot)
+            .await?;
+        tx.commit().await?;
+        self.outbox.committed(slot, actions);
+        self.finished(&new.id, &finished);
+        Ok(returned)
+    }
+
+    /// The transfer a return completes, in the caller's transaction:
+    /// registered now when the bridge did not know it. Its completion is
+    /// then an ending like any other (see `finish_in`), which leaves a
+    /// transfer that already ended as it is.
+    pub(super) async fn return_in(
+        &self,
+        tx: &mut Conn,
+        new: &NewTransfer,
+    ) -> Result<Returned, StoreError> {
+        Ok(match store::register(tx, new, &self.instance).await? {
+            Registered::Created(_) => Returned::Created,
+            Registered::Identical(_) | Registered::Conflict(_) => Returned::Existing,
+        })
+    }
+}
