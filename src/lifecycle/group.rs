@@ -15,9 +15,9 @@
 //! one UPDATE and one INSERT of their actions (see `store::ending`). An idle
 //! bridge commits a lone change at once.
 //!
-//! Headers-only SIP returns join too: each registers its transfer when new
-//! (one INSERT each, after the registrations), and its completion is one
-//! more ending.
+//! Headers-only SIP returns join too: one INSERT registers the transfers
+//! among them the bridge did not know, and each completion is one more
+//! ending.
 //!
 //! Each change keeps its own outcome (a registration: new, an identical
 //! repeat or a conflict; an ending: ended now, had already ended, or
@@ -265,10 +265,8 @@ async fn write_group(lifecycle: &Lifecycle, group: &Group) -> Result<Outcomes, S
         registered.push((outcome, register::views(&planned)));
         actions.extend(planned);
     }
-    let mut returned = Vec::with_capacity(group.returns.len());
-    for job in &group.returns {
-        returned.push(lifecycle.return_in(&mut tx, &job.new).await?);
-    }
+    let news: Vec<_> = group.returns.iter().map(|job| &job.new).collect();
+    let returned = lifecycle.returns_in(&mut tx, &news).await?;
     repo::enqueue(&mut tx, backend, &actions, slot.claim()).await?;
     store::record_upstream(&mut tx, backend, group.seen.iter().map(|job| &job.row)).await?;
     let (mut finished, ended) = match changes.is_empty() {

@@ -7,7 +7,7 @@
 //! share the group committer's transaction (see `group`).
 
 use super::{Finish, Lifecycle, Returned, Seen, group};
-use crate::store::{self, Conn, NewTransfer, Registered, StoreError};
+use crate::store::{self, Conn, NewTransfer, StoreError};
 use crate::transfer::BridgeState;
 
 /// The completion a return records.
@@ -51,7 +51,7 @@ impl Lifecycle {
     ) -> Result<Returned, StoreError> {
         let slot = self.outbox.slot();
         let mut tx = self.store.begin().await?;
-        let returned = self.return_in(&mut tx, new).await?;
+        let returned = self.returns_in(&mut tx, &[new]).await?.remove(0);
         let (finished, actions) = self
             .finish_one(&mut tx, &new.id, &completion(seen), &slot)
             .await?;
@@ -61,18 +61,25 @@ impl Lifecycle {
         Ok(returned)
     }
 
-    /// The transfer a return completes, in the caller's transaction:
-    /// registered now when the bridge did not know it. Its completion is
-    /// then an ending like any other (see `finish_in`), which leaves a
-    /// transfer that already ended as it is.
-    pub(super) async fn return_in(
+    /// The transfers returns complete, in the caller's transaction: each
+    /// registered now when the bridge did not know it, all in one
+    /// statement. Each completion is then an ending like any other (see
+    /// `finish_in`), which leaves a transfer that already ended as it is.
+    /// Answers in the order of `news`; an id named twice is new once.
+    pub(super) async fn returns_in(
         &self,
         tx: &mut Conn,
-        new: &NewTransfer,
-    ) -> Result<Returned, StoreError> {
-        Ok(match store::register(tx, new, &self.instance).await? {
-            Registered::Created(_) => Returned::Created,
-            Registered::Identical(_) | Registered::Conflict(_) => Returned::Existing,
-        })
+        news: &[&NewTransfer],
+    ) -> Result<Vec<Returned>, StoreError> {
+        if news.is_empty() {
+            return Ok(Vec::new());
+        }
+        let backend = self.store.backend();
+        let mut inserted = store::insert_many(tx, backend, news, &self.instance).await?;
+        let answer = |new: &&NewTransfer| match inserted.remove(new.id.as_str()) {
+            true => Returned::Created,
+            false => Returned::Existing,
+        };
+        Ok(news.iter().map(answer).collect())
     }
 }

@@ -1,11 +1,12 @@
 //! SQL for the `transfers` table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
+use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row as _;
 
-use super::{Conn, Row, Store, StoreError, now_text, parse_time};
+use super::{Backend, Conn, Row, Store, StoreError, json_arrays, now_text, parse_time};
 use crate::transfer::{BridgeState, Transfer, TransferId};
 
 /// A registration as the API accepted it.
@@ -150,6 +151,80 @@ pub async fn register(
     } else {
         Registered::Conflict(transfer)
     })
+}
+
+/// A new transfer as [`insert_many`] sends it to the database.
+#[derive(Serialize)]
+struct NewRow<'a> {
+    id: &'a str,
+    upstream_status: Option<&'a str>,
+    upstream_json: Option<String>,
+    callback_url: Option<&'a str>,
+    metadata_json: String,
+    request_json: &'a str,
+    integration: Option<&'a str>,
+    return_signal: Option<i64>,
+}
+
+impl<'a> NewRow<'a> {
+    fn of(new: &'a NewTransfer) -> Self {
+        Self {
+            id: new.id.as_str(),
+            upstream_status: new.upstream_status.as_deref(),
+            upstream_json: new.upstream.as_ref().map(Value::to_string),
+            callback_url: new.callback_url.as_deref(),
+            metadata_json: serde_json::to_string(&new.metadata).expect("string map serializes"),
+            request_json: &new.request_json,
+            integration: new.integration.as_deref(),
+            return_signal: new.return_signal.map(i64::from),
+        }
+    }
+}
+
+/// Insert each of `new` that is not stored yet, owned by `owner`: one
+/// statement however many (see `ending` for why), where [`register`] is one
+/// each. The ids it inserted; an id already stored, or named twice, is
+/// inserted once. For callers that need no more than "new or not" (a SIP
+/// return does not tell a repeat from a conflicting body).
+pub async fn insert_many(
+    conn: &mut Conn,
+    backend: Backend,
+    new: &[&NewTransfer],
+    owner: &str,
+) -> Result<HashSet<String>, StoreError> {
+    let sql = match backend {
+        // `WHERE true` tells SQLite's parser the ON CONFLICT is the upsert's.
+        Backend::Sqlite => {
+            "INSERT INTO transfers (id, state, upstream_status, upstream_json, callback_url, \
+             metadata_json, request_json, created_at, updated_at, integration, return_signal, owner) \
+             SELECT json_extract(value, '$.id'), 'TRACKING', json_extract(value, '$.upstream_status'), \
+             json_extract(value, '$.upstream_json'), json_extract(value, '$.callback_url'), \
+             json_extract(value, '$.metadata_json'), json_extract(value, '$.request_json'), $2, $2, \
+             json_extract(value, '$.integration'), json_extract(value, '$.return_signal'), $3 \
+             FROM json_each($1) WHERE true ON CONFLICT (id) DO NOTHING RETURNING id"
+        }
+        Backend::Postgres => {
+            "INSERT INTO transfers (id, state, upstream_status, upstream_json, callback_url, \
+             metadata_json, request_json, created_at, updated_at, integration, return_signal, owner) \
+             SELECT c.id, 'TRACKING', c.upstream_status, c.upstream_json, c.callback_url, \
+             c.metadata_json, c.request_json, $2, $2, c.integration, c.return_signal, $3 \
+             FROM json_to_recordset($1::json) AS c(id text, upstream_status text, upstream_json text, \
+             callback_url text, metadata_json text, request_json text, integration text, \
+             return_signal bigint) ON CONFLICT (id) DO NOTHING RETURNING id"
+        }
+    };
+    let rows: Vec<NewRow<'_>> = new.iter().map(|n| NewRow::of(n)).collect();
+    let (mut inserted, now) = (HashSet::with_capacity(new.len()), now_text());
+    for array in json_arrays(backend, &rows) {
+        let ids: Vec<String> = sqlx::query_scalar(sql)
+            .bind(array)
+            .bind(&now)
+            .bind(owner)
+            .fetch_all(&mut *conn)
+            .await?;
+        inserted.extend(ids);
+    }
+    Ok(inserted)
 }
 
 pub(crate) fn from_row(row: &Row) -> Result<Transfer, StoreError> {
