@@ -134,7 +134,7 @@ impl AppState {
     }
 }
 
-/// A transfer and its actions as one read found them.
+/// A transfer and its actions as one read found them (or a commit left them).
 pub(crate) struct Found {
     pub transfer: Transfer,
     pub actions: Vec<crate::outbox::ActionView>,

@@ -12,11 +12,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiBytes, IdPath};
 use super::view::TransferView;
+use super::{AppState, Found};
 use crate::lifecycle::{Returned, Seen};
+use crate::outbox::ActionView;
 use crate::sip::{ParsedReturn, ReturnInput, parse_return};
 use crate::store::NewTransfer;
 use crate::transfer::{BridgeState, Transfer, TransferId};
@@ -147,8 +148,11 @@ pub async fn returns(
         .map_err(|e| ApiError::Invalid(format!("cannot read the SIP return: {e}")))?;
     let id = return_id(&parsed, &text)?;
     let resource = completed_resource(&id, &parsed);
-    let (status, transfer_id) = complete(&app, &id, &resource).await?;
-    let found = app.find_full(&transfer_id).await?;
+    let (status, created) = complete(&app, &id, &resource).await?;
+    let found = match created {
+        Some((transfer, actions)) => Found { transfer, actions },
+        None => app.find_full(&id).await?,
+    };
     Ok((status, Json(app.view_of(found).await)).into_response())
 }
 
@@ -223,12 +227,13 @@ fn completed_resource(id: &TransferId, parsed: &ParsedReturn) -> CallTransfer {
 }
 
 /// Record the return as the transfer's completion and route it, in one
-/// transaction. 201 when the transfer is new to the bridge, 200 otherwise.
+/// transaction. 201 when the transfer is new to the bridge, with it and its
+/// actions as the commit left them; 200 otherwise.
 async fn complete(
     app: &AppState,
     id: &TransferId,
     resource: &CallTransfer,
-) -> Result<(StatusCode, TransferId), ApiError> {
+) -> Result<(StatusCode, Option<(Transfer, Vec<ActionView>)>), ApiError> {
     let raw = serde_json::to_value(resource).map_err(ApiError::internal)?;
     let new = NewTransfer {
         id: id.clone(),
@@ -244,10 +249,11 @@ async fn complete(
         resource,
         raw: &raw,
     };
-    let status = match app.lifecycle.sip_return(&new, seen).await? {
+    let outcome = app.lifecycle.sip_return(&new, seen).await?;
+    let status = match outcome.returned {
         Returned::Created => StatusCode::CREATED,
         Returned::Existing => StatusCode::OK,
     };
     app.tracker.untrack(id.clone()).await;
-    Ok((status, id.clone()))
+    Ok((status, outcome.created))
 }

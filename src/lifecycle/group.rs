@@ -32,8 +32,10 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::register::{self, Registration};
-use super::{Finish, Finished, Lifecycle, Returned, Seen, sip_return};
+use super::sip_return::{self, SipReturned};
+use super::{Finish, Finished, Lifecycle, Returned, Seen};
 use crate::linger::linger;
+use crate::outbox::ActionView;
 use crate::outbox::repo;
 use crate::store::{self, NewTransfer, StoreError, Upstream};
 use crate::transfer::{BridgeState, TransferId};
@@ -92,7 +94,7 @@ pub(super) struct ReturnJob {
     /// The completed resource the return stands for, and its JSON.
     pub resource: CallTransfer,
     pub raw: Value,
-    pub reply: oneshot::Sender<Result<Returned, StoreError>>,
+    pub reply: oneshot::Sender<Result<SipReturned, StoreError>>,
 }
 
 impl ReturnJob {
@@ -170,8 +172,9 @@ impl Group {
 struct Outcomes {
     registered: Vec<Registration>,
     finished: Vec<Finished>,
-    /// Each return's answer, and how its completion went.
-    returned: Vec<(Returned, Finished)>,
+    /// Each return's answer, how its completion went, and the views of the
+    /// actions it enqueued.
+    returned: Vec<(Returned, Finished, Vec<ActionView>)>,
 }
 
 async fn commit(lifecycle: &Lifecycle, jobs: Vec<Job>) {
@@ -208,9 +211,11 @@ fn answer(lifecycle: &Lifecycle, group: Group, outcomes: Outcomes) {
     for job in group.seen {
         let _ = job.reply.send(Ok(()));
     }
-    for (job, (returned, finished)) in group.returns.into_iter().zip(outcomes.returned) {
+    for (job, (returned, finished, views)) in group.returns.into_iter().zip(outcomes.returned) {
         lifecycle.finished(&job.new.id, &finished);
-        let _ = job.reply.send(Ok(returned));
+        let _ = job
+            .reply
+            .send(Ok(SipReturned::new(returned, finished, views)));
     }
 }
 
@@ -262,7 +267,7 @@ async fn write_group(lifecycle: &Lifecycle, group: &Group) -> Result<Outcomes, S
         let (outcome, planned) = lifecycle
             .register_in(&mut tx, &job.new, job.created.as_ref())
             .await?;
-        registered.push((outcome, register::views(&planned)));
+        registered.push((outcome, register::views(&planned, slot.claim().is_some())));
         actions.extend(planned);
     }
     let news: Vec<_> = group.returns.iter().map(|job| &job.new).collect();
@@ -274,12 +279,34 @@ async fn write_group(lifecycle: &Lifecycle, group: &Group) -> Result<Outcomes, S
         false => lifecycle.finish_in(&mut tx, &changes, &slot).await?,
     };
     tx.commit().await?;
+    let completed = finished.split_off(group.finishes.len());
+    // The endings' actions come in the order of the changes, the returns'
+    // completions last.
+    let skip: usize = finished.iter().map(enqueued).sum();
+    let mut rest = &ended[skip..];
+    let claimed = slot.claim().is_some();
+    let returned = returned
+        .into_iter()
+        .zip(completed)
+        .map(|(returned, finished)| {
+            let (own, tail) = rest.split_at(enqueued(&finished));
+            rest = tail;
+            (returned, finished, register::views(own, claimed))
+        });
+    let returned = returned.collect();
     actions.extend(ended);
     lifecycle.outbox.committed(slot, actions);
-    let completed = finished.split_off(group.finishes.len());
     Ok(Outcomes {
         registered,
         finished,
-        returned: returned.into_iter().zip(completed).collect(),
+        returned,
     })
+}
+
+/// How many actions a change enqueued.
+fn enqueued(finished: &Finished) -> usize {
+    match finished {
+        Finished::Changed { actions, .. } => *actions,
+        Finished::AlreadyEnded(_) | Finished::Unknown => 0,
+    }
 }

@@ -205,14 +205,23 @@ async fn sip_returns_that_arrive_together_commit_together_each_with_its_own_answ
                     resource: &done,
                     raw: &raw,
                 };
-                let returned = lifecycle.sip_return(&new(&id), seen).await.unwrap();
-                (id, returned)
+                let outcome = lifecycle.sip_return(&new(&id), seen).await.unwrap();
+                (id, outcome)
             })
         });
         let mut answers: BTreeMap<String, Vec<Returned>> = BTreeMap::new();
+        let mut told = BTreeMap::new();
         for call in futures::future::join_all(calls).await {
-            let (id, returned) = call.unwrap();
-            answers.entry(id).or_default().push(returned);
+            let (id, outcome) = call.unwrap();
+            answers
+                .entry(id.clone())
+                .or_default()
+                .push(outcome.returned);
+            let created = outcome.returned == Returned::Created;
+            assert_eq!(outcome.created.is_some(), created, "{backend:?}: {id}");
+            if let Some(view) = outcome.created {
+                told.insert(id, format!("{view:?}"));
+            }
         }
         let mut ret0 = answers["ret0"].clone();
         ret0.sort_by_key(|r| *r == Returned::Existing);
@@ -230,9 +239,15 @@ async fn sip_returns_that_arrive_together_commit_together_each_with_its_own_answ
         let total: usize = batches.iter().sum();
         assert_eq!(total, 2 * completions, "{backend:?}: {batches:?}");
         assert!(batches.len() <= 2, "{backend:?}: batches {batches:?}");
+        assert_eq!(told.len(), 30, "{backend:?}");
         for id in (0..30).map(|i| format!("ret{i}")).chain(["tracked".into()]) {
             let tid = TransferId::parse(&id).unwrap();
-            let (stored, actions) = lifecycle.with_actions(&tid).await.unwrap().unwrap();
+            let read = lifecycle.with_actions(&tid).await.unwrap().unwrap();
+            if let Some(told) = told.get(&id) {
+                // What the commit told the caller is what a read gives.
+                assert_eq!(told, &format!("{read:?}"), "{backend:?}: {id}");
+            }
+            let (stored, actions) = read;
             assert_eq!(stored.state, BridgeState::Completed, "{backend:?}: {id}");
             let mut names: Vec<_> = actions.into_iter().map(|a| a.id).collect();
             names.retain(|name| !name.ends_with(".audit.tracking"));

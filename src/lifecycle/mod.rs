@@ -17,6 +17,7 @@ use serde_json::Value;
 
 pub use adopt::From as AdoptFrom;
 pub use register::Registration;
+pub use sip_return::SipReturned;
 
 use crate::outbox::{ActionView, Handoff, Slot, repo};
 use crate::routing::Router;
@@ -214,6 +215,10 @@ impl Lifecycle {
         let backend = self.store.backend();
         let ids: Vec<&str> = changes.iter().map(|(id, _)| id.as_str()).collect();
         let mut known = store::fetch_many(tx, backend, &ids).await?;
+        // The stamp the rows get, so each outcome's transfer is what a read
+        // after the commit gives.
+        let now = store::now_text();
+        let at = store::parse_time(&now)?;
         let mut outcomes = Vec::with_capacity(changes.len());
         let mut endings = Vec::with_capacity(changes.len());
         let mut actions = Vec::new();
@@ -227,6 +232,7 @@ impl Lifecycle {
                 continue;
             }
             let (ending, planned) = self.plan_end(transfer, id, f);
+            transfer.updated_at = at;
             endings.push(ending);
             outcomes.push(Finished::Changed {
                 transfer: transfer.clone(),
@@ -234,7 +240,7 @@ impl Lifecycle {
             });
             actions.extend(planned);
         }
-        let ended = store::end_many(tx, backend, &endings).await?;
+        let ended = store::end_many(tx, backend, &endings, &now).await?;
         if ended != endings.len() as u64 {
             // The rows were read under the write lock: this is a bug, and
             // nothing of the group may commit.

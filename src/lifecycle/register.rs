@@ -56,7 +56,7 @@ impl Lifecycle {
         let (registered, actions) = self.register_in(&mut tx, new, created).await?;
         repo::enqueue(&mut tx, self.store.backend(), &actions, slot.claim()).await?;
         tx.commit().await?;
-        let views = views(&actions);
+        let views = views(&actions, slot.claim().is_some());
         self.outbox.committed(slot, actions);
         counted(&registered);
         Ok((registered, views))
@@ -82,10 +82,12 @@ impl Lifecycle {
     }
 }
 
-/// The views of a registration's actions, in the order a read gives: by
-/// creation (one commit), then id.
-pub(super) fn views(actions: &[Action]) -> Vec<ActionView> {
-    let mut views: Vec<_> = actions.iter().map(ActionView::enqueued).collect();
+/// The views of actions one commit enqueued (`claimed` for this instance's
+/// dispatcher, or not), as a read right after it gives them: in the order
+/// of creation (one commit), then id.
+pub(super) fn views(actions: &[Action], claimed: bool) -> Vec<ActionView> {
+    let view = |action| ActionView::enqueued(action, claimed);
+    let mut views: Vec<_> = actions.iter().map(view).collect();
     views.sort_by(|a, b| a.id.cmp(&b.id));
     views
 }

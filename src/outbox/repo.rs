@@ -28,13 +28,15 @@ pub struct ActionView {
 }
 
 impl ActionView {
-    /// An action as its commit recorded it: pending, never attempted.
-    pub fn enqueued(action: &Action) -> Self {
+    /// An action as its commit recorded it: pending, its first attempt
+    /// counted when the commit claimed it for this instance's dispatcher
+    /// (see `enqueue`).
+    pub fn enqueued(action: &Action, claimed: bool) -> Self {
         Self {
             id: action.id.clone(),
             kind: action.kind.as_str().to_owned(),
             status: ActionStatus::Pending,
-            attempts: 0,
+            attempts: u32::from(claimed),
             last_error: None,
         }
     }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::transfers::{from_row, select};
-use super::{Backend, Conn, StoreError, json_arrays, now_text};
+use super::{Backend, Conn, StoreError, json_arrays};
 use crate::sip::SipInstruction;
 use crate::transfer::{BridgeState, Transfer, TransferId};
 
@@ -91,7 +91,7 @@ pub async fn fetch_many(
 }
 
 /// End every transfer in `endings` that is still TRACKING, in one
-/// statement; how many it ended. On SQLite the unary `+` keeps the planner
+/// statement, stamped `updated_at = now`; how many it ended. On SQLite the unary `+` keeps the planner
 /// off the `(state, seq)` index: led by it, it scanned every TRACKING
 /// transfer and the whole group for each (10 ms of CPU per ending in a
 /// burst of 10,000), where led by the group it looks each id up once.
@@ -99,6 +99,7 @@ pub async fn end_many(
     conn: &mut Conn,
     backend: Backend,
     endings: &[Ending<'_>],
+    now: &str,
 ) -> Result<u64, StoreError> {
     if endings.is_empty() {
         return Ok(0);
@@ -125,11 +126,11 @@ pub async fn end_many(
              WHERE t.id = c.id AND t.state = 'TRACKING'"
         }
     };
-    let (mut ended, now) = (0, now_text());
+    let mut ended = 0;
     for array in json_arrays(backend, endings) {
         let done = sqlx::query(sql)
             .bind(array)
-            .bind(&now)
+            .bind(now)
             .execute(&mut *conn)
             .await?;
         ended += done.rows_affected();

@@ -62,10 +62,14 @@ async fn a_transfer_finishes_once_and_keeps_what_the_upstream_said() {
         record_upstream(&mut conn, backend, [&seen]).await.unwrap();
         let mut cancel = Ending::new(&id, BridgeState::Cancelled, Some("why".into()));
         cancel.polls = Some(5);
-        let done = end_many(&mut conn, backend, &[cancel]).await.unwrap();
+        let done = end_many(&mut conn, backend, &[cancel], &now_text())
+            .await
+            .unwrap();
         assert_eq!(done, 1, "{backend:?}");
         let fail = Ending::new(&id, BridgeState::Failed, None);
-        let again = end_many(&mut conn, backend, &[fail]).await.unwrap();
+        let again = end_many(&mut conn, backend, &[fail], &now_text())
+            .await
+            .unwrap();
         assert_eq!(again, 0, "{backend:?}: a second finish changes nothing");
         let stored = db.store.get(&id).await.unwrap().unwrap();
         assert_eq!(stored.state, BridgeState::Cancelled, "{backend:?}");
@@ -120,7 +124,9 @@ async fn listing_filters_by_state_and_pages_with_a_cursor() {
         let mut conn = db.store.pool().acquire().await.unwrap();
         let id = TransferId::parse("t2").unwrap();
         let expire = Ending::new(&id, BridgeState::Expired, None);
-        end_many(&mut conn, backend, &[expire]).await.unwrap();
+        end_many(&mut conn, backend, &[expire], &now_text())
+            .await
+            .unwrap();
         let first = db
             .store
             .list(Some(BridgeState::Tracking), 3, None)
