@@ -9,8 +9,8 @@
 //! to one committer task. It takes what is already queued (at most
 //! `MAX_GROUP`) and, when the last group was not alone (the bridge is under
 //! load), lingers up to `LINGER` for more; then writes the whole group in
-//! one transaction and commits once: an INSERT per registration (each must
-//! tell a new transfer from a repeat) and one of their actions, one UPDATE
+//! one transaction and commits once: one INSERT of the registrations (each
+//! not new is then told a repeat or a conflict) and one of their actions, one UPDATE
 //! of the statuses seen (see `store::seen`), and for the endings one read,
 //! one UPDATE and one INSERT of their actions (see `store::ending`). An idle
 //! bridge commits a lone change at once.
@@ -263,9 +263,11 @@ async fn write_group(lifecycle: &Lifecycle, group: &Group) -> Result<Outcomes, S
     let backend = lifecycle.store.backend();
     let mut registered = Vec::with_capacity(group.registers.len());
     let mut actions = Vec::new();
+    let news: Vec<_> = group.registers.iter().map(|job| &job.new).collect();
+    let mut inserted = lifecycle.insert_new(&mut tx, &news).await?;
     for job in &group.registers {
         let (outcome, planned) = lifecycle
-            .register_in(&mut tx, &job.new, job.created.as_ref())
+            .register_in(&mut tx, &job.new, job.created.as_ref(), &mut inserted)
             .await?;
         registered.push((outcome, register::views(&planned, slot.claim().is_some())));
         actions.extend(planned);

@@ -6,8 +6,10 @@
 
 use super::{Lifecycle, group};
 use crate::outbox::{ActionView, repo};
-use crate::store::{Conn, NewTransfer, Registered, StoreError};
-use crate::transfer::{Action, BridgeState};
+use std::collections::HashMap;
+
+use crate::store::{self, Conn, NewTransfer, Registered, StoreError};
+use crate::transfer::{Action, BridgeState, Transfer};
 use crate::upstream::CallTransfer;
 
 /// How a registration went, with the actions its commit enqueued (none for
@@ -53,7 +55,10 @@ impl Lifecycle {
     ) -> Result<Registration, StoreError> {
         let slot = self.outbox.slot();
         let mut tx = self.store.begin().await?;
-        let (registered, actions) = self.register_in(&mut tx, new, created).await?;
+        let mut inserted = self.insert_new(&mut tx, &[new]).await?;
+        let (registered, actions) = self
+            .register_in(&mut tx, new, created, &mut inserted)
+            .await?;
         repo::enqueue(&mut tx, self.store.backend(), &actions, slot.claim()).await?;
         tx.commit().await?;
         let views = views(&actions, slot.claim().is_some());
@@ -62,15 +67,32 @@ impl Lifecycle {
         Ok((registered, views))
     }
 
-    /// Insert `new`, or recognise a repeat, in the caller's transaction; the
-    /// actions a new transfer causes, for the caller to enqueue.
+    /// Every one of `news` not stored yet, inserted in one statement (a
+    /// group's registrations arrive together): the rows, by id, for
+    /// [`Self::register_in`].
+    pub(super) async fn insert_new(
+        &self,
+        tx: &mut Conn,
+        news: &[&NewTransfer],
+    ) -> Result<HashMap<String, Transfer>, StoreError> {
+        store::insert_many(tx, self.store.backend(), news, &self.instance).await
+    }
+
+    /// `new` as [`Self::insert_new`] left it, in the caller's transaction:
+    /// inserted now (taken from `inserted`, so an id named twice is new
+    /// once), or a repeat to tell from a conflicting body. The actions a
+    /// new transfer causes, for the caller to enqueue.
     pub(super) async fn register_in(
         &self,
         tx: &mut Conn,
         new: &NewTransfer,
         created: Option<&CallTransfer>,
+        inserted: &mut HashMap<String, Transfer>,
     ) -> Result<(Registered, Vec<Action>), StoreError> {
-        let registered = crate::store::register(tx, new, &self.instance).await?;
+        let registered = match inserted.remove(new.id.as_str()) {
+            Some(transfer) => Registered::Created(transfer),
+            None => store::register(tx, new, &self.instance).await?,
+        };
         let actions = match &registered {
             Registered::Created(transfer) => {
                 let plan = self.router.plan(transfer, BridgeState::Tracking, created);

@@ -8,7 +8,7 @@
 
 use super::{Finish, Finished, Lifecycle, Returned, Seen, group, register};
 use crate::outbox::ActionView;
-use crate::store::{self, Conn, NewTransfer, StoreError};
+use crate::store::{Conn, NewTransfer, StoreError};
 use crate::transfer::{BridgeState, Transfer};
 
 /// How a headers-only SIP return went.
@@ -95,14 +95,10 @@ impl Lifecycle {
         tx: &mut Conn,
         news: &[&NewTransfer],
     ) -> Result<Vec<Returned>, StoreError> {
-        if news.is_empty() {
-            return Ok(Vec::new());
-        }
-        let backend = self.store.backend();
-        let mut inserted = store::insert_many(tx, backend, news, &self.instance).await?;
+        let mut inserted = self.insert_new(tx, news).await?;
         let answer = |new: &&NewTransfer| match inserted.remove(new.id.as_str()) {
-            true => Returned::Created,
-            false => Returned::Existing,
+            Some(_) => Returned::Created,
+            None => Returned::Existing,
         };
         Ok(news.iter().map(answer).collect())
     }

@@ -1,6 +1,6 @@
 //! SQL for the `transfers` table.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -183,46 +183,58 @@ impl<'a> NewRow<'a> {
 
 /// Insert each of `new` that is not stored yet, owned by `owner`: one
 /// statement however many (see `ending` for why), where [`register`] is one
-/// each. The ids it inserted; an id already stored, or named twice, is
-/// inserted once. For callers that need no more than "new or not" (a SIP
-/// return does not tell a repeat from a conflicting body).
+/// each. The rows it inserted, by id; an id already stored, or named twice,
+/// is inserted once. Telling a repeat from a conflicting body is left to
+/// [`register`], for the few that were not new.
 pub async fn insert_many(
     conn: &mut Conn,
     backend: Backend,
     new: &[&NewTransfer],
     owner: &str,
-) -> Result<HashSet<String>, StoreError> {
+) -> Result<HashMap<String, Transfer>, StoreError> {
+    if new.is_empty() {
+        return Ok(HashMap::new());
+    }
     let sql = match backend {
         // `WHERE true` tells SQLite's parser the ON CONFLICT is the upsert's.
         Backend::Sqlite => {
-            "INSERT INTO transfers (id, state, upstream_status, upstream_json, callback_url, \
+            concat!(
+                "INSERT INTO transfers (id, state, upstream_status, upstream_json, callback_url, \
              metadata_json, request_json, created_at, updated_at, integration, return_signal, owner) \
              SELECT json_extract(value, '$.id'), 'TRACKING', json_extract(value, '$.upstream_status'), \
              json_extract(value, '$.upstream_json'), json_extract(value, '$.callback_url'), \
              json_extract(value, '$.metadata_json'), json_extract(value, '$.request_json'), $2, $2, \
              json_extract(value, '$.integration'), json_extract(value, '$.return_signal'), $3 \
-             FROM json_each($1) WHERE true ON CONFLICT (id) DO NOTHING RETURNING id"
+             FROM json_each($1) WHERE true ON CONFLICT (id) DO NOTHING RETURNING ",
+                columns!()
+            )
         }
         Backend::Postgres => {
-            "INSERT INTO transfers (id, state, upstream_status, upstream_json, callback_url, \
+            concat!(
+                "INSERT INTO transfers (id, state, upstream_status, upstream_json, callback_url, \
              metadata_json, request_json, created_at, updated_at, integration, return_signal, owner) \
              SELECT c.id, 'TRACKING', c.upstream_status, c.upstream_json, c.callback_url, \
              c.metadata_json, c.request_json, $2, $2, c.integration, c.return_signal, $3 \
              FROM json_to_recordset($1::json) AS c(id text, upstream_status text, upstream_json text, \
              callback_url text, metadata_json text, request_json text, integration text, \
-             return_signal bigint) ON CONFLICT (id) DO NOTHING RETURNING id"
+             return_signal bigint) ON CONFLICT (id) DO NOTHING RETURNING ",
+                columns!()
+            )
         }
     };
     let rows: Vec<NewRow<'_>> = new.iter().map(|n| NewRow::of(n)).collect();
-    let (mut inserted, now) = (HashSet::with_capacity(new.len()), now_text());
+    let (mut inserted, now) = (HashMap::with_capacity(new.len()), now_text());
     for array in json_arrays(backend, &rows) {
-        let ids: Vec<String> = sqlx::query_scalar(sql)
+        let rows = sqlx::query(sql)
             .bind(array)
             .bind(&now)
             .bind(owner)
             .fetch_all(&mut *conn)
             .await?;
-        inserted.extend(ids);
+        for row in &rows {
+            let transfer = from_row(row)?;
+            inserted.insert(transfer.id.as_str().to_owned(), transfer);
+        }
     }
     Ok(inserted)
 }
