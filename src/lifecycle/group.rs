@@ -37,8 +37,8 @@ use super::{Finish, Finished, Lifecycle, Returned, Seen};
 use crate::linger::linger;
 use crate::outbox::ActionView;
 use crate::outbox::repo;
-use crate::store::{self, NewTransfer, StoreError, Upstream};
-use crate::transfer::{BridgeState, TransferId};
+use crate::store::{self, Conn, NewTransfer, StoreError, Upstream};
+use crate::transfer::{Action, BridgeState, TransferId};
 use crate::upstream::CallTransfer;
 
 /// How long a group waits for company under load.
@@ -166,6 +166,18 @@ impl Group {
     fn len(&self) -> usize {
         self.registers.len() + self.finishes.len() + self.seen.len() + self.returns.len()
     }
+
+    /// Every ending of the group, in order: the endings, then the returns'
+    /// completions.
+    fn changes(&self) -> Vec<(&TransferId, Finish<'_>)> {
+        let finishes = self
+            .finishes
+            .iter()
+            .map(|job| (&job.id, job.finish.as_finish()));
+        let returns = self.returns.iter();
+        let completions = returns.map(|job| (&job.new.id, sip_return::completion(job.seen())));
+        finishes.chain(completions).collect()
+    }
 }
 
 /// What a group's transaction gave each registration, ending and return.
@@ -247,31 +259,12 @@ async fn alone(lifecycle: &Lifecycle, group: Group) {
 /// actions, the transfers returns complete (registered when new), the
 /// statuses seen, then every ending (the returns' completions last).
 async fn write_group(lifecycle: &Lifecycle, group: &Group) -> Result<Outcomes, StoreError> {
-    let changes: Vec<_> = group
-        .finishes
-        .iter()
-        .map(|job| (&job.id, job.finish.as_finish()))
-        .chain(
-            group
-                .returns
-                .iter()
-                .map(|job| (&job.new.id, sip_return::completion(job.seen()))),
-        )
-        .collect();
+    let changes = group.changes();
     let slot = lifecycle.outbox.slot();
+    let claimed = slot.claim().is_some();
     let mut tx = lifecycle.store.begin().await?;
     let backend = lifecycle.store.backend();
-    let mut registered = Vec::with_capacity(group.registers.len());
-    let mut actions = Vec::new();
-    let news: Vec<_> = group.registers.iter().map(|job| &job.new).collect();
-    let mut inserted = lifecycle.insert_new(&mut tx, &news).await?;
-    for job in &group.registers {
-        let (outcome, planned) = lifecycle
-            .register_in(&mut tx, &job.new, job.created.as_ref(), &mut inserted)
-            .await?;
-        registered.push((outcome, register::views(&planned, slot.claim().is_some())));
-        actions.extend(planned);
-    }
+    let (registered, mut actions) = register_all(lifecycle, &mut tx, group, claimed).await?;
     let news: Vec<_> = group.returns.iter().map(|job| &job.new).collect();
     let returned = lifecycle.returns_in(&mut tx, &news).await?;
     repo::enqueue(&mut tx, backend, &actions, slot.claim()).await?;
@@ -285,17 +278,7 @@ async fn write_group(lifecycle: &Lifecycle, group: &Group) -> Result<Outcomes, S
     // The endings' actions come in the order of the changes, the returns'
     // completions last.
     let skip: usize = finished.iter().map(enqueued).sum();
-    let mut rest = &ended[skip..];
-    let claimed = slot.claim().is_some();
-    let returned = returned
-        .into_iter()
-        .zip(completed)
-        .map(|(returned, finished)| {
-            let (own, tail) = rest.split_at(enqueued(&finished));
-            rest = tail;
-            (returned, finished, register::views(own, claimed))
-        });
-    let returned = returned.collect();
+    let returned = with_views(returned, completed, &ended[skip..], claimed);
     actions.extend(ended);
     lifecycle.outbox.committed(slot, actions);
     Ok(Outcomes {
@@ -303,6 +286,44 @@ async fn write_group(lifecycle: &Lifecycle, group: &Group) -> Result<Outcomes, S
         finished,
         returned,
     })
+}
+
+/// The group's registrations, in the caller's transaction: one INSERT of
+/// the new ones, then each answer and the actions to enqueue for them.
+async fn register_all(
+    lifecycle: &Lifecycle,
+    tx: &mut Conn,
+    group: &Group,
+    claimed: bool,
+) -> Result<(Vec<Registration>, Vec<Action>), StoreError> {
+    let mut registered = Vec::with_capacity(group.registers.len());
+    let mut actions = Vec::new();
+    let news: Vec<_> = group.registers.iter().map(|job| &job.new).collect();
+    let mut inserted = lifecycle.insert_new(tx, &news).await?;
+    for job in &group.registers {
+        let (outcome, planned) = lifecycle
+            .register_in(tx, &job.new, job.created.as_ref(), &mut inserted)
+            .await?;
+        registered.push((outcome, register::views(&planned, claimed)));
+        actions.extend(planned);
+    }
+    Ok((registered, actions))
+}
+
+/// Each return with its completion and the views of the actions it
+/// enqueued, taken in order from `ended` (the returns' share of them).
+fn with_views(
+    returned: Vec<Returned>,
+    completed: Vec<Finished>,
+    mut ended: &[Action],
+    claimed: bool,
+) -> Vec<(Returned, Finished, Vec<ActionView>)> {
+    let each = |(returned, finished): (Returned, Finished)| {
+        let (own, rest) = ended.split_at(enqueued(&finished));
+        ended = rest;
+        (returned, finished, register::views(own, claimed))
+    };
+    returned.into_iter().zip(completed).map(each).collect()
 }
 
 /// How many actions a change enqueued.

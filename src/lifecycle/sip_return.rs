@@ -3,8 +3,10 @@
 //! upstream, registering it first when it did not know it. A caller waits
 //! on the line for the answer, and when many calls come back at once each
 //! return was a FULL commit of its own, queued on the store's one writer:
-//! 64 at a time waited 122 ms at the median. Returns that arrive together
-//! share the group committer's transaction (see `group`).
+//! with 64 in flight the median answer took 62-119 ms. Returns that arrive
+//! together share the group committer's transaction (see `group`), and a
+//! return new to the bridge is answered from its commit, with no read:
+//! 11-13 ms (README, "Throughput and CPU").
 
 use super::{Finish, Finished, Lifecycle, Returned, Seen, group, register};
 use crate::outbox::ActionView;
