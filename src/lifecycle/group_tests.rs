@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::handoff_tests::handing_over;
 use super::tests::{Fixture, ended, fixtures, names, new, resource};
 use super::*;
-use crate::store::{NewTransfer, Registered, testdb};
+use crate::store::{Backend, NewTransfer, Registered, testdb};
 
 /// Thirty new transfers, a repeat of one and a conflicting body for
 /// another, all at once.
@@ -257,5 +257,97 @@ async fn sip_returns_that_arrive_together_commit_together_each_with_its_own_answ
         }
         let stored = lifecycle.store.get(&over).await.unwrap().unwrap();
         assert_eq!(stored.state, BridgeState::Cancelled, "{backend:?}");
+    }
+}
+
+/// A trigger, in this test's database only, that refuses to store the
+/// transfer `poison`: a statement of a group that fails on demand.
+async fn poison(store: &Store) {
+    use sqlx::Executor as _;
+    let pool = store.pool();
+    match store.backend() {
+        Backend::Sqlite => {
+            pool.execute(
+                "CREATE TRIGGER poison BEFORE INSERT ON transfers WHEN NEW.id = 'poison' \
+                 BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+            )
+            .await
+            .unwrap();
+        }
+        Backend::Postgres => {
+            pool.execute(
+                "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.id = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql",
+            )
+            .await
+            .unwrap();
+            pool.execute(
+                "CREATE TRIGGER poison BEFORE INSERT ON transfers \
+                 FOR EACH ROW EXECUTE FUNCTION poison()",
+            )
+            .await
+            .unwrap();
+        }
+    }
+}
+
+/// When one statement of a group fails, nothing of the group commits, and
+/// each change runs again alone: every caller gets the answer its own
+/// transaction gives, the one refused change its error.
+#[tokio::test]
+async fn a_group_that_fails_runs_each_change_alone() {
+    for db in testdb::each().await {
+        let backend = db.backend();
+        poison(&db.store).await;
+        let (lifecycle, _wake, mut fresh) = handing_over(&db.store, 64);
+        lifecycle.register(&new("tracked"), None).await.unwrap();
+        while fresh.try_recv().is_ok() {}
+        let mut calls = tokio::task::JoinSet::new();
+        for id in (0..10).map(|i| format!("ok{i}")).chain(["poison".into()]) {
+            let lifecycle = lifecycle.clone();
+            calls.spawn(async move {
+                let registered = lifecycle.register(&new(&id), None).await;
+                (id, registered.map(|r| matches!(r, Registered::Created(_))))
+            });
+        }
+        let (lifecycle2, tracked) = (lifecycle.clone(), TransferId::parse("tracked").unwrap());
+        let finished = tokio::spawn(async move {
+            let cancel = ended(BridgeState::Cancelled, None);
+            lifecycle2.finish(&tracked, cancel).await.unwrap()
+        });
+        let (done, raw) = resource("ret", "COMPLETED", "AGENT");
+        let seen = Seen {
+            resource: &done,
+            raw: &raw,
+        };
+        let returned = lifecycle.sip_return(&new("ret"), seen).await.unwrap();
+        let mut answers = BTreeMap::new();
+        while let Some(call) = calls.join_next().await {
+            let (id, answer) = call.unwrap();
+            answers.insert(id, answer.map_err(|e| e.to_string()));
+        }
+        let refused = answers.remove("poison").unwrap();
+        assert!(refused.unwrap_err().contains("poisoned"), "{backend:?}");
+        assert!(
+            answers.values().all(|a| a == &Ok(true)),
+            "{backend:?}: {answers:?}"
+        );
+        assert_eq!(returned.returned, Returned::Created, "{backend:?}");
+        let finished = finished.await.unwrap();
+        assert!(matches!(finished, Finished::Changed { .. }), "{backend:?}");
+        // Each of the twelve changes committed alone: a batch each (the
+        // group would have handed over one or two).
+        let mut batches = 0;
+        while fresh.try_recv().is_ok() {
+            batches += 1;
+        }
+        assert_eq!(batches, 12, "{backend:?}");
+        let poison = TransferId::parse("poison").unwrap();
+        assert!(lifecycle.store.get(&poison).await.unwrap().is_none());
+        for id in ["ok0", "ok9", "ret", "tracked"] {
+            let id = TransferId::parse(id).unwrap();
+            assert!(lifecycle.store.get(&id).await.unwrap().is_some(), "{id}");
+        }
     }
 }
