@@ -279,7 +279,9 @@ async fn one_read_gives_what_the_two_reads_give_on(f: Fixture) {
 
     // A transfer without actions still reads (the LEFT JOIN's one row).
     let mut tx = f.lifecycle.store.begin().await.unwrap();
-    store::register(&mut tx, &new("bare"), "i1").await.unwrap();
+    store::register(&mut tx, f.lifecycle.store.backend(), &new("bare"), "i1")
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let bare = TransferId::parse("bare").unwrap();
     let (transfer, actions) = f.lifecycle.with_actions(&bare).await.unwrap().unwrap();

@@ -91,7 +91,7 @@ impl Lifecycle {
     ) -> Result<(Registered, Vec<Action>), StoreError> {
         let registered = match inserted.remove(new.id.as_str()) {
             Some(transfer) => Registered::Created(transfer),
-            None => store::register(tx, new, &self.instance).await?,
+            None => store::repeat(tx, new).await?,
         };
         let actions = match &registered {
             Registered::Created(transfer) => {

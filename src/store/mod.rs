@@ -33,7 +33,7 @@ pub use instances::{
 };
 pub use scratch::scratch_database;
 pub use seen::{Upstream, record_upstream};
-pub use transfers::{ListPage, NewTransfer, Registered, fetch, insert_many, register};
+pub use transfers::{ListPage, NewTransfer, Registered, fetch, insert_many, register, repeat};
 /// For SQL that reads a transfer beside rows of another module's table.
 pub(crate) use transfers::{columns, from_row as transfer_from_row, select};
 

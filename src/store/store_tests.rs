@@ -23,7 +23,7 @@ fn new(id: &str, body: &str) -> NewTransfer {
 
 async fn register_one(db: &TestStore, n: &NewTransfer) -> Registered {
     let mut tx = db.store.begin().await.unwrap();
-    let registered = register(&mut tx, n, "i1").await.unwrap();
+    let registered = register(&mut tx, db.backend(), n, "i1").await.unwrap();
     tx.commit().await.unwrap();
     registered
 }
@@ -188,7 +188,7 @@ async fn leases_expire_and_a_dead_owners_transfers_are_adopted_once() {
         store.join("alive", 60_000).await.unwrap();
         for (i, owner) in ["dead", "dead", "alive"].into_iter().enumerate() {
             let mut tx = store.begin().await.unwrap();
-            register(&mut tx, &new(&format!("t{i}"), "a"), owner)
+            register(&mut tx, backend, &new(&format!("t{i}"), "a"), owner)
                 .await
                 .unwrap();
             tx.commit().await.unwrap();

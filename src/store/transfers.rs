@@ -113,33 +113,22 @@ pub async fn fetch(conn: &mut Conn, id: &TransferId) -> Result<Option<Transfer>,
 /// A new transfer is owned by `owner`, the instance that received it.
 pub async fn register(
     conn: &mut Conn,
+    backend: Backend,
     new: &NewTransfer,
     owner: &str,
 ) -> Result<Registered, StoreError> {
-    let now = now_text();
-    let inserted = sqlx::query(concat!(
-        "INSERT INTO transfers (id, state, upstream_status, upstream_json, callback_url, \
-         metadata_json, request_json, created_at, updated_at, integration, return_signal, owner) \
-         VALUES ($1, 'TRACKING', $2, $3, $4, $5, $6, $7, $7, $8, $9, $10) \
-         ON CONFLICT (id) DO NOTHING RETURNING ",
-        columns!()
-    ))
-    .bind(new.id.as_str())
-    .bind(&new.upstream_status)
-    .bind(new.upstream.as_ref().map(Value::to_string))
-    .bind(&new.callback_url)
-    .bind(serde_json::to_string(&new.metadata).expect("string map serializes"))
-    .bind(&new.request_json)
-    .bind(&now)
-    .bind(&new.integration)
-    .bind(new.return_signal.map(i64::from))
-    .bind(owner)
-    .fetch_optional(&mut *conn)
-    .await?;
-    // A new row comes back from the INSERT itself; only a repeat is read.
-    if let Some(row) = inserted {
-        return Ok(Registered::Created(from_row(&row)?));
+    match insert_many(conn, backend, &[new], owner)
+        .await?
+        .remove(new.id.as_str())
+    {
+        Some(transfer) => Ok(Registered::Created(transfer)),
+        None => repeat(conn, new).await,
     }
+}
+
+/// A registration whose id is already stored (see [`insert_many`]): an
+/// identical repeat, or a conflicting body.
+pub async fn repeat(conn: &mut Conn, new: &NewTransfer) -> Result<Registered, StoreError> {
     let row = sqlx::query(select!("WHERE id = $1"))
         .bind(new.id.as_str())
         .fetch_one(&mut *conn)
@@ -182,10 +171,10 @@ impl<'a> NewRow<'a> {
 }
 
 /// Insert each of `new` that is not stored yet, owned by `owner`: one
-/// statement however many (see `ending` for why), where [`register`] is one
-/// each. The rows it inserted, by id; an id already stored, or named twice,
-/// is inserted once. Telling a repeat from a conflicting body is left to
-/// [`register`], for the few that were not new.
+/// statement however many (see `ending` for why). The rows it inserted, by
+/// id; an id already stored, or named twice, is inserted once. Telling a
+/// repeat from a conflicting body is left to [`repeat`], for the few that
+/// were not new.
 pub async fn insert_many(
     conn: &mut Conn,
     backend: Backend,
