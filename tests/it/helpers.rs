@@ -254,7 +254,10 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("{id} did not settle: {}", self.view(id).await);
+        let view = self.view(id).await;
+        // One short line first: a CI log that cuts the panic message keeps it.
+        eprintln!("unsettled {id}: {}", summary(&view));
+        panic!("{id} did not settle: {view}");
     }
 
     pub fn script(&self, id: &str, script: Value) {
@@ -265,6 +268,23 @@ impl TestApp {
     pub async fn bind(&self, exchange: &str, key: &str) -> TestQueue {
         self.broker.bind(exchange, key).await
     }
+}
+
+/// A transfer's state and each action's kind, status, attempts and last
+/// error, on one line.
+fn summary(view: &Value) -> String {
+    let actions: Vec<String> = view["actions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            format!(
+                "{}={}/{}/{}",
+                a["kind"], a["status"], a["attempts"], a["lastError"]
+            )
+        })
+        .collect();
+    format!("state={} actions=[{}]", view["state"], actions.join(" "))
 }
 
 pub fn unique(prefix: &str) -> String {
