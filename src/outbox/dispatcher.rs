@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -16,7 +17,7 @@ use super::handoff::{Fresh, Handoff};
 use super::repo::{self, Claimed};
 use super::settle::{self, Confirmed};
 use crate::delivery::{Outcome, Sinks};
-use crate::store::Store;
+use crate::store::{self, Store, StoreError};
 use crate::transfer::{Action, ActionKind, AmqpTarget, Target, TransferEvent};
 
 /// Committed batches (one per commit) waiting for the claim loop.
@@ -281,19 +282,22 @@ impl Dispatcher {
         attempts: u32,
         error: &str,
         hint: Option<Duration>,
-    ) -> Result<(), crate::store::StoreError> {
+    ) -> Result<(), StoreError> {
         let Some(delay) = self.retry_delay(action, attempts, hint) else {
             let why = format!("retries exhausted after {attempts} attempts: {error}");
             return self.give_up(action, &why).await;
         };
         tracing::warn!(action_id = %action.id, attempts, error = %error, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
-        repo::mark_retry(
-            self.store.pool(),
-            &action.id,
-            delay.as_millis() as i64,
-            error,
-        )
-        .await
+        let delay_ms = delay.as_millis() as i64;
+        let mark = || repo::mark_retry(self.store.pool(), &action.id, delay_ms, error);
+        store::while_unavailable("record a delivery retry", self.while_claimed(), mark).await
+    }
+
+    /// Until when a result may still be recorded under this attempt's claim
+    /// (half the lease, as for marks): after that the claim lapses, the
+    /// action is tried again and that attempt records its own result.
+    fn while_claimed(&self) -> Option<Instant> {
+        Some(Instant::now() + self.config.claim_timeout / 2)
     }
 
     fn retry_delay(
@@ -308,8 +312,15 @@ impl Dispatcher {
 
     /// Mark failed and, in the same transaction, record a `delivery.failed`
     /// audit event so the failure itself is never lost.
-    async fn give_up(&self, action: &Action, error: &str) -> Result<(), crate::store::StoreError> {
+    async fn give_up(&self, action: &Action, error: &str) -> Result<(), StoreError> {
         tracing::error!(action_id = %action.id, error = %error, "delivery failed for good");
+        let record = || self.record_failed(action, error);
+        store::while_unavailable("record a delivery failure", self.while_claimed(), record).await?;
+        self.wake();
+        Ok(())
+    }
+
+    async fn record_failed(&self, action: &Action, error: &str) -> Result<(), StoreError> {
         let mut tx = self.store.begin().await?;
         repo::mark_failed(&mut tx, &action.id, error).await?;
         if action.kind != ActionKind::Audit {
@@ -317,7 +328,6 @@ impl Dispatcher {
             repo::enqueue(&mut tx, self.store.backend(), &failed, None).await?;
         }
         tx.commit().await?;
-        self.wake();
         Ok(())
     }
 

@@ -26,9 +26,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::repo;
-use crate::backoff::Backoff;
 use crate::linger::linger;
-use crate::store::{Store, StoreError};
+use crate::store::{self, Store, StoreError};
 
 /// Ids per statement: well under the backends' bound-variable and
 /// statement limits, large enough that a burst needs few commits.
@@ -77,17 +76,9 @@ async fn mark_with_retry(
     ids: &[String],
     within: Duration,
 ) -> Result<(), StoreError> {
-    let give_up = Instant::now() + within;
-    let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-    let mut delay = backoff.initial;
-    loop {
-        match repo::mark_delivered_many(store, ids).await {
-            Err(e) if e.is_unavailable() && Instant::now() + delay < give_up => {
-                tracing::warn!(actions = ids.len(), error = %e, "cannot mark delivered; retrying");
-                tokio::time::sleep(delay).await;
-                delay = backoff.next(delay);
-            }
-            other => return other.map(|_| ()),
-        }
-    }
+    let until = Some(Instant::now() + within);
+    let mark = || repo::mark_delivered_many(store, ids);
+    store::while_unavailable("mark delivered", until, mark)
+        .await
+        .map(drop)
 }

@@ -13,6 +13,7 @@ mod budget;
 mod ending;
 mod errors;
 mod instances;
+mod outage;
 mod scratch;
 mod seen;
 #[cfg(test)]
@@ -31,6 +32,7 @@ pub use errors::{StoreError, is_storage_fault};
 pub use instances::{
     Adopted, CHANGED, Renewal, SIGNAL, adopt_all, adopt_from, adopt_one, notify, notify_many,
 };
+pub use outage::while_unavailable;
 pub use scratch::scratch_database;
 pub use seen::{Upstream, record_upstream};
 pub use transfers::{ListPage, NewTransfer, Registered, fetch, insert_many, register, repeat};

@@ -15,7 +15,7 @@ use super::policy::{Completion, PollPolicy, backoff};
 use super::state::TrackState;
 use crate::backoff::jitter;
 use crate::lifecycle::{Finish, Finished, Lifecycle, Seen};
-use crate::store::StoreError;
+use crate::store::{self, StoreError};
 use crate::transfer::{BridgeState, Waiters};
 use crate::upstream::model::parse_time;
 use crate::upstream::{
@@ -197,8 +197,12 @@ async fn on_error(deps: &PollDeps, st: &mut TrackState, e: UpstreamError) -> Ste
     }
 }
 
-/// Commit the terminal state with its actions; on a database error keep the
-/// transfer scheduled so nothing is lost.
+/// Commit the terminal state with its actions. While the store is
+/// unavailable (a full disk) only the commit is retried, within a second of
+/// the store's return: the outcome is known, so neither another upstream
+/// request nor the poll backoff stands between it and the caller. Any other
+/// database error keeps the transfer scheduled so nothing is lost. The poll's
+/// upstream request was already given back, so a wait here holds no lane.
 async fn finish_or_retry(
     deps: &PollDeps,
     st: &mut TrackState,
@@ -206,7 +210,9 @@ async fn finish_or_retry(
     reason: Option<String>,
     fetched: Option<&Fetched>,
 ) -> Step {
-    match finish(deps, st, state, reason.as_deref(), fetched).await {
+    let commit = || finish(deps, st, state, reason.as_deref(), fetched);
+    let result = store::while_unavailable("record a terminal state", None, commit).await;
+    match result {
         Ok(()) => Step::Done,
         Err(e) => {
             st.failures += 1;

@@ -99,6 +99,17 @@ pub fn test_prefix() -> String {
     }
 }
 
+/// The bridge's warnings and errors (or `RUST_LOG`) in the test's captured
+/// output, which the runner prints for a failed test: a failure in CI then
+/// comes with what the bridge said about it.
+fn log_to_test_output() {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "transfer_bridge=warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_test_writer()
+        .try_init();
+}
+
 /// Test-sized defaults: fast polls, short backoffs, isolated names.
 pub async fn test_config(sim: &SimHandle, dir: &std::path::Path) -> Config {
     let mut config = Config::from_figment(Config::embedded()).unwrap();
@@ -135,6 +146,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    log_to_test_output();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = simulator::start(listener, SIM_ID, SIM_SECRET).unwrap();
     let dir = tempfile::tempdir().unwrap();
