@@ -99,11 +99,17 @@ impl AppState {
 
     /// The full view of what one read found, with the live poll count.
     async fn view_of(&self, found: Found) -> TransferView {
-        let Found { transfer, actions } = found;
-        let live_polls = match transfer.state.is_terminal() {
+        let live_polls = match found.transfer.state.is_terminal() {
             true => None,
-            false => self.tracker.polls(transfer.id.clone()).await,
+            false => self.tracker.polls(found.transfer.id.clone()).await,
         };
+        Self::view_with(found, live_polls)
+    }
+
+    /// The full view of what one read found, with `live_polls` when the
+    /// tracker gave them.
+    fn view_with(found: Found, live_polls: Option<u32>) -> TransferView {
+        let Found { transfer, actions } = found;
         let mut view = TransferView::summary(transfer);
         if let Some(polls) = live_polls {
             view.polls = view.polls.max(polls);

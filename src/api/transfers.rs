@@ -6,12 +6,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, IdPath};
 use super::register::{RegisterRequest, register};
 use super::view::{ListResponse, TransferView};
 use super::wait::{self, WaitQuery};
-use super::{AppState, Found};
 use crate::lifecycle::{Finish, Finished};
 use crate::transfer::{BridgeState, TransferId};
 use crate::upstream::ErrorEnvelope;
@@ -195,28 +195,31 @@ pub async fn returned(
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
     let wait = wait::parse(query.wait.as_deref(), app.config.http.max_wait)?;
-    let found = match wait.filter(|w| !w.is_zero()) {
-        Some(_) => wait::settle(&app, &id, wait).await?,
+    let view = match wait.filter(|w| !w.is_zero()) {
+        Some(_) => app.view_of(wait::settle(&app, &id, wait).await?).await,
         None => signal(&app, &id).await?,
     };
-    if found.transfer.state.is_terminal() {
-        return Ok((StatusCode::OK, Json(app.view_of(found).await)).into_response());
+    if view.state.is_terminal() {
+        return Ok((StatusCode::OK, Json(view)).into_response());
     }
-    let response = (StatusCode::ACCEPTED, Json(app.view_of(found).await)).into_response();
+    let response = (StatusCode::ACCEPTED, Json(view)).into_response();
     Ok(match wait.is_some() {
         true => wait::retry_soon(response),
         false => response,
     })
 }
 
-/// Poll a TRACKING transfer now, in the returned-call lane.
-async fn signal(app: &AppState, id: &TransferId) -> Result<Found, ApiError> {
+/// Poll a TRACKING transfer now, in the returned-call lane; its view, with
+/// the live poll count the signal brought back.
+async fn signal(app: &AppState, id: &TransferId) -> Result<TransferView, ApiError> {
     let found = app.find_full(id).await?;
-    let transfer = &found.transfer;
-    if !transfer.state.is_terminal() && !app.cluster.poll_now(transfer).await {
-        return Err(ApiError::Unavailable("the tracker is not running".into()));
+    if found.transfer.state.is_terminal() {
+        return Ok(app.view_of(found).await);
     }
-    Ok(found)
+    let Some(signalled) = app.cluster.poll_now(&found.transfer).await else {
+        return Err(ApiError::Unavailable("the tracker is not running".into()));
+    };
+    Ok(AppState::view_with(found, signalled.polls()))
 }
 
 /// `POST /v1/transfers/{id}/redeliver`: enqueue its actions again, same ids.

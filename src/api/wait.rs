@@ -107,7 +107,7 @@ pub async fn settle(
         return Ok(found);
     }
     let transfer = found.transfer;
-    if !app.cluster.poll_now(&transfer).await {
+    if app.cluster.poll_now(&transfer).await.is_none() {
         // The tracker lets go of a transfer once it ended it: read again.
         let found = app.find_full(id).await?;
         return match found.transfer.state.is_terminal() {

@@ -36,6 +36,25 @@ use crate::transfer::{Transfer, Waiters};
 const ADOPT_BATCH: u32 = 500;
 
 /// This instance's part in the cluster; cheap to clone.
+/// Where a returned signal went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signalled {
+    /// This instance polls the transfer now; its upstream GETs so far.
+    Here { polls: u32 },
+    /// Sent to the instance that owns it.
+    Forwarded,
+}
+
+impl Signalled {
+    /// The live poll count, when this instance tracks the transfer.
+    pub fn polls(self) -> Option<u32> {
+        match self {
+            Self::Here { polls } => Some(polls),
+            Self::Forwarded => None,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Cluster {
     inner: Arc<Inner>,
@@ -196,18 +215,19 @@ impl Cluster {
     }
 
     /// The call came back: have `transfer` polled now, wherever it is owned.
-    /// False only when nobody can (this instance's tracker is not running).
-    pub async fn poll_now(&self, transfer: &Transfer) -> bool {
+    /// `None` only when nobody can (this instance's tracker is not running).
+    pub async fn poll_now(&self, transfer: &Transfer) -> Option<Signalled> {
         let tracker = &self.inner.tracker;
-        if tracker.poll_now(transfer.id.clone()).await {
-            return true;
+        let here = |polls: Option<u32>| polls.map(|polls| Signalled::Here { polls });
+        if let Some(polls) = tracker.poll_now(transfer.id.clone()).await {
+            return here(Some(polls));
         }
         let owner = transfer.owner.as_deref();
         if self.inner.store.backend() == Backend::Sqlite || owner == Some(self.instance()) {
-            return false;
+            return None;
         }
         match self.take_over(transfer).await {
-            Ok(true) => tracker.poll_now(transfer.id.clone()).await,
+            Ok(true) => here(tracker.poll_now(transfer.id.clone()).await),
             Ok(false) => {
                 let owner = owner.unwrap_or_default();
                 let sent = self
@@ -216,11 +236,12 @@ impl Cluster {
                     .forward_signal(owner, &transfer.id)
                     .await;
                 sent.inspect_err(|e| tracing::warn!(error = %e, "cannot forward a returned signal"))
-                    .is_ok()
+                    .ok()
+                    .map(|()| Signalled::Forwarded)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot adopt a returned transfer");
-                false
+                None
             }
         }
     }
@@ -237,7 +258,7 @@ impl Cluster {
 
     /// A signal forwarded to this instance: poll its transfer now.
     async fn signalled(&self, id: crate::transfer::TransferId) {
-        if !self.inner.tracker.poll_now(id.clone()).await {
+        if self.inner.tracker.poll_now(id.clone()).await.is_none() {
             tracing::debug!(call_transfer_id = %id, "forwarded signal for a transfer no longer tracked here");
         }
     }

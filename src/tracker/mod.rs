@@ -83,14 +83,14 @@ impl Tracker {
         let _ = self.tx.send(Command::Untrack(id)).await;
     }
 
-    /// The call came back: poll now, ahead of routine polls. False when the
-    /// transfer is not being tracked.
-    pub async fn poll_now(&self, id: TransferId) -> bool {
+    /// The call came back: poll now, ahead of routine polls. The polls
+    /// made so far (the API's answer shows them, and asking in the same
+    /// message spares it a second round trip to the scheduler); `None` when
+    /// the transfer is not being tracked.
+    pub async fn poll_now(&self, id: TransferId) -> Option<u32> {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Command::PollNow(id, reply)).await.is_err() {
-            return false;
-        }
-        rx.await.unwrap_or(false)
+        self.tx.send(Command::PollNow(id, reply)).await.ok()?;
+        rx.await.ok().flatten()
     }
 
     /// Polls made so far, if the transfer is tracked.

@@ -32,7 +32,7 @@ pub(super) enum Command {
     Track(TrackState, Option<Duration>),
     Untrack(TransferId),
     /// Poll now with priority; replies whether the transfer is tracked.
-    PollNow(TransferId, oneshot::Sender<bool>),
+    PollNow(TransferId, oneshot::Sender<Option<u32>>),
     /// Live poll count, for the API.
     Polls(TransferId, oneshot::Sender<Option<u32>>),
 }
@@ -257,10 +257,9 @@ impl Scheduler {
         self.entries.insert(id, entry);
     }
 
-    fn poll_now(&mut self, id: &TransferId) -> bool {
-        let Some(entry) = self.entries.get_mut(id) else {
-            return false;
-        };
+    /// The transfer's polls so far, `None` when it is not tracked here.
+    fn poll_now(&mut self, id: &TransferId) -> Option<u32> {
+        let entry = self.entries.get_mut(id)?;
         match (&mut entry.state, entry.key.take()) {
             (Some(state), Some((lane, key))) => {
                 state.signalled_at = Some(Instant::now());
@@ -274,7 +273,7 @@ impl Scheduler {
             }
             _ => entry.again = true,
         }
-        true
+        Some(entry.polls)
     }
 
     fn start(&mut self, lane: Lane, id: TransferId, gate: Gate) {

@@ -233,3 +233,30 @@ async fn create_sends_the_body_upstream_and_returns_the_number() {
     assert_eq!(response.status(), 201);
     assert_eq!(app.sim.counters().by_status.get(&409), Some(&1));
 }
+
+/// A signal's answer counts the polls the tracker made, not only those the
+/// store recorded (it records a status change, never an unchanged poll).
+#[tokio::test]
+async fn a_returned_signal_answers_with_the_live_poll_count() {
+    let app = spawn_app().await;
+    let id = unique("livepolls");
+    app.script(&id, json!({"timeline": [{"status": "ONGOING"}]}));
+    app.register_id(&id).await;
+    for _ in 0..100 {
+        if app.sim.gets(&id) >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let made = app.sim.gets(&id);
+    assert!(made >= 4, "only {made} polls in 5 s");
+    let stored = app.view(&id).await;
+    let response = app.post(&format!("/v1/transfers/{id}/returned")).await;
+    assert_eq!(response.status(), 202);
+    let view: Value = response.json().await.unwrap();
+    assert_eq!(view["state"], "TRACKING");
+    let polls = view["polls"].as_u64().unwrap();
+    assert!(polls >= made, "{polls} polls in the answer, {made} made");
+    assert!(polls >= stored["polls"].as_u64().unwrap(), "{view}");
+    assert_eq!(view["actions"].as_array().map(Vec::len), Some(1), "{view}");
+}
