@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use sqlx::Row as _;
 use tokio::sync::Notify;
 
 use super::*;
@@ -288,4 +289,53 @@ async fn one_read_gives_what_the_two_reads_give_on(f: Fixture) {
     assert_eq!((transfer.id, actions.len()), (bare, 0));
     let unknown = TransferId::parse("nobody").unwrap();
     assert!(f.lifecycle.with_actions(&unknown).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_transfers_actions_are_its_own_when_another_id_extends_it_with_a_dot() {
+    for f in fixtures().await {
+        a_transfers_actions_are_its_own_on(f).await;
+    }
+}
+
+/// On SQLite a transfer's actions are found by the range of action ids
+/// that start with `<id>.`: `a.b`'s and `a.`'s fall inside `a`'s range and
+/// must still not be `a`'s.
+async fn a_transfers_actions_are_its_own_on(f: Fixture) {
+    for id in ["a", "a.b", "a.", "a-", "a.b.c", "b"] {
+        f.lifecycle.register(&new(id), None).await.unwrap();
+    }
+    assert_eq!(names(&f, "a").await, ["audit:a.audit.tracking"]);
+    assert_eq!(names(&f, "a.b").await, ["audit:a.b.audit.tracking"]);
+    assert_eq!(names(&f, "a.").await, ["audit:a..audit.tracking"]);
+    let a = TransferId::parse("a").unwrap();
+    let (_, actions) = f.lifecycle.with_actions(&a).await.unwrap().unwrap();
+    let ids: Vec<_> = actions.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["a.audit.tracking"]);
+    assert_eq!(f.lifecycle.redeliver(&a).await.unwrap(), 1);
+    if f.lifecycle.store.backend() == Backend::Sqlite {
+        // The lookup's shape reads the primary key's index, and the index
+        // on transfer_id is gone.
+        let reader = f.lifecycle.store.reader();
+        let plan = sqlx::query(
+            "EXPLAIN QUERY PLAN SELECT id FROM actions \
+             WHERE id >= $1 || '.' AND id < $1 || '/' AND transfer_id = $1",
+        )
+        .bind("a")
+        .fetch_all(reader)
+        .await
+        .unwrap();
+        let plan: Vec<String> = plan.iter().map(|r| r.get("detail")).collect();
+        assert!(
+            plan.iter()
+                .any(|d| d.contains("sqlite_autoindex_actions_1")),
+            "{plan:?}"
+        );
+        let gone: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = 'actions_transfer'")
+                .fetch_all(reader)
+                .await
+                .unwrap();
+        assert!(gone.is_empty(), "{gone:?}");
+    }
 }

@@ -19,7 +19,7 @@ pub use adopt::From as AdoptFrom;
 pub use register::Registration;
 pub use sip_return::SipReturned;
 
-use crate::outbox::{ActionView, Handoff, Slot, repo};
+use crate::outbox::{self, ActionView, Handoff, Slot, repo};
 use crate::routing::Router;
 use crate::store::{self, Backend, Conn, Ending, Store, StoreError, Upstream};
 use crate::transfer::{Action, BridgeState, Transfer, TransferId, Waiters};
@@ -172,7 +172,7 @@ impl Lifecycle {
 
     /// Enqueue every action of a transfer again, same ids and bodies.
     pub async fn redeliver(&self, id: &TransferId) -> Result<u64, StoreError> {
-        let requeued = repo::redeliver(self.store.pool(), id).await?;
+        let requeued = repo::redeliver(&self.store, id).await?;
         self.outbox.wake();
         Ok(requeued)
     }
@@ -182,12 +182,12 @@ impl Lifecycle {
         &self,
         id: &TransferId,
     ) -> Result<Option<(Transfer, Vec<ActionView>)>, StoreError> {
-        repo::with_transfer(self.store.reader(), id).await
+        outbox::with_transfer(&self.store, id).await
     }
 
     /// The transfer's actions and how their delivery stands.
     pub async fn actions(&self, id: &TransferId) -> Result<Vec<ActionView>, StoreError> {
-        repo::for_transfer(self.store.reader(), id).await
+        outbox::for_transfer(&self.store, id).await
     }
 
     async fn finish_one(

@@ -5,12 +5,13 @@ mod dispatcher;
 mod handoff;
 pub mod repo;
 mod settle;
+mod views;
 
 pub use dispatcher::Dispatcher;
 #[cfg(test)]
 pub(crate) use handoff::Fresh;
 pub use handoff::{Handoff, Slot};
-pub use repo::ActionView;
+pub use views::{ActionView, for_transfer, with_transfer};
 
 use std::time::Duration;
 

@@ -3,9 +3,10 @@
 use serde::Serialize;
 use sqlx::Row as _;
 
+use super::views::of_transfer;
 use crate::store::{Backend, Conn, Pool, Row, Store, StoreError, json_arrays, now_text};
-use crate::transfer::{Action, ActionKind, ActionStatus, Target};
-use crate::transfer::{Transfer, TransferId};
+use crate::transfer::TransferId;
+use crate::transfer::{Action, ActionKind, Target};
 
 /// An action handed to a dispatcher, with how many attempts it has had
 /// (this one included).
@@ -13,33 +14,6 @@ use crate::transfer::{Transfer, TransferId};
 pub struct Claimed {
     pub action: Action,
     pub attempts: u32,
-}
-
-/// What `GET /v1/transfers/{id}` shows per action.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ActionView {
-    pub id: String,
-    pub kind: String,
-    #[schema(value_type = String)]
-    pub status: ActionStatus,
-    pub attempts: u32,
-    pub last_error: Option<String>,
-}
-
-impl ActionView {
-    /// An action as its commit recorded it: pending, its first attempt
-    /// counted when the commit claimed it for this instance's dispatcher
-    /// (see `enqueue`).
-    pub fn enqueued(action: &Action, claimed: bool) -> Self {
-        Self {
-            id: action.id.clone(),
-            kind: action.kind.as_str().to_owned(),
-            status: ActionStatus::Pending,
-            attempts: u32::from(claimed),
-            last_error: None,
-        }
-    }
 }
 
 use crate::transfer::clock::now_unix_ms as now_ms;
@@ -248,96 +222,23 @@ pub async fn release_claims(store: &Store, instance: &str) -> Result<u64, StoreE
 }
 
 /// Make every action of a transfer due again, same ids and bodies.
-pub async fn redeliver(pool: &Pool, transfer: &TransferId) -> Result<u64, StoreError> {
-    let done = sqlx::query(
-        "UPDATE actions SET status = 'pending', next_attempt_at = $2, claimed_until = NULL, claimed_by = NULL \
-         WHERE transfer_id = $1",
-    )
-    .bind(transfer.as_str())
-    .bind(now_ms())
-    .execute(pool)
-    .await?;
+pub async fn redeliver(store: &Store, transfer: &TransferId) -> Result<u64, StoreError> {
+    let sql = match store.backend() {
+        Backend::Sqlite => concat!(
+            "UPDATE actions SET status = 'pending', next_attempt_at = $2, claimed_until = NULL, claimed_by = NULL WHERE ",
+            of_transfer!("", "$1")
+        ),
+        Backend::Postgres => {
+            "UPDATE actions SET status = 'pending', next_attempt_at = $2, claimed_until = NULL, claimed_by = NULL \
+             WHERE transfer_id = $1"
+        }
+    };
+    let done = sqlx::query(sql)
+        .bind(transfer.as_str())
+        .bind(now_ms())
+        .execute(store.pool())
+        .await?;
     Ok(done.rows_affected())
-}
-
-/// The columns [`view_from_row`] reads, from the actions table as `$t`.
-macro_rules! action_columns {
-    ($t:literal) => {
-        concat!(
-            $t,
-            "id AS action_id, ",
-            $t,
-            "kind AS action_kind, ",
-            $t,
-            "status AS action_status, ",
-            $t,
-            "attempts AS action_attempts, ",
-            $t,
-            "last_error AS action_last_error"
-        )
-    };
-}
-
-pub async fn for_transfer(
-    pool: &Pool,
-    transfer: &TransferId,
-) -> Result<Vec<ActionView>, StoreError> {
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        action_columns!(""),
-        " FROM actions WHERE transfer_id = $1 ORDER BY created_at, id"
-    ))
-    .bind(transfer.as_str())
-    .fetch_all(pool)
-    .await?;
-    rows.iter().filter_map(view_from_row).collect()
-}
-
-/// The action of a row, if it has one (`action_*` columns; a LEFT JOIN
-/// gives a transfer without actions one row with none).
-fn view_from_row(row: &Row) -> Option<Result<ActionView, StoreError>> {
-    let view = || {
-        let Some(id) = row.try_get::<Option<String>, _>("action_id")? else {
-            return Ok(None);
-        };
-        Ok(Some(ActionView {
-            id,
-            kind: row.try_get("action_kind")?,
-            status: ActionStatus::parse(row.try_get("action_status")?),
-            attempts: row.try_get::<i64, _>("action_attempts")?.max(0) as u32,
-            last_error: row.try_get("action_last_error")?,
-        }))
-    };
-    view().transpose()
-}
-
-/// A transfer and its actions in one statement (a LEFT JOIN: one row per
-/// action, or one with no action). The API's single-transfer answers show
-/// both, and on SQLite each statement is a round trip to a connection's
-/// worker thread.
-pub async fn with_transfer(
-    pool: &Pool,
-    id: &TransferId,
-) -> Result<Option<(Transfer, Vec<ActionView>)>, StoreError> {
-    let rows = sqlx::query(concat!(
-        "SELECT t.*, ",
-        action_columns!("a."),
-        " FROM (",
-        crate::store::select!("WHERE id = $1"),
-        ") t LEFT JOIN actions a ON a.transfer_id = t.id ORDER BY a.created_at, a.id"
-    ))
-    .bind(id.as_str())
-    .fetch_all(pool)
-    .await?;
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    let transfer = crate::store::transfer_from_row(first)?;
-    let actions = rows
-        .iter()
-        .filter_map(view_from_row)
-        .collect::<Result<_, _>>()?;
-    Ok(Some((transfer, actions)))
 }
 
 /// Count of actions not yet settled, for the demo and metrics.

@@ -1,0 +1,164 @@
+//! What the API shows of a transfer's actions, and the reads behind it:
+//! the transfer with its actions in one statement, or the actions alone.
+
+use serde::Serialize;
+use sqlx::Row as _;
+
+use crate::store::{Backend, Row, Store, StoreError};
+use crate::transfer::{Action, ActionStatus, Transfer, TransferId};
+
+/// What `GET /v1/transfers/{id}` shows per action.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionView {
+    pub id: String,
+    pub kind: String,
+    #[schema(value_type = String)]
+    pub status: ActionStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+impl ActionView {
+    /// An action as its commit recorded it: pending, its first attempt
+    /// counted when the commit claimed it for this instance's dispatcher
+    /// (see `enqueue`).
+    pub fn enqueued(action: &Action, claimed: bool) -> Self {
+        Self {
+            id: action.id.clone(),
+            kind: action.kind.as_str().to_owned(),
+            status: ActionStatus::Pending,
+            attempts: u32::from(claimed),
+            last_error: None,
+        }
+    }
+}
+
+/// On SQLite, the actions of the transfer `$id`, as a condition on the
+/// actions table as `$t`: the range of the primary key that starts with
+/// `<id>.` (action ids are `<transfer id>.<name>`, and SQLite compares text
+/// byte by byte), which its index finds without a second index on
+/// `transfer_id`; and the transfer id itself, since a transfer id may hold a
+/// dot (`a.b.tracking` is in the range of `a`). PostgreSQL keeps its index
+/// on `transfer_id`: under a database collation the range would not be a
+/// prefix.
+macro_rules! of_transfer {
+    ($t:literal, $id:literal) => {
+        concat!(
+            $t,
+            "id >= ",
+            $id,
+            " || '.' AND ",
+            $t,
+            "id < ",
+            $id,
+            " || '/' AND ",
+            $t,
+            "transfer_id = ",
+            $id
+        )
+    };
+}
+pub(super) use of_transfer;
+
+/// The columns [`view_from_row`] reads, from the actions table as `$t`.
+macro_rules! action_columns {
+    ($t:literal) => {
+        concat!(
+            $t,
+            "id AS action_id, ",
+            $t,
+            "kind AS action_kind, ",
+            $t,
+            "status AS action_status, ",
+            $t,
+            "attempts AS action_attempts, ",
+            $t,
+            "last_error AS action_last_error"
+        )
+    };
+}
+
+pub async fn for_transfer(
+    store: &Store,
+    transfer: &TransferId,
+) -> Result<Vec<ActionView>, StoreError> {
+    let sql = match store.backend() {
+        Backend::Sqlite => concat!(
+            "SELECT ",
+            action_columns!(""),
+            " FROM actions WHERE ",
+            of_transfer!("", "$1"),
+            " ORDER BY created_at, id"
+        ),
+        Backend::Postgres => concat!(
+            "SELECT ",
+            action_columns!(""),
+            " FROM actions WHERE transfer_id = $1 ORDER BY created_at, id"
+        ),
+    };
+    let rows = sqlx::query(sql)
+        .bind(transfer.as_str())
+        .fetch_all(store.reader())
+        .await?;
+    rows.iter().filter_map(view_from_row).collect()
+}
+
+/// The action of a row, if it has one (`action_*` columns; a LEFT JOIN
+/// gives a transfer without actions one row with none).
+fn view_from_row(row: &Row) -> Option<Result<ActionView, StoreError>> {
+    let view = || {
+        let Some(id) = row.try_get::<Option<String>, _>("action_id")? else {
+            return Ok(None);
+        };
+        Ok(Some(ActionView {
+            id,
+            kind: row.try_get("action_kind")?,
+            status: ActionStatus::parse(row.try_get("action_status")?),
+            attempts: row.try_get::<i64, _>("action_attempts")?.max(0) as u32,
+            last_error: row.try_get("action_last_error")?,
+        }))
+    };
+    view().transpose()
+}
+
+/// A transfer and its actions in one statement (a LEFT JOIN: one row per
+/// action, or one with no action). The API's single-transfer answers show
+/// both, and on SQLite each statement is a round trip to a connection's
+/// worker thread.
+pub async fn with_transfer(
+    store: &Store,
+    id: &TransferId,
+) -> Result<Option<(Transfer, Vec<ActionView>)>, StoreError> {
+    let sql = match store.backend() {
+        Backend::Sqlite => concat!(
+            "SELECT t.*, ",
+            action_columns!("a."),
+            " FROM (",
+            crate::store::select!("WHERE id = $1"),
+            ") t LEFT JOIN actions a ON ",
+            of_transfer!("a.", "$1"),
+            " ORDER BY a.created_at, a.id"
+        ),
+        Backend::Postgres => concat!(
+            "SELECT t.*, ",
+            action_columns!("a."),
+            " FROM (",
+            crate::store::select!("WHERE id = $1"),
+            ") t LEFT JOIN actions a ON a.transfer_id = t.id ORDER BY a.created_at, a.id"
+        ),
+    };
+    let rows = sqlx::query(sql)
+        .bind(id.as_str())
+        .fetch_all(store.reader())
+        .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let transfer = crate::store::transfer_from_row(first)?;
+    let actions = rows
+        .iter()
+        .filter_map(view_from_row)
+        .collect::<Result<_, _>>()?;
+    Ok(Some((transfer, actions)))
+}
