@@ -1,6 +1,7 @@
 //! One integration-test binary: black-box tests of the running bridge with
 //! its simulator, a fresh SQLite store and a real RabbitMQ (`AMQP_URL`).
 
+mod broker;
 mod cleanup;
 mod crash;
 mod helpers;
