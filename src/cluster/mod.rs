@@ -218,16 +218,16 @@ impl Cluster {
     /// `None` only when nobody can (this instance's tracker is not running).
     pub async fn poll_now(&self, transfer: &Transfer) -> Option<Signalled> {
         let tracker = &self.inner.tracker;
-        let here = |polls: Option<u32>| polls.map(|polls| Signalled::Here { polls });
+        let here = |polls: u32| Signalled::Here { polls };
         if let Some(polls) = tracker.poll_now(transfer.id.clone()).await {
-            return here(Some(polls));
+            return Some(here(polls));
         }
         let owner = transfer.owner.as_deref();
         if self.inner.store.backend() == Backend::Sqlite || owner == Some(self.instance()) {
             return None;
         }
         match self.take_over(transfer).await {
-            Ok(true) => here(tracker.poll_now(transfer.id.clone()).await),
+            Ok(true) => tracker.poll_now(transfer.id.clone()).await.map(here),
             Ok(false) => {
                 let owner = owner.unwrap_or_default();
                 let sent = self
