@@ -21,29 +21,46 @@ use super::Backend;
 const MAX_PG_BYTES: usize = 12 * 1024;
 
 /// `rows` as JSON arrays, each small enough for one segment on PostgreSQL.
+///
+/// Each row is written straight into its array's buffer (no string per
+/// row), and an array's buffer is sized from the rows before it: a burst's
+/// group of endings is hundreds of event bodies, and growing one string
+/// by doubling copied it over and over, each copy into fresh pages (3% of
+/// the bridge's CPU in a 10,000-completion burst, page faults included).
 pub fn json_arrays<T: Serialize>(backend: Backend, rows: &[T]) -> Vec<String> {
     let limit = match backend {
         Backend::Sqlite => usize::MAX,
         Backend::Postgres => MAX_PG_BYTES,
     };
     let mut arrays = Vec::new();
-    let mut current = String::from("[");
-    for row in rows {
-        let json = serde_json::to_string(row).expect("rows serialize");
-        if current.len() > 1 && current.len() + json.len() + 1 > limit {
-            current.push(']');
-            arrays.push(std::mem::replace(&mut current, String::from("[")));
+    let mut current = Vec::new();
+    let mut row = Vec::new();
+    for (i, item) in rows.iter().enumerate() {
+        row.clear();
+        serde_json::to_writer(&mut row, item).expect("rows serialize");
+        if !current.is_empty() && current.len() + row.len() + 1 > limit {
+            arrays.push(close(std::mem::take(&mut current)));
         }
-        if current.len() > 1 {
-            current.push(',');
+        if current.is_empty() {
+            // Room for the rows left at this row's size, within the limit.
+            let estimate = (rows.len() - i).saturating_mul(row.len() + 1) + 2;
+            current.reserve(estimate.min(limit.saturating_add(1)));
+            current.push(b'[');
+        } else {
+            current.push(b',');
         }
-        current.push_str(&json);
+        current.extend_from_slice(&row);
     }
-    if current.len() > 1 {
-        current.push(']');
-        arrays.push(current);
+    if !current.is_empty() {
+        arrays.push(close(current));
     }
     arrays
+}
+
+/// An array's buffer, `]` appended, as text.
+fn close(mut array: Vec<u8>) -> String {
+    array.push(b']');
+    String::from_utf8(array).expect("serde_json writes UTF-8")
 }
 
 #[cfg(test)]
@@ -63,5 +80,29 @@ mod tests {
         assert_eq!(back, rows);
         assert_eq!(json_arrays(Backend::Sqlite, &rows).len(), 1);
         assert!(json_arrays::<String>(Backend::Postgres, &[]).is_empty());
+    }
+
+    proptest::proptest! {
+        /// Greedy packing: every row once, in order; an array over the
+        /// limit holds one row only; and the next array's first row would
+        /// not have fit in the array before it.
+        #[test]
+        fn arrays_pack_rows_greedily(sizes in proptest::collection::vec(0usize..6000, 0..40)) {
+            let rows: Vec<String> = sizes.iter().map(|n| "x".repeat(*n)).collect();
+            let arrays = json_arrays(Backend::Postgres, &rows);
+            let parsed: Vec<Vec<String>> = arrays
+                .iter()
+                .map(|a| serde_json::from_str(a).unwrap())
+                .collect();
+            proptest::prop_assert_eq!(parsed.concat(), rows.clone());
+            for (array, items) in arrays.iter().zip(&parsed) {
+                proptest::prop_assert!(array.len() <= MAX_PG_BYTES || items.len() == 1);
+            }
+            for (before, next) in arrays.iter().zip(parsed.iter().skip(1)) {
+                let first = serde_json::to_string(&next[0]).unwrap();
+                // `before` holds its closing bracket, where the comma would go.
+                proptest::prop_assert!(before.len() + first.len() > MAX_PG_BYTES);
+            }
+        }
     }
 }
