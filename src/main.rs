@@ -104,8 +104,9 @@ fn main() -> ExitCode {
 /// there) and lapin's I/O loop. With as many workers as cores, at a few
 /// hundred transfers a second the two workers kept waking each other to
 /// share work one of them could do: on 2 cores one worker spent 7-13% less
-/// CPU per signalled transfer, with the same burst drain and CPU per poll
-/// (README, "Throughput and CPU"). `TOKIO_WORKER_THREADS` overrides it.
+/// CPU per signalled transfer, with the same CPU per poll. Two drain a burst
+/// faster (README, "Throughput and CPU", eighth round); `TOKIO_WORKER_THREADS`
+/// overrides the count.
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
