@@ -22,8 +22,9 @@ const MAX_PG_BYTES: usize = 12 * 1024;
 
 /// `rows` as JSON arrays, each small enough for one segment on PostgreSQL.
 ///
-/// Each row is written straight into its array's buffer (no string per
-/// row), and an array's buffer is sized from the rows before it: a burst's
+/// Rows are serialized into one reused buffer (no string per row), and an
+/// array's buffer is reserved up front for the rows left at its first
+/// row's size, within the limit: a burst's
 /// group of endings is hundreds of event bodies, and growing one string
 /// by doubling copied it over and over, each copy into fresh pages (3% of
 /// the bridge's CPU in a 10,000-completion burst, page faults included).

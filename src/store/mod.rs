@@ -78,8 +78,9 @@ const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FU
 /// read is done, and under load that task waits its turn on the runtime
 /// behind every other. In a burst of 10,000 `/returned` signals (64 in
 /// flight, each reading its transfer), 8 connections were the bottleneck:
-/// the last signal was answered at 3.3-4.0 s; with 32, at 2.0-2.7 s (README,
-/// "Throughput and CPU"). WAL lets them all read beside the one writer.
+/// the last signal was answered at 3.4-3.8 s; with 32, at 2.5-3.0 s (three
+/// alternating pairs; README, "Throughput and CPU"). WAL lets them all read
+/// beside the one writer.
 const SQLITE_READERS: u32 = 32;
 
 #[derive(Debug, Clone)]
