@@ -30,7 +30,7 @@ done
 [ -n "$pid" ] || { echo "the bridge did not start"; cat "$work/out"; exit 1; }
 perf record -q -e sched:sched_wakeup -g -a -o "$work/perf.data" -- \
   bash -c "while kill -0 $pid 2>/dev/null; do ls /proc/$pid/task >>'$work/tids' 2>/dev/null; sleep 0.5; done"
-wait "$runner"
+wait "$runner" || { echo "the bench failed:"; cat "$work/out"; exit 1; }
 grep -E "^$stage" "$work/out"
 perf script -i "$work/perf.data" -F comm,tid,trace,ip,sym 2>/dev/null |
   python3 -c '
