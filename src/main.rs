@@ -98,22 +98,42 @@ fn main() -> ExitCode {
     }
 }
 
-/// tokio's multi-thread runtime with one worker fewer than the machine has
-/// cores (at least one). The bridge keeps busy OS threads of its own beside
-/// the workers: SQLite's connection workers (every statement and fsync runs
-/// there) and lapin's I/O loop. With as many workers as cores, at a few
-/// hundred transfers a second the two workers kept waking each other to
-/// share work one of them could do: on 2 cores one worker spent 7-13% less
-/// CPU per signalled transfer, with the same CPU per poll. Two drain a burst
-/// faster (README, "Throughput and CPU", eighth round); `TOKIO_WORKER_THREADS`
-/// overrides the count.
+/// One async thread per core the bridge's own OS threads leave free.
+///
+/// The bridge keeps busy threads of its own beside the runtime: SQLite's
+/// connection workers (every statement and fsync runs there) and lapin's I/O
+/// loop. So a multi-thread runtime gets one worker fewer than the machine has
+/// cores: with as many as cores, the workers kept waking each other to share
+/// work one of them could do (on 2 cores one worker spent 7-13% less CPU per
+/// signalled transfer than two).
+///
+/// Where that leaves one worker (2 cores or fewer), the runtime is tokio's
+/// current-thread one: the thread that runs `main` runs every task. A
+/// multi-thread runtime with one worker still runs `main`'s future (the HTTP
+/// accept loop among it) on the main thread, and hands every wake-up from
+/// SQLite's and lapin's threads through its shared queues to the worker. On
+/// 2 cores the current-thread runtime spent about 11% less CPU per signalled
+/// transfer (1.41-1.56 ms against 1.53-1.66 ms; lower in nine of ten
+/// alternating pairs, by 8-14% in those nine),
+/// less per GET at fixed polling (0.034, 0.035 ms against 0.043, 0.037 ms),
+/// and drained a burst of 10,000 completions sooner (2.61-2.71 s against
+/// 2.76-2.95 s, three pairs; README, "Throughput and CPU", ninth round).
+///
+/// `TOKIO_WORKER_THREADS=N` picks a multi-thread runtime of N workers: two
+/// drain a burst faster still, at more CPU per transfer.
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        builder.worker_threads(cores.saturating_sub(1).max(1));
+    use tokio::runtime::Builder;
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
+        return Builder::new_multi_thread().enable_all().build();
     }
-    builder.enable_all().build()
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match cores.saturating_sub(1) {
+        0 | 1 => Builder::new_current_thread().enable_all().build(),
+        workers => Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build(),
+    }
 }
 
 async fn run(cli: Cli) -> ExitCode {
