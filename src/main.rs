@@ -123,16 +123,36 @@ fn main() -> ExitCode {
 /// drain a burst faster still, at more CPU per transfer.
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     use tokio::runtime::Builder;
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
-        return Builder::new_multi_thread().enable_all().build();
-    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    match cores.saturating_sub(1) {
-        0 | 1 => Builder::new_current_thread().enable_all().build(),
-        workers => Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build(),
+    let told = std::env::var_os("TOKIO_WORKER_THREADS").is_some();
+    let mut builder = match flavour(cores, told) {
+        Flavour::CurrentThread => Builder::new_current_thread(),
+        // tokio reads `TOKIO_WORKER_THREADS` itself.
+        Flavour::MultiThread(None) => Builder::new_multi_thread(),
+        Flavour::MultiThread(Some(workers)) => {
+            let mut builder = Builder::new_multi_thread();
+            builder.worker_threads(workers);
+            builder
+        }
+    };
+    builder.enable_all().build()
+}
+
+/// Which runtime [`runtime`] builds.
+#[derive(Debug, PartialEq)]
+enum Flavour {
+    CurrentThread,
+    /// Workers; `None` when `TOKIO_WORKER_THREADS` names the count.
+    MultiThread(Option<usize>),
+}
+
+/// The runtime for a machine of `cores`, `told` whether `TOKIO_WORKER_THREADS`
+/// is set.
+fn flavour(cores: usize, told: bool) -> Flavour {
+    match (told, cores.saturating_sub(1)) {
+        (true, _) => Flavour::MultiThread(None),
+        (false, 0 | 1) => Flavour::CurrentThread,
+        (false, workers) => Flavour::MultiThread(Some(workers)),
     }
 }
 
@@ -315,5 +335,19 @@ async fn run_simulator(bind: &str, api_id: &str, api_secret: &str) -> ExitCode {
             eprintln!("simulator failed: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Flavour, flavour};
+
+    #[test]
+    fn one_thread_where_one_worker_would_be_left_else_one_worker_fewer_than_cores() {
+        assert_eq!(flavour(1, false), Flavour::CurrentThread);
+        assert_eq!(flavour(2, false), Flavour::CurrentThread);
+        assert_eq!(flavour(3, false), Flavour::MultiThread(Some(2)));
+        assert_eq!(flavour(16, false), Flavour::MultiThread(Some(15)));
+        assert_eq!(flavour(2, true), Flavour::MultiThread(None));
     }
 }
