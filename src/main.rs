@@ -114,10 +114,10 @@ fn main() -> ExitCode {
 /// SQLite's and lapin's threads through its shared queues to the worker. On
 /// 2 cores the current-thread runtime spent about 11% less CPU per signalled
 /// transfer (1.41-1.56 ms against 1.53-1.66 ms; lower in nine of ten
-/// alternating pairs, by 8-14% in those nine),
-/// less per GET at fixed polling (0.034, 0.035 ms against 0.043, 0.037 ms),
-/// and drained a burst of 10,000 completions sooner (2.61-2.71 s against
-/// 2.76-2.95 s, three pairs; README, "Throughput and CPU", ninth round).
+/// alternating pairs, by 8-14% in those nine), less per GET at fixed
+/// polling (0.034, 0.035 ms against 0.043, 0.037 ms), and drained a burst of
+/// 10,000 completions sooner (2.61-2.74 s against 2.68-2.95 s, six pairs;
+/// README, "Throughput and CPU", ninth round).
 ///
 /// `TOKIO_WORKER_THREADS=N` picks a multi-thread runtime of N workers: two
 /// drain a burst faster still, at more CPU per transfer.
