@@ -12,19 +12,11 @@ set -euo pipefail
 stage=${1:-signalled}
 cd "$(dirname "$0")/../.."
 bin=$(realpath "${2:-target/release/transfer-bridge}")
-bench=$(ls -t target/release/deps/e2e-* | grep -v '\.d$' | head -1)
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 out=$(mktemp)
-E2E_ONLY=$stage E2E_BRIDGE_BIN=$bin "$bench" >"$out" 2>&1 &
-runner=$!
-pid=""
-for _ in $(seq 1 400); do
-  pid=$(pgrep -f "^$bin serve" | head -1 || true)
-  [ -n "$pid" ] && break
-  sleep 0.05
-done
-[ -n "$pid" ] || { echo "the bridge did not start"; cat "$out"; exit 1; }
+source benches/tools/stage.sh
+start_stage "$out" "$bin" E2E_ONLY="$stage"
 # name|user|system|voluntary switches, one line per thread
 snapshot() {
   for task in /proc/"$pid"/task/*; do
