@@ -39,7 +39,9 @@ pub fn json_arrays<T: Serialize>(backend: Backend, rows: &[T]) -> Vec<String> {
     for (i, item) in rows.iter().enumerate() {
         row.clear();
         serde_json::to_writer(&mut row, item).expect("rows serialize");
-        if !current.is_empty() && current.len() + row.len() + 1 > limit {
+        // With this row, the array grows by a comma and the row, and ends
+        // with a closing bracket.
+        if !current.is_empty() && current.len() + 1 + row.len() + 1 > limit {
             arrays.push(close(std::mem::take(&mut current)));
         }
         if current.is_empty() {
@@ -101,8 +103,9 @@ mod tests {
             }
             for (before, next) in arrays.iter().zip(parsed.iter().skip(1)) {
                 let first = serde_json::to_string(&next[0]).unwrap();
-                // `before` holds its closing bracket, where the comma would go.
-                proptest::prop_assert!(before.len() + first.len() > MAX_PG_BYTES);
+                // `before` with the row would be `before` (its closing
+                // bracket standing in for the comma), the row, a new bracket.
+                proptest::prop_assert!(before.len() + first.len() + 1 > MAX_PG_BYTES);
             }
         }
     }
