@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use transfer_bridge::simulator::SimHandle;
 use transfer_bridge::upstream::client::{HEADER_API_ID, HEADER_API_SECRET};
 
-use crate::proc::threads_cpu;
+use crate::proc::{MachineCpu, threads_cpu};
 use crate::stand::{Env, SIM_ID, SIM_SECRET};
 
 /// Unconfirmed publishes the lapin loop keeps in flight.
@@ -28,6 +28,8 @@ const GET_WORKERS: usize = 32;
 pub struct BareLapin {
     pub messages: usize,
     pub per_s: f64,
+    /// The broker's CPU seconds for them, when it runs on this machine.
+    pub broker_cpu_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +86,7 @@ pub async fn lapin(env: &Env, n: usize) -> anyhow::Result<BareLapin> {
         .await?;
     let drain = tokio::spawn(consumer.take(n).for_each(|_| async {}));
     let body = event_sized_body();
+    let machine = MachineCpu::now();
     let start = Instant::now();
     let mut confirms = FuturesUnordered::new();
     for i in 0..n {
@@ -107,6 +110,7 @@ pub async fn lapin(env: &Env, n: usize) -> anyhow::Result<BareLapin> {
     }
     let seconds = start.elapsed().as_secs_f64();
     drain.await?;
+    let broker_cpu_s = MachineCpu::now().since(&machine).broker;
     let delete = ExchangeDeleteOptions::default();
     channel
         .exchange_delete(exchange.as_str().into(), delete)
@@ -115,6 +119,7 @@ pub async fn lapin(env: &Env, n: usize) -> anyhow::Result<BareLapin> {
     Ok(BareLapin {
         messages: n,
         per_s: n as f64 / seconds,
+        broker_cpu_s,
     })
 }
 

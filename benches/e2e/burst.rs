@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use transfer_bridge::simulator::{Script, Step};
 
 use crate::bare::{self, BareLapin};
+use crate::proc::MachineCpu;
 use crate::process::BridgeProcess;
 use crate::stand::Env;
 
@@ -42,6 +43,9 @@ pub struct Burst {
     pub signalled: (f64, usize),
     /// Bridge process CPU over the drain, per completion.
     pub cpu_ms_per_completion: f64,
+    /// The machine over the drain: busy CPU seconds, the broker's, the
+    /// bench's (its HTTP clients and simulator).
+    pub machine: MachineCpu,
     /// The registrations before the burst, 64 at a time: seconds, and
     /// bridge CPU per registration.
     pub registered: (f64, f64),
@@ -87,7 +91,7 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
     for id in &ids {
         sim.script(id, completed.clone());
     }
-    let cpu = bridge.cpu_seconds();
+    let (cpu, machine) = (bridge.cpu_seconds(), MachineCpu::now());
     let at_once = Instant::now();
     each(&bridge, &ids, "/returned", |_| json!({}), 202).await?;
     let signalled = (
@@ -100,6 +104,7 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
     }
     let drain_s = at_once.elapsed().as_secs_f64();
     let cpu = bridge.cpu_seconds() - cpu;
+    let machine = MachineCpu::now().since(&machine);
     settled(&store).await?;
     let confirmed = sqlx::query_scalar(
         "SELECT COUNT(*) FROM actions WHERE kind = 'agent' AND status = 'delivered'",
@@ -123,6 +128,7 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
         drain_s,
         signalled,
         cpu_ms_per_completion: cpu * 1000.0 / n as f64,
+        machine,
         registered,
         bare,
     })

@@ -36,6 +36,72 @@ impl Cpu {
     }
 }
 
+/// Where a stretch of time went on this machine, in CPU seconds: the whole
+/// machine busy (all cores), the local broker, and this process (the bench's
+/// clients and simulator). Take one before and one after.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineCpu {
+    pub busy: f64,
+    /// RabbitMQ's Erlang VM (`beam.smp`) when it runs on this machine.
+    pub broker: Option<f64>,
+    pub bench: f64,
+}
+
+impl MachineCpu {
+    pub fn now() -> Self {
+        Self {
+            busy: machine_busy(),
+            broker: broker_pid().map(process_cpu),
+            bench: stat_seconds("/proc/self/stat"),
+        }
+    }
+
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            busy: self.busy - earlier.busy,
+            broker: self.broker.zip(earlier.broker).map(|(a, b)| a - b),
+            bench: self.bench - earlier.bench,
+        }
+    }
+}
+
+/// Cores this machine gives its processes.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// CPU seconds all cores spent busy (not idle, not waiting for I/O) so far,
+/// from the first line of /proc/stat (100 Hz ticks).
+fn machine_busy() -> f64 {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy: f64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    busy / 100.0
+}
+
+/// The local RabbitMQ's Erlang VM.
+fn broker_pid() -> Option<u32> {
+    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid = entry.file_name().to_str()?.parse().ok()?;
+        let comm = fs::read_to_string(entry.path().join("comm")).ok()?;
+        (comm.trim_end() == "beam.smp").then_some(pid)
+    })
+}
+
 /// CPU seconds (user + system) of process `pid` so far.
 pub fn process_cpu(pid: u32) -> f64 {
     stat_seconds(&format!("/proc/{pid}/stat"))

@@ -118,6 +118,7 @@ pub fn throughput(burst: Option<&Burst>, polling: Option<&Polling>, signalled: O
             b.transfers as f64 / b.registered.0,
             b.registered.1,
         );
+        burst_machine(b);
     }
     if let Some(p) = polling {
         println!(
@@ -197,5 +198,33 @@ pub fn returns(returns: Option<&Returns>) {
         r.rate / r.floor_rate,
         r.routed_s,
         r.cpu_ms_per_return,
+    );
+}
+
+/// Where the machine's CPU went in the burst's drain, and the shortest drain
+/// that work allows: every core busy from start to end. Against it, the
+/// drain 0.5x bare lapin asks for.
+fn burst_machine(b: &Burst) {
+    let m = &b.machine;
+    let cores = crate::proc::cores();
+    let bridge = b.cpu_ms_per_completion * b.transfers as f64 / 1000.0;
+    let broker = |cpu: Option<f64>| cpu.map_or("not local".to_string(), |s| format!("{s:.2} s"));
+    let floor = m.busy / cores as f64;
+    let half_bare = b.published as f64 / (0.5 * b.bare.per_s);
+    println!(
+        "burst ({}) machine: over the {:.2} s drain, {} cores busy {:.2} of {:.2} CPU-s: bridge {:.2} s, broker {} (bare lapin's {} messages: {}), bench and its simulator {:.2} s, rest {:.2} s; all cores busy throughout, that work takes {:.2} s; 0.5x bare lapin asks for {:.2} s",
+        b.store,
+        b.drain_s,
+        cores,
+        m.busy,
+        cores as f64 * b.drain_s,
+        bridge,
+        broker(m.broker),
+        b.bare.messages,
+        broker(b.bare.broker_cpu_s),
+        m.bench,
+        m.busy - bridge - m.broker.unwrap_or(0.0) - m.bench,
+        floor,
+        half_bare,
     );
 }
