@@ -74,23 +74,18 @@ pub fn cores() -> usize {
 /// from the first line of /proc/stat (100 Hz ticks).
 fn machine_busy() -> f64 {
     let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    // cpu user nice system idle iowait irq softirq steal guest guest_nice
     let ticks: Vec<f64> = stat
         .lines()
         .next()
         .unwrap_or("")
         .split_whitespace()
         .skip(1)
+        .take(8)
         .filter_map(|v| v.parse().ok())
         .collect();
-    // user nice system idle iowait irq softirq steal ...
-    let busy: f64 = ticks
-        .iter()
-        .take(8)
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .map(|(_, t)| t)
-        .sum();
-    busy / 100.0
+    let waiting = ticks.get(3).unwrap_or(&0.0) + ticks.get(4).unwrap_or(&0.0);
+    (ticks.iter().sum::<f64>() - waiting) / 100.0
 }
 
 /// The local RabbitMQ's Erlang VM.
