@@ -8,10 +8,12 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
 use tokio::time::Instant;
 use transfer_bridge::simulator::SimHandle;
 use transfer_bridge::upstream::client::{HEADER_API_ID, HEADER_API_SECRET};
@@ -38,41 +40,115 @@ pub struct BareReqwest {
     pub ms_per_get: f64,
 }
 
+/// Where the bare loop's messages go.
+#[derive(Debug, Clone)]
+pub enum Topology {
+    /// All of them to one exclusive queue that a consumer drains.
+    Transient,
+    /// As the bridge's burst: every other message to that queue (the agent
+    /// message), the rest to a durable queue declared with these arguments
+    /// and left unconsumed (the audit record, by default to a stream).
+    AsBridge(FieldTable),
+}
+
 /// `n` persistent, mandatory messages of an event's size to a durable topic
-/// exchange with a bound queue that a consumer drains, 100 confirms in
-/// flight, each confirm checked: messages/s from first publish to last confirm.
-pub async fn lapin(env: &Env, n: usize) -> anyhow::Result<BareLapin> {
+/// exchange, 100 confirms in flight, each confirm checked: messages/s from
+/// first publish to last confirm.
+pub async fn lapin(env: &Env, n: usize, topology: Topology) -> anyhow::Result<BareLapin> {
     let conn = Connection::connect(&env.amqp_url, ConnectionProperties::default()).await?;
     let channel = conn.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let exchange = format!("bench-{}.bare", uuid::Uuid::new_v4().simple());
+    let name = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let exchange = format!("{name}.bare");
     let durable = ExchangeDeclareOptions {
         durable: true,
         ..Default::default()
     };
-    let table = FieldTable::default;
     channel
         .exchange_declare(
             exchange.as_str().into(),
             ExchangeKind::Topic,
             durable,
-            table(),
+            FieldTable::default(),
         )
         .await?;
+    let audit = match &topology {
+        Topology::Transient => None,
+        Topology::AsBridge(args) => Some(audit_queue(&channel, &exchange, &name, args).await?),
+    };
+    let consumed = if audit.is_some() { n.div_ceil(2) } else { n };
+    let drain = tokio::spawn(consume(&channel, &exchange, consumed).await?);
+    let machine = MachineCpu::now();
+    let start = Instant::now();
+    publish(&channel, &exchange, n, audit.is_some()).await?;
+    let seconds = start.elapsed().as_secs_f64();
+    drain.await?;
+    let broker_cpu_s = MachineCpu::now().since(&machine).broker;
+    if let Some(queue) = audit {
+        channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await?;
+    }
+    let delete = ExchangeDeleteOptions::default();
+    channel
+        .exchange_delete(exchange.as_str().into(), delete)
+        .await?;
+    conn.close(200, "bye".into()).await?;
+    Ok(BareLapin {
+        messages: n,
+        per_s: n as f64 / seconds,
+        broker_cpu_s,
+    })
+}
+
+/// A durable queue with the audit queue's arguments, bound to `transfer.#`.
+async fn audit_queue(
+    channel: &Channel,
+    exchange: &str,
+    name: &str,
+    args: &FieldTable,
+) -> anyhow::Result<String> {
+    let queue = format!("{name}.audit");
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(queue.as_str().into(), durable, args.clone())
+        .await?;
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            exchange.into(),
+            "transfer.#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(queue)
+}
+
+/// An exclusive queue bound to `agent.#` and a consumer of its first `n`.
+async fn consume(
+    channel: &Channel,
+    exchange: &str,
+    n: usize,
+) -> anyhow::Result<impl Future<Output = ()> + use<>> {
     let exclusive = QueueDeclareOptions {
         exclusive: true,
         auto_delete: true,
         ..Default::default()
     };
+    let table = FieldTable::default;
     let queue = channel.queue_declare("".into(), exclusive, table()).await?;
     let bind = QueueBindOptions::default();
     channel
         .queue_bind(
             queue.name().clone(),
-            exchange.as_str().into(),
-            "#".into(),
+            exchange.into(),
+            "agent.#".into(),
             bind,
             table(),
         )
@@ -84,43 +160,37 @@ pub async fn lapin(env: &Env, n: usize) -> anyhow::Result<BareLapin> {
     let consumer = channel
         .basic_consume(queue.name().clone(), "".into(), no_ack, table())
         .await?;
-    let drain = tokio::spawn(consumer.take(n).for_each(|_| async {}));
+    Ok(consumer.take(n).for_each(|_| async {}))
+}
+
+/// `n` publishes, 100 unconfirmed at most; with `audit`, every other one is
+/// routed as an audit record.
+async fn publish(channel: &Channel, exchange: &str, n: usize, audit: bool) -> anyhow::Result<()> {
     let body = event_sized_body();
-    let machine = MachineCpu::now();
-    let start = Instant::now();
     let mut confirms = FuturesUnordered::new();
     for i in 0..n {
         if confirms.len() == CONFIRMS_IN_FLIGHT {
             settle(confirms.next().await)?;
         }
+        let (key, action) = match audit && i % 2 == 1 {
+            true => ("transfer.completed", "audit.completed"),
+            false => ("agent.bare", "agent"),
+        };
         let props = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
-            .with_message_id(format!("bare-{i}.agent").into());
+            .with_message_id(format!("bare-{i}.{action}").into());
         let options = BasicPublishOptions {
             mandatory: true,
             ..Default::default()
         };
-        let key = "agent.bare".into();
-        let publish = channel.basic_publish(exchange.as_str().into(), key, options, &body, props);
+        let publish = channel.basic_publish(exchange.into(), key.into(), options, &body, props);
         confirms.push(publish.await?);
     }
     while let Some(confirm) = confirms.next().await {
         settle(Some(confirm))?;
     }
-    let seconds = start.elapsed().as_secs_f64();
-    drain.await?;
-    let broker_cpu_s = MachineCpu::now().since(&machine).broker;
-    let delete = ExchangeDeleteOptions::default();
-    channel
-        .exchange_delete(exchange.as_str().into(), delete)
-        .await?;
-    conn.close(200, "bye".into()).await?;
-    Ok(BareLapin {
-        messages: n,
-        per_s: n as f64 / seconds,
-        broker_cpu_s,
-    })
+    Ok(())
 }
 
 fn settle(confirm: Option<Result<Confirmation, lapin::Error>>) -> anyhow::Result<()> {

@@ -20,7 +20,10 @@ use sqlx::AnyPool;
 use tokio::time::Instant;
 use transfer_bridge::simulator::{Script, Step};
 
-use crate::bare::{self, BareLapin};
+use transfer_bridge::config::Config;
+use transfer_bridge::delivery::amqp::topology::audit_queue_args;
+
+use crate::bare::{self, BareLapin, Topology};
 use crate::proc::MachineCpu;
 use crate::process::BridgeProcess;
 use crate::stand::Env;
@@ -49,8 +52,12 @@ pub struct Burst {
     /// The registrations before the burst, 64 at a time: seconds, and
     /// bridge CPU per registration.
     pub registered: (f64, f64),
-    /// The plain lapin loop, same number of messages, same run.
+    /// The plain lapin loop, same number of messages, same run, all to one
+    /// transient queue.
     pub bare: BareLapin,
+    /// The same loop with the bridge's topology: every other message to the
+    /// audit queue as the default config declares it (a stream).
+    pub bare_as_bridge: BareLapin,
 }
 
 /// The bridge process for the burst: the defaults, but registrations and
@@ -64,7 +71,9 @@ const SETTINGS: [(&str, &str); 4] = [
 ];
 
 pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
-    let bare = bare::lapin(env, 2 * n).await?;
+    let bare = bare::lapin(env, 2 * n, Topology::Transient).await?;
+    let audit = audit_queue_args(&Config::from_figment(Config::embedded())?.amqp);
+    let bare_as_bridge = bare::lapin(env, 2 * n, Topology::AsBridge(audit)).await?;
     let sim = env.simulator().await?;
     let bridge = BridgeProcess::start(env, &sim.base_url(), &SETTINGS).await?;
     let store = bridge.store().await?;
@@ -131,6 +140,7 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
         machine,
         registered,
         bare,
+        bare_as_bridge,
     })
 }
 

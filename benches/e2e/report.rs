@@ -97,7 +97,7 @@ pub fn throughput(burst: Option<&Burst>, polling: Option<&Polling>, signalled: O
         let rate = b.transfers as f64 / b.drain_s;
         let messages = b.published as f64 / b.drain_s;
         println!(
-            "burst ({}): {} completing at once, each signalled: {} agent messages received, {} confirmed, drained in {:.2} s (the last signal answered at {:.2} s, {} received by then): {:.0} completions/s, {} messages published at {:.0}/s = {:.2}x bare lapin ({:.0} msgs/s, {} messages, 100 confirms in flight); bridge CPU {:.3} ms per completion; before it, {} registered {} at a time in {:.2} s: {:.0}/s, {:.3} ms CPU each",
+            "burst ({}): {} completing at once, each signalled: {} agent messages received, {} confirmed, drained in {:.2} s (the last signal answered at {:.2} s, {} received by then): {:.0} completions/s, {} messages published at {:.0}/s = {:.2}x bare lapin to one transient queue ({:.0} msgs/s, {} messages, 100 confirms in flight), {:.2}x bare lapin to the bridge's topology ({:.0} msgs/s: half to the audit queue as configured by default); bridge CPU {:.3} ms per completion; before it, {} registered {} at a time in {:.2} s: {:.0}/s, {:.3} ms CPU each",
             b.store,
             b.transfers,
             b.received,
@@ -111,6 +111,8 @@ pub fn throughput(burst: Option<&Burst>, polling: Option<&Polling>, signalled: O
             messages / b.bare.per_s,
             b.bare.per_s,
             b.bare.messages,
+            messages / b.bare_as_bridge.per_s,
+            b.bare_as_bridge.per_s,
             b.cpu_ms_per_completion,
             b.transfers,
             crate::burst::CONCURRENCY,
@@ -210,9 +212,9 @@ fn burst_machine(b: &Burst) {
     let bridge = b.cpu_ms_per_completion * b.transfers as f64 / 1000.0;
     let broker = |cpu: Option<f64>| cpu.map_or("not local".to_string(), |s| format!("{s:.2} s"));
     let floor = m.busy / cores as f64;
-    let half_bare = b.published as f64 / (0.5 * b.bare.per_s);
+    let half_bare = |bare: &crate::bare::BareLapin| b.published as f64 / (0.5 * bare.per_s);
     println!(
-        "burst ({}) machine: over the {:.2} s drain, {} cores busy {:.2} of {:.2} CPU-s: bridge {:.2} s, broker {} (bare lapin's {} messages: {}), bench and its simulator {:.2} s, rest {:.2} s; all cores busy throughout, that work takes {:.2} s; 0.5x bare lapin asks for {:.2} s",
+        "burst ({}) machine: over the {:.2} s drain, {} cores busy {:.2} of {:.2} CPU-s: bridge {:.2} s, broker {} (bare lapin's {} messages: {} to one transient queue, {} to the bridge's topology), bench and its simulator {:.2} s, rest {:.2} s; all cores busy throughout, that work takes {:.2} s; 0.5x bare lapin asks for {:.2} s (to the bridge's topology: {:.2} s)",
         b.store,
         b.drain_s,
         cores,
@@ -222,9 +224,11 @@ fn burst_machine(b: &Burst) {
         broker(m.broker),
         b.bare.messages,
         broker(b.bare.broker_cpu_s),
+        broker(b.bare_as_bridge.broker_cpu_s),
         m.bench,
         m.busy - bridge - m.broker.unwrap_or(0.0) - m.bench,
         floor,
-        half_bare,
+        half_bare(&b.bare),
+        half_bare(&b.bare_as_bridge),
     );
 }

@@ -339,3 +339,42 @@ async fn a_transfers_actions_are_its_own_on(f: Fixture) {
         assert!(gone.is_empty(), "{gone:?}");
     }
 }
+
+#[tokio::test]
+async fn reads_that_arrive_together_each_get_their_own_transfer() {
+    for f in fixtures().await {
+        reads_together_on(f).await;
+    }
+}
+
+/// Reads share statements (`outbox::ViewReads`): each caller still gets
+/// exactly what a read of its own gives, with ids that extend one another,
+/// an unknown one, and the same transfer twice in one batch.
+async fn reads_together_on(f: Fixture) {
+    let ids = ["a", "a.b", "a.", "b", "nobody", "a", "b", "a.b"];
+    for id in &ids[..4] {
+        f.lifecycle.register(&new(id), None).await.unwrap();
+    }
+    let ids: Vec<TransferId> = ids.iter().map(|i| TransferId::parse(i).unwrap()).collect();
+    let store = &f.lifecycle.store;
+    let mut alone = Vec::new();
+    for id in &ids {
+        alone.push(format!(
+            "{:?}",
+            outbox::with_transfer(store, id).await.unwrap()
+        ));
+    }
+    assert!(alone[0].contains("a.audit.tracking") && alone[4] == "None");
+    let together: Vec<&str> = ids.iter().map(TransferId::as_str).collect();
+    let found = outbox::with_transfers(store, &together).await.unwrap();
+    assert_eq!(found.len(), 4, "{found:?}");
+    for (id, alone) in together.iter().zip(&alone) {
+        assert_eq!(&format!("{:?}", found.get(*id)), alone, "{id}");
+    }
+    // Many at once through the lifecycle, so batches form.
+    let reads = (0..8).flat_map(|_| ids.iter().map(|id| f.lifecycle.with_actions(id)));
+    let read = futures::future::join_all(reads).await;
+    for (result, alone) in read.into_iter().zip(alone.iter().cycle()) {
+        assert_eq!(&format!("{:?}", result.unwrap()), alone);
+    }
+}

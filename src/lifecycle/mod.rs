@@ -77,6 +77,8 @@ pub struct Lifecycle {
     waiters: Arc<Waiters>,
     /// This instance (`cluster.instance_id`): what it registers, it owns.
     instance: Arc<str>,
+    /// The API's single-transfer reads, batched (see `outbox::ViewReads`).
+    reads: outbox::ViewReads,
     /// The group committer's queue (`None` in the committer's own copy, so
     /// it stops once every other copy is gone).
     committer: Option<tokio::sync::mpsc::Sender<group::Job>>,
@@ -91,6 +93,7 @@ impl Lifecycle {
         instance: Arc<str>,
     ) -> Self {
         let mut lifecycle = Self {
+            reads: outbox::ViewReads::start(store.clone()),
             store,
             router: Arc::new(router),
             outbox,
@@ -182,7 +185,7 @@ impl Lifecycle {
         &self,
         id: &TransferId,
     ) -> Result<Option<(Transfer, Vec<ActionView>)>, StoreError> {
-        outbox::with_transfer(&self.store, id).await
+        self.reads.get(id).await
     }
 
     /// The transfer's actions and how their delivery stands.

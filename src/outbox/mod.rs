@@ -5,13 +5,15 @@ mod dispatcher;
 mod handoff;
 pub mod repo;
 mod settle;
+mod view_reads;
 mod views;
 
 pub use dispatcher::Dispatcher;
 #[cfg(test)]
 pub(crate) use handoff::Fresh;
 pub use handoff::{Handoff, Slot};
-pub use views::{ActionView, for_transfer, with_transfer};
+pub use view_reads::ViewReads;
+pub use views::{ActionView, Viewed, for_transfer, with_transfer, with_transfers};
 
 use std::time::Duration;
 

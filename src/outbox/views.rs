@@ -1,10 +1,12 @@
 //! What the API shows of a transfer's actions, and the reads behind it:
 //! the transfer with its actions in one statement, or the actions alone.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::Row as _;
 
-use crate::store::{Backend, Row, Store, StoreError};
+use crate::store::{Backend, Row, Store, StoreError, json_arrays};
 use crate::transfer::{Action, ActionStatus, Transfer, TransferId};
 
 /// What `GET /v1/transfers/{id}` shows per action.
@@ -161,4 +163,58 @@ pub async fn with_transfer(
         .filter_map(view_from_row)
         .collect::<Result<_, _>>()?;
     Ok(Some((transfer, actions)))
+}
+
+/// A transfer with its actions, as [`with_transfer`] reads it.
+pub type Viewed = (Transfer, Vec<ActionView>);
+
+/// Each transfer among `ids` that exists, with its actions, by id: the
+/// statement of [`with_transfer`] for many at once (one per JSON array on
+/// PostgreSQL, see `store::json_arrays`). Rows come ordered by transfer, so
+/// each transfer's rows are consecutive.
+pub async fn with_transfers(
+    store: &Store,
+    ids: &[&str],
+) -> Result<HashMap<String, Viewed>, StoreError> {
+    let sql = match store.backend() {
+        Backend::Sqlite => concat!(
+            "SELECT t.*, ",
+            action_columns!("a."),
+            " FROM (",
+            crate::store::select!("WHERE id IN (SELECT value FROM json_each($1))"),
+            ") t LEFT JOIN actions a ON ",
+            of_transfer!("a.", "t.id"),
+            " ORDER BY t.id, a.created_at, a.id"
+        ),
+        // `= ANY(ARRAY(...))` for the reason `store::ending::fetch_many` gives.
+        Backend::Postgres => concat!(
+            "SELECT t.*, ",
+            action_columns!("a."),
+            " FROM (",
+            crate::store::select!(
+                "WHERE id = ANY(ARRAY(SELECT json_array_elements_text($1::json)))"
+            ),
+            ") t LEFT JOIN actions a ON a.transfer_id = t.id ORDER BY t.id, a.created_at, a.id"
+        ),
+    };
+    let mut found: HashMap<String, Viewed> = HashMap::with_capacity(ids.len());
+    for array in json_arrays(store.backend(), ids) {
+        let rows = sqlx::query(sql)
+            .bind(array)
+            .fetch_all(store.reader())
+            .await?;
+        let mut current: Option<&mut Viewed> = None;
+        for row in &rows {
+            let id: &str = row.try_get("id")?;
+            if current.as_ref().is_none_or(|(t, _)| t.id.as_str() != id) {
+                let transfer = crate::store::transfer_from_row(row)?;
+                let key = transfer.id.as_str().to_owned();
+                current = Some(found.entry(key).or_insert((transfer, Vec::new())));
+            }
+            if let (Some((_, actions)), Some(view)) = (current.as_mut(), view_from_row(row)) {
+                actions.push(view?);
+            }
+        }
+    }
+    Ok(found)
 }
