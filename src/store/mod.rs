@@ -80,7 +80,9 @@ const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FU
 /// flight, each reading its transfer), 8 connections were the bottleneck:
 /// the last signal was answered at 3.4-3.8 s; with 32, at 2.5-3.0 s (three
 /// alternating pairs; README, "Throughput and CPU"). WAL lets them all read
-/// beside the one writer.
+/// beside the one writer. Since then the single-transfer reads share
+/// statements (`outbox::ViewReads`, at most 4 at once); the other reads
+/// (a transfer alone, listings, readiness) still take a connection each.
 const SQLITE_READERS: u32 = 32;
 
 #[derive(Debug, Clone)]
