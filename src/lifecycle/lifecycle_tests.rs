@@ -378,3 +378,17 @@ async fn reads_together_on(f: Fixture) {
         assert_eq!(&format!("{:?}", result.unwrap()), alone);
     }
 }
+
+#[tokio::test]
+async fn reads_together_on_a_closed_store_each_fail_without_hanging() {
+    for f in fixtures().await {
+        f.lifecycle.register(&new("t1"), None).await.unwrap();
+        f.lifecycle.store.close().await;
+        let id = TransferId::parse("t1").unwrap();
+        let reads = (0..8).map(|_| f.lifecycle.with_actions(&id));
+        let read = tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(reads))
+            .await
+            .expect("every read answered");
+        assert!(read.iter().all(Result::is_err), "{read:?}");
+    }
+}

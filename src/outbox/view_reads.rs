@@ -81,11 +81,10 @@ async fn run(store: Store, mut rx: mpsc::Receiver<(TransferId, Reply)>) {
 }
 
 /// One statement for the whole batch; each read alone if it fails.
-async fn answer(store: &Store, batch: Vec<(TransferId, Reply)>) {
-    if let [(id, _)] = batch.as_slice() {
-        let result = with_transfer(store, id).await;
-        let (_, reply) = batch.into_iter().next().expect("one read");
-        let _ = reply.send(result);
+async fn answer(store: &Store, mut batch: Vec<(TransferId, Reply)>) {
+    if batch.len() == 1 {
+        let (id, reply) = batch.pop().expect("one read");
+        let _ = reply.send(with_transfer(store, &id).await);
         return;
     }
     let ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
