@@ -12,7 +12,8 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
+    ExchangeKind,
 };
 use tokio::time::Instant;
 use transfer_bridge::simulator::SimHandle;
@@ -62,18 +63,7 @@ pub async fn lapin(env: &Env, n: usize, topology: Topology) -> anyhow::Result<Ba
         .await?;
     let name = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let exchange = format!("{name}.bare");
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    channel
-        .exchange_declare(
-            exchange.as_str().into(),
-            ExchangeKind::Topic,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
+    topic_exchange(&channel, &exchange).await?;
     let audit = match &topology {
         Topology::Transient => None,
         Topology::AsBridge(args) => Some(audit_queue(&channel, &exchange, &name, args).await?),
@@ -130,12 +120,33 @@ async fn audit_queue(
     Ok(queue)
 }
 
-/// An exclusive queue bound to `agent.#` and a consumer of its first `n`.
+/// A durable topic exchange, as the bridge declares its own.
+pub async fn topic_exchange(channel: &Channel, name: &str) -> anyhow::Result<()> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let kind = ExchangeKind::Topic;
+    channel
+        .exchange_declare(name.into(), kind, durable, FieldTable::default())
+        .await?;
+    Ok(())
+}
+
+/// A consumer of the first `n` messages routed `agent.#` (see [`agent_consumer`]).
 async fn consume(
     channel: &Channel,
     exchange: &str,
     n: usize,
 ) -> anyhow::Result<impl Future<Output = ()> + use<>> {
+    let consumer = agent_consumer(channel, exchange).await?;
+    Ok(consumer.take(n).for_each(|_| async {}))
+}
+
+/// An exclusive queue bound to `exchange` for `agent.#`, and a consumer of
+/// it that acknowledges nothing (the bare loop's and the bridge's agent
+/// messages).
+pub async fn agent_consumer(channel: &Channel, exchange: &str) -> anyhow::Result<Consumer> {
     let exclusive = QueueDeclareOptions {
         exclusive: true,
         auto_delete: true,
@@ -157,10 +168,9 @@ async fn consume(
         no_ack: true,
         ..Default::default()
     };
-    let consumer = channel
+    Ok(channel
         .basic_consume(queue.name().clone(), "".into(), no_ack, table())
-        .await?;
-    Ok(consumer.take(n).for_each(|_| async {}))
+        .await?)
 }
 
 /// `n` publishes, 100 unconfirmed at most; with `audit`, every other one is

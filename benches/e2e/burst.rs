@@ -10,11 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::ExchangeKind;
-use lapin::options::{
-    BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
-use lapin::types::FieldTable;
 use serde_json::json;
 use sqlx::AnyPool;
 use tokio::time::Instant;
@@ -213,47 +208,8 @@ pub async fn count_agent_messages(
     let channel = &env.broker;
     let exchange = bridge.exchange("agent");
     let exchange = exchange.as_str();
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    channel
-        .exchange_declare(
-            exchange.into(),
-            ExchangeKind::Topic,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
-    let options = QueueDeclareOptions {
-        exclusive: true,
-        auto_delete: true,
-        ..Default::default()
-    };
-    let queue = channel
-        .queue_declare("".into(), options, FieldTable::default())
-        .await?;
-    channel
-        .queue_bind(
-            queue.name().clone(),
-            exchange.into(),
-            "agent.#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let no_ack = BasicConsumeOptions {
-        no_ack: true,
-        ..Default::default()
-    };
-    let mut consumer = channel
-        .basic_consume(
-            queue.name().clone(),
-            "".into(),
-            no_ack,
-            FieldTable::default(),
-        )
-        .await?;
+    bare::topic_exchange(channel, exchange).await?;
+    let mut consumer = bare::agent_consumer(channel, exchange).await?;
     let count = Arc::new(AtomicUsize::new(0));
     let counter = count.clone();
     tokio::spawn(async move {

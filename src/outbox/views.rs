@@ -81,6 +81,33 @@ macro_rules! action_columns {
     };
 }
 
+/// The transfers `$where` picks (as `t`) with their actions (`action_*`
+/// columns, see [`view_from_row`]) in one statement: a LEFT JOIN, so one row
+/// per action, or one with none; each transfer's rows together, in the
+/// actions' order.
+macro_rules! with_actions {
+    (Sqlite, $where:literal) => {
+        concat!(
+            "SELECT t.*, ",
+            action_columns!("a."),
+            " FROM (",
+            crate::store::select!($where),
+            ") t LEFT JOIN actions a ON ",
+            of_transfer!("a.", "t.id"),
+            " ORDER BY t.id, a.created_at, a.id"
+        )
+    };
+    (Postgres, $where:literal) => {
+        concat!(
+            "SELECT t.*, ",
+            action_columns!("a."),
+            " FROM (",
+            crate::store::select!($where),
+            ") t LEFT JOIN actions a ON a.transfer_id = t.id ORDER BY t.id, a.created_at, a.id"
+        )
+    };
+}
+
 pub async fn for_transfer(
     store: &Store,
     transfer: &TransferId,
@@ -124,31 +151,16 @@ fn view_from_row(row: &Row) -> Option<Result<ActionView, StoreError>> {
     view().transpose()
 }
 
-/// A transfer and its actions in one statement (a LEFT JOIN: one row per
-/// action, or one with no action). The API's single-transfer answers show
-/// both, and on SQLite each statement is a round trip to a connection's
-/// worker thread.
-pub async fn with_transfer(
-    store: &Store,
-    id: &TransferId,
-) -> Result<Option<(Transfer, Vec<ActionView>)>, StoreError> {
+/// A transfer with its actions, as [`with_transfer`] reads it.
+pub type Viewed = (Transfer, Vec<ActionView>);
+
+/// A transfer and its actions in one statement (see `with_actions!`). The
+/// API's single-transfer answers show both, and on SQLite each statement is
+/// a round trip to a connection's worker thread.
+pub async fn with_transfer(store: &Store, id: &TransferId) -> Result<Option<Viewed>, StoreError> {
     let sql = match store.backend() {
-        Backend::Sqlite => concat!(
-            "SELECT t.*, ",
-            action_columns!("a."),
-            " FROM (",
-            crate::store::select!("WHERE id = $1"),
-            ") t LEFT JOIN actions a ON ",
-            of_transfer!("a.", "$1"),
-            " ORDER BY a.created_at, a.id"
-        ),
-        Backend::Postgres => concat!(
-            "SELECT t.*, ",
-            action_columns!("a."),
-            " FROM (",
-            crate::store::select!("WHERE id = $1"),
-            ") t LEFT JOIN actions a ON a.transfer_id = t.id ORDER BY a.created_at, a.id"
-        ),
+        Backend::Sqlite => with_actions!(Sqlite, "WHERE id = $1"),
+        Backend::Postgres => with_actions!(Postgres, "WHERE id = $1"),
     };
     let rows = sqlx::query(sql)
         .bind(id.as_str())
@@ -165,9 +177,6 @@ pub async fn with_transfer(
     Ok(Some((transfer, actions)))
 }
 
-/// A transfer with its actions, as [`with_transfer`] reads it.
-pub type Viewed = (Transfer, Vec<ActionView>);
-
 /// Each transfer among `ids` that exists, with its actions, by id: the
 /// statement of [`with_transfer`] for many at once (one per JSON array on
 /// PostgreSQL, see `store::json_arrays`). Rows come ordered by transfer, so
@@ -177,24 +186,11 @@ pub async fn with_transfers(
     ids: &[&str],
 ) -> Result<HashMap<String, Viewed>, StoreError> {
     let sql = match store.backend() {
-        Backend::Sqlite => concat!(
-            "SELECT t.*, ",
-            action_columns!("a."),
-            " FROM (",
-            crate::store::select!("WHERE id IN (SELECT value FROM json_each($1))"),
-            ") t LEFT JOIN actions a ON ",
-            of_transfer!("a.", "t.id"),
-            " ORDER BY t.id, a.created_at, a.id"
-        ),
+        Backend::Sqlite => with_actions!(Sqlite, "WHERE id IN (SELECT value FROM json_each($1))"),
         // `= ANY(ARRAY(...))` for the reason `store::ending::fetch_many` gives.
-        Backend::Postgres => concat!(
-            "SELECT t.*, ",
-            action_columns!("a."),
-            " FROM (",
-            crate::store::select!(
-                "WHERE id = ANY(ARRAY(SELECT json_array_elements_text($1::json)))"
-            ),
-            ") t LEFT JOIN actions a ON a.transfer_id = t.id ORDER BY t.id, a.created_at, a.id"
+        Backend::Postgres => with_actions!(
+            Postgres,
+            "WHERE id = ANY(ARRAY(SELECT json_array_elements_text($1::json)))"
         ),
     };
     let mut found: HashMap<String, Viewed> = HashMap::with_capacity(ids.len());
