@@ -41,7 +41,7 @@ pub async fn enqueue(
              SELECT json_extract(value, '$.id'), json_extract(value, '$.transfer_id'), \
              json_extract(value, '$.kind'), json_extract(value, '$.target_json'), \
              json_extract(value, '$.body'), 'pending', $4, $2, $3, json_extract(value, '$.name'), \
-             $5, $6 FROM json_each($1) WHERE true ON CONFLICT (id) DO NOTHING"
+             $5, $6 FROM jsonb_each($1) WHERE true ON CONFLICT (id) DO NOTHING"
         }
         Backend::Postgres => {
             "INSERT INTO actions (id, transfer_id, kind, target_json, body, status, attempts, \
@@ -268,3 +268,7 @@ fn claimed_from_row(row: &Row) -> Result<Claimed, StoreError> {
         attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
     })
 }
+
+#[cfg(test)]
+#[path = "repo_tests.rs"]
+mod tests;

@@ -7,6 +7,12 @@
 //! Rows travel as one JSON array: the statement text is the same for any
 //! group size (prepared once per connection), and sqlx's Any driver binds no
 //! arrays.
+//!
+//! On SQLite the rows are walked with `jsonb_each`, not `json_each`: each
+//! row then comes out as the binary JSON that the array was parsed into,
+//! and every `json_extract` of it is a lookup. With `json_each` each row
+//! came out as text, rendered from that binary form and parsed back by the
+//! first `json_extract`: two conversions of every event body per row.
 
 use std::collections::HashMap;
 
@@ -112,7 +118,7 @@ pub async fn end_many(
              upstream_status = COALESCE(json_extract(c.value, '$.upstream_status'), upstream_status), \
              upstream_json = COALESCE(json_extract(c.value, '$.upstream_json'), upstream_json), \
              sip_json = json_extract(c.value, '$.sip_json'), updated_at = $2 \
-             FROM json_each($1) AS c \
+             FROM jsonb_each($1) AS c \
              WHERE transfers.id = json_extract(c.value, '$.id') AND +transfers.state = 'TRACKING'"
         }
         Backend::Postgres => {

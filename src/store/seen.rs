@@ -45,7 +45,7 @@ pub async fn record_upstream<'a>(
             "UPDATE transfers SET upstream_status = json_extract(c.value, '$.status'), \
              upstream_json = json_extract(c.value, '$.raw'), \
              polls = json_extract(c.value, '$.polls'), updated_at = $2 \
-             FROM json_each($1) AS c WHERE transfers.id = json_extract(c.value, '$.id')"
+             FROM jsonb_each($1) AS c WHERE transfers.id = json_extract(c.value, '$.id')"
         }
         Backend::Postgres => {
             "UPDATE transfers AS t SET upstream_status = c.status, upstream_json = c.raw, \

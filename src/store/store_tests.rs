@@ -271,3 +271,45 @@ async fn a_lapsed_lease_counts_as_dead_while_it_holds_a_claim() {
         assert!(dead.is_empty(), "{backend:?}: {dead:?}");
     }
 }
+
+/// Text that JSON escapes (quotes, backslashes, control characters, line
+/// breaks) or that is not ASCII, in every column the set statements fill
+/// from one JSON array of rows: it comes back as it was written.
+const TRICKY: &str =
+    "quote \" backslash \\ slash / tab \t ctrl \u{1} line\nbreak \u{2028} é 漢字 😀 \\u0041";
+
+#[tokio::test]
+async fn escaped_and_non_ascii_text_comes_back_as_written() {
+    for db in testdb::each().await {
+        let backend = db.backend();
+        let mut n = new("t1", TRICKY);
+        n.metadata.insert(TRICKY.into(), TRICKY.into());
+        n.upstream = Some(json!({"id": "t1", "status": "ACTIVE", TRICKY: TRICKY}));
+        let Registered::Created(t) = register_one(&db, &n).await else {
+            panic!("{backend:?}: first registration must create");
+        };
+        assert_eq!(t.metadata[TRICKY], TRICKY, "{backend:?}");
+        assert_eq!(t.upstream, n.upstream, "{backend:?}");
+        assert!(
+            matches!(register_one(&db, &n).await, Registered::Identical(_)),
+            "{backend:?}: the request body is stored as it came"
+        );
+        let id = TransferId::parse("t1").unwrap();
+        let mut conn = db.store.pool().acquire().await.unwrap();
+        let ongoing = json!({"id": "t1", "status": "ONGOING", "note": TRICKY, "n": 1.5});
+        let seen = Upstream::new(&id, "ONGOING", &ongoing, 2);
+        record_upstream(&mut conn, backend, [&seen]).await.unwrap();
+        let stored = db.store.get(&id).await.unwrap().unwrap();
+        assert_eq!(stored.upstream, Some(ongoing), "{backend:?}");
+        let done = json!({"id": "t1", "status": "COMPLETED", "outputContext": {TRICKY: [TRICKY]}});
+        let ending =
+            Ending::new(&id, BridgeState::Completed, Some(TRICKY.into())).seen("COMPLETED", &done);
+        let ended = end_many(&mut conn, backend, &[ending], &now_text())
+            .await
+            .unwrap();
+        assert_eq!(ended, 1, "{backend:?}");
+        let stored = db.store.get(&id).await.unwrap().unwrap();
+        assert_eq!(stored.reason.as_deref(), Some(TRICKY), "{backend:?}");
+        assert_eq!(stored.upstream, Some(done), "{backend:?}");
+    }
+}

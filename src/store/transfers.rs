@@ -194,7 +194,7 @@ pub async fn insert_many(
              json_extract(value, '$.upstream_json'), json_extract(value, '$.callback_url'), \
              json_extract(value, '$.metadata_json'), json_extract(value, '$.request_json'), $2, $2, \
              json_extract(value, '$.integration'), json_extract(value, '$.return_signal'), $3 \
-             FROM json_each($1) WHERE true ON CONFLICT (id) DO NOTHING RETURNING ",
+             FROM jsonb_each($1) WHERE true ON CONFLICT (id) DO NOTHING RETURNING ",
                 columns!()
             )
         }
