@@ -11,6 +11,7 @@ mod group;
 mod register;
 mod sip_return;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -217,32 +218,12 @@ impl Lifecycle {
     ) -> Result<(Vec<Finished>, Vec<Action>), StoreError> {
         let backend = self.store.backend();
         let ids: Vec<&str> = changes.iter().map(|(id, _)| id.as_str()).collect();
-        let mut known = store::fetch_many(tx, backend, &ids).await?;
+        let known = store::fetch_many(tx, backend, &ids).await?;
         // The stamp the rows get, so each outcome's transfer is what a read
         // after the commit gives.
         let now = store::now_text();
         let at = store::parse_time(&now)?;
-        let mut outcomes = Vec::with_capacity(changes.len());
-        let mut endings = Vec::with_capacity(changes.len());
-        let mut actions = Vec::new();
-        for (id, f) in changes {
-            let Some(transfer) = known.get_mut(id.as_str()) else {
-                outcomes.push(Finished::Unknown);
-                continue;
-            };
-            if transfer.state.is_terminal() {
-                outcomes.push(Finished::AlreadyEnded(transfer.clone()));
-                continue;
-            }
-            let (ending, planned) = self.plan_end(transfer, id, f);
-            transfer.updated_at = at;
-            endings.push(ending);
-            outcomes.push(Finished::Changed {
-                transfer: transfer.clone(),
-                actions: planned.len(),
-            });
-            actions.extend(planned);
-        }
+        let (outcomes, endings, actions) = self.plan_group(changes, known, at);
         let ended = store::end_many(tx, backend, &endings, &now).await?;
         if ended != endings.len() as u64 {
             // The rows were read under the write lock: this is a bug, and
@@ -260,6 +241,47 @@ impl Lifecycle {
             store::notify_many(tx, store::CHANGED, &ended).await?;
         }
         Ok((outcomes, actions))
+    }
+
+    /// Each change's outcome, the rows of the endings and their actions,
+    /// from the transfers the group read (`known`, by id). A transfer is
+    /// moved into its outcome, not cloned: the upstream's resource in it is
+    /// a tree of allocations. A second change of a transfer this group ends
+    /// finds it ended, as the row will say.
+    fn plan_group<'a>(
+        &self,
+        changes: &'a [(&'a TransferId, Finish<'a>)],
+        mut known: HashMap<String, Transfer>,
+        at: time::OffsetDateTime,
+    ) -> (Vec<Finished>, Vec<Ending<'a>>, Vec<Action>) {
+        let mut outcomes = Vec::with_capacity(changes.len());
+        let mut endings = Vec::with_capacity(changes.len());
+        let mut actions = Vec::new();
+        let mut ending_at: HashMap<&str, usize> = HashMap::with_capacity(changes.len());
+        for (id, f) in changes {
+            let outcome = match ending_at.get(id.as_str()).map(|&i| &outcomes[i]) {
+                Some(Finished::Changed { transfer, .. }) => Some(transfer),
+                _ => known.get(id.as_str()).filter(|t| t.state.is_terminal()),
+            };
+            if let Some(ended) = outcome.cloned() {
+                outcomes.push(Finished::AlreadyEnded(ended));
+                continue;
+            }
+            let Some(mut transfer) = known.remove(id.as_str()) else {
+                outcomes.push(Finished::Unknown);
+                continue;
+            };
+            let (ending, planned) = self.plan_end(&mut transfer, id, f);
+            transfer.updated_at = at;
+            endings.push(ending);
+            ending_at.insert(id.as_str(), outcomes.len());
+            outcomes.push(Finished::Changed {
+                transfer,
+                actions: planned.len(),
+            });
+            actions.extend(planned);
+        }
+        (outcomes, endings, actions)
     }
 
     /// The row and the actions of `transfer` ending as `f` says; `transfer`
