@@ -3,14 +3,9 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::store::testdb;
+use crate::store::testdb::{self, TRICKY};
 use crate::store::{NewTransfer, Registered, register};
 use crate::transfer::AmqpTarget;
-
-/// Text that JSON escapes (quotes, backslashes, control characters, line
-/// breaks) or that is not ASCII.
-const TRICKY: &str =
-    "quote \" backslash \\ slash / tab \t ctrl \u{1} line\nbreak \u{2028} é 漢字 😀 \\u0041";
 
 /// An action's body and target go into the table as one JSON array of rows
 /// (see `enqueue`): what is claimed back is byte for byte what was enqueued,

@@ -87,23 +87,21 @@ macro_rules! action_columns {
 /// actions' order.
 macro_rules! with_actions {
     (Sqlite, $where:literal) => {
+        with_actions!(@on $where, of_transfer!("a.", "t.id"))
+    };
+    (Postgres, $where:literal) => {
+        with_actions!(@on $where, "a.transfer_id = t.id")
+    };
+    // The statement, given how an action row belongs to `t`.
+    (@on $where:literal, $($on:tt)+) => {
         concat!(
             "SELECT t.*, ",
             action_columns!("a."),
             " FROM (",
             crate::store::select!($where),
             ") t LEFT JOIN actions a ON ",
-            of_transfer!("a.", "t.id"),
+            $($on)+,
             " ORDER BY t.id, a.created_at, a.id"
-        )
-    };
-    (Postgres, $where:literal) => {
-        concat!(
-            "SELECT t.*, ",
-            action_columns!("a."),
-            " FROM (",
-            crate::store::select!($where),
-            ") t LEFT JOIN actions a ON a.transfer_id = t.id ORDER BY t.id, a.created_at, a.id"
         )
     };
 }

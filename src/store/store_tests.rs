@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::testdb::{self, TestStore};
+use super::testdb::{self, TRICKY, TestStore};
 use super::*;
 use crate::transfer::{BridgeState, Transfer, TransferId};
 
@@ -272,12 +272,8 @@ async fn a_lapsed_lease_counts_as_dead_while_it_holds_a_claim() {
     }
 }
 
-/// Text that JSON escapes (quotes, backslashes, control characters, line
-/// breaks) or that is not ASCII, in every column the set statements fill
-/// from one JSON array of rows: it comes back as it was written.
-const TRICKY: &str =
-    "quote \" backslash \\ slash / tab \t ctrl \u{1} line\nbreak \u{2028} é 漢字 😀 \\u0041";
-
+/// [`TRICKY`] in every column the set statements fill from one JSON
+/// array of rows comes back as it was written.
 #[tokio::test]
 async fn escaped_and_non_ascii_text_comes_back_as_written() {
     for db in testdb::each().await {

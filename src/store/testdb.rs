@@ -5,6 +5,12 @@
 
 use super::{Backend, Store, scratch_database};
 
+/// Text that JSON escapes (quotes, backslashes, control characters, line
+/// breaks) or that is not ASCII: what every statement that takes its rows as
+/// one JSON array must give back as it was written.
+pub const TRICKY: &str =
+    "quote \" backslash \\ slash / tab \t ctrl \u{1} line\nbreak \u{2028} é 漢字 😀 \\u0041";
+
 /// A store and what keeps its database alive for the test.
 pub struct TestStore {
     pub store: Store,
