@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -18,6 +19,22 @@ use crate::store::Store;
 use crate::tracker::{Integrations, Learned, PollDeps, Tracker, sharing_policy};
 use crate::transfer::Waiters;
 use crate::upstream::{Budget, UpstreamClient};
+
+/// What `run` starts beside the API, and how it is stopped.
+struct Background {
+    /// Polling, delivery and learning: drained before the rest stops.
+    tasks: TaskTracker,
+    /// Polling and delivery go on through the grace period; they stop
+    /// taking work only once the listener is closed.
+    work_stop: CancellationToken,
+    /// The broker outlives the dispatcher's drain, so it has its own token.
+    broker_stop: CancellationToken,
+    broker: JoinHandle<()>,
+    /// The cluster's lease (renewal and adoption).
+    lease: JoinHandle<()>,
+    /// Fired when this instance lost its lease: it stops at once.
+    fenced: CancellationToken,
+}
 
 /// A built but not yet running bridge. Tests build one per case on a fresh
 /// store and run it on port 0.
@@ -105,22 +122,28 @@ impl App {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        let (background, tracker, cluster) = self.start().await?;
+        let state = self.api_state(tracker, cluster, shutdown.clone());
+        tracing::info!(addr = %listener.local_addr()?, "transfer-bridge listening");
+        let closing = self.closing(shutdown, background.fenced.clone());
+        api::serve::serve(listener, api::app(state), &self.config.http, closing).await;
+        self.stop(background).await
+    }
+
+    /// The broker connection, then polling (with what a previous run or a
+    /// dead instance left), the cluster's lease, delivery and learning.
+    async fn start(&self) -> anyhow::Result<(Background, Tracker, Cluster)> {
         let drain = self.config.shutdown.deadline;
-        let grace = self.config.shutdown.grace;
         let tasks = TaskTracker::new();
-        // Polling and delivery go on through the grace period; they stop
-        // taking work only once the listener is closed.
         let work_stop = CancellationToken::new();
-        // The broker outlives the dispatcher's drain, so it has its own token.
         let broker_stop = CancellationToken::new();
         let broker = tokio::spawn(self.amqp.clone().run(broker_stop.clone()));
         self.dispatcher.release_stale_claims().await;
         let tracker = Tracker::spawn(self.poll_deps(), &tasks, work_stop.clone(), drain);
         let cluster = self.join(tracker.clone()).await?;
-        // Fired when this instance lost its lease: it stops at once.
         let fenced = CancellationToken::new();
         let url = self.config.store.url.expose_secret().to_owned();
-        let cluster_task = tokio::spawn(cluster.clone().run(
+        let lease = tokio::spawn(cluster.clone().run(
             self.waiters.clone(),
             url,
             work_stop.clone(),
@@ -131,16 +154,31 @@ impl App {
             self.store.clone(),
             self.instance.clone(),
         ));
-        let (every, window) = (
-            self.config.polling.learn_sync_interval,
-            self.config.polling.learn_window,
-        );
-        tasks.spawn(
-            self.learned
-                .clone()
-                .sync(log, every, window, work_stop.clone()),
-        );
-        let state = AppState::new(api::Handles {
+        let polling = &self.config.polling;
+        let (every, window) = (polling.learn_sync_interval, polling.learn_window);
+        let sync = self
+            .learned
+            .clone()
+            .sync(log, every, window, work_stop.clone());
+        tasks.spawn(sync);
+        let background = Background {
+            tasks,
+            work_stop,
+            broker_stop,
+            broker,
+            lease,
+            fenced,
+        };
+        Ok((background, tracker, cluster))
+    }
+
+    fn api_state(
+        &self,
+        tracker: Tracker,
+        cluster: Cluster,
+        draining: CancellationToken,
+    ) -> AppState {
+        AppState::new(api::Handles {
             config: self.config.clone(),
             store: self.store.clone(),
             tracker,
@@ -149,35 +187,48 @@ impl App {
             lifecycle: self.lifecycle(),
             amqp: self.amqp.clone(),
             metrics: crate::telemetry::metrics_handle(),
-            draining: shutdown.clone(),
+            draining,
             register_limit: Arc::new(RegisterLimiter::new(&self.config.http)),
             waiters: self.waiters.clone(),
-        });
-        tracing::info!(addr = %listener.local_addr()?, "transfer-bridge listening");
-        let stop = fenced.clone();
-        api::serve::serve(listener, api::app(state), &self.config.http, async move {
+        })
+    }
+
+    /// Resolves when the listener is to close: `shutdown.grace` after
+    /// `shutdown` (registrations get 503 meanwhile), or at once when this
+    /// instance lost its lease.
+    fn closing(
+        &self,
+        shutdown: CancellationToken,
+        fenced: CancellationToken,
+    ) -> impl Future<Output = ()> + use<> {
+        let grace = self.config.shutdown.grace;
+        async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = stop.cancelled() => return,
+                _ = fenced.cancelled() => return,
             }
             tracing::info!(
                 grace_ms = grace.as_millis() as u64,
                 "draining: registrations now get 503"
             );
             tokio::time::sleep(grace).await;
-        })
-        .await;
-        work_stop.cancel();
-        tasks.close();
-        tasks.wait().await;
+        }
+    }
+
+    /// After the listener closed: the last polls and deliveries, then the
+    /// lease, the unused budget, the broker and the store, in that order.
+    async fn stop(self, background: Background) -> anyhow::Result<()> {
+        background.work_stop.cancel();
+        background.tasks.close();
+        background.tasks.wait().await;
         // The lease is given up only after the last poll and delivery.
-        let _ = cluster_task.await;
+        let _ = background.lease.await;
         self.upstream.budget().release_unused().await;
-        broker_stop.cancel();
-        let _ = broker.await;
+        background.broker_stop.cancel();
+        let _ = background.broker.await;
         self.store.close().await;
         tracing::info!("transfer-bridge stopped");
-        match fenced.is_cancelled() {
+        match background.fenced.is_cancelled() {
             true => anyhow::bail!("stopped: this instance lost its lease (see the log)"),
             false => Ok(()),
         }
