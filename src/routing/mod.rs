@@ -86,23 +86,7 @@ impl Router {
             self.route_actions(route, transfer, resource, &mut event, &mut actions);
         }
         let suffix = state.event_suffix();
-        let webhook = transfer
-            .callback_url
-            .as_ref()
-            .or(self.default_webhook.as_ref());
-        // Every outcome (not registration) goes to the IVR, unless the
-        // matched route turned webhooks off.
-        if let Some(url) = webhook
-            && state.is_terminal()
-            && route.is_none_or(|r| r.webhook)
-        {
-            actions.push(Action::new(
-                &transfer.id,
-                &format!("webhook.{suffix}"),
-                ActionKind::Webhook,
-                Target::Webhook { url: url.clone() },
-            ));
-        }
+        actions.extend(self.webhook_action(transfer, state, route));
         actions.push(amqp_action(
             &event,
             transfer,
@@ -118,6 +102,30 @@ impl Router {
             action.body.clone_from(&body);
         }
         Plan { event, actions }
+    }
+
+    /// The IVR's webhook: every outcome (not registration) goes to the
+    /// transfer's callback or the default one, unless the matched route
+    /// turned webhooks off.
+    fn webhook_action(
+        &self,
+        transfer: &Transfer,
+        state: BridgeState,
+        route: Option<&RouteConfig>,
+    ) -> Option<Action> {
+        let url = transfer
+            .callback_url
+            .as_ref()
+            .or(self.default_webhook.as_ref())?;
+        let wanted = state.is_terminal() && route.is_none_or(|r| r.webhook);
+        wanted.then(|| {
+            Action::new(
+                &transfer.id,
+                &format!("webhook.{}", state.event_suffix()),
+                ActionKind::Webhook,
+                Target::Webhook { url: url.clone() },
+            )
+        })
     }
 
     /// The audit record of `transfer` changing owner (no state change):
