@@ -1,7 +1,6 @@
 //! Each transition, the actions it enqueues, and the no-op once a transfer
 //! left TRACKING, on a real store of each backend (SQLite and PostgreSQL).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -10,7 +9,7 @@ use tokio::sync::Notify;
 
 use super::*;
 use crate::config::Config;
-use crate::store::{NewTransfer, Registered, testdb};
+use crate::store::{Registered, testdb};
 
 pub(super) struct Fixture {
     pub(super) lifecycle: Lifecycle,
@@ -48,18 +47,7 @@ fn fixture(db: testdb::TestStore) -> Fixture {
 }
 
 /// A plain registration of `id` (also the hand-off tests').
-pub(super) fn new(id: &str) -> NewTransfer {
-    NewTransfer {
-        id: TransferId::parse(id).unwrap(),
-        callback_url: None,
-        metadata: BTreeMap::new(),
-        request_json: "sha256:x".into(),
-        upstream_status: None,
-        upstream: None,
-        integration: None,
-        return_signal: None,
-    }
-}
+pub(super) use crate::store::testdb::plain as new;
 
 pub(super) fn resource(id: &str, status: &str, transfer_type: &str) -> (CallTransfer, Value) {
     let raw = json!({"id": id, "externalConversationId": "conv", "status": status,

@@ -1,10 +1,8 @@
 //! The outbox's SQL on both backends.
 
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::store::testdb::{self, TRICKY};
-use crate::store::{NewTransfer, Registered, register};
+use crate::store::{Registered, register};
 use crate::transfer::AmqpTarget;
 
 /// An action's body and target go into the table as one JSON array of rows
@@ -14,17 +12,8 @@ use crate::transfer::AmqpTarget;
 async fn an_enqueued_body_and_target_are_claimed_back_as_written() {
     for db in testdb::each().await {
         let backend = db.backend();
-        let id = TransferId::parse("t1").unwrap();
-        let new = NewTransfer {
-            id: id.clone(),
-            callback_url: None,
-            metadata: BTreeMap::new(),
-            request_json: "{}".into(),
-            upstream_status: None,
-            upstream: None,
-            integration: None,
-            return_signal: None,
-        };
+        let new = testdb::plain("t1");
+        let id = new.id.clone();
         let target = Target::Amqp(AmqpTarget {
             exchange: "transfer.agent".into(),
             routing_key: format!("agent.{TRICKY}"),

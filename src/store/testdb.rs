@@ -3,13 +3,29 @@
 //! `DATABASE_URL` names). Without `DATABASE_URL` the tests fail and say so:
 //! a store test never passes by skipping a backend.
 
-use super::{Backend, Store, scratch_database};
+use super::{Backend, NewTransfer, Store, scratch_database};
+use crate::transfer::TransferId;
 
 /// Text that JSON escapes (quotes, backslashes, control characters, line
 /// breaks) or that is not ASCII: what every statement that takes its rows as
 /// one JSON array must give back as it was written.
 pub const TRICKY: &str =
     "quote \" backslash \\ slash / tab \t ctrl \u{1} line\nbreak \u{2028} é 漢字 😀 \\u0041";
+
+/// A plain registration of `id`: no callback, metadata, upstream
+/// resource or integration.
+pub fn plain(id: &str) -> NewTransfer {
+    NewTransfer {
+        id: TransferId::parse(id).unwrap(),
+        callback_url: None,
+        metadata: Default::default(),
+        request_json: "sha256:x".into(),
+        upstream_status: None,
+        upstream: None,
+        integration: None,
+        return_signal: None,
+    }
+}
 
 /// A store and what keeps its database alive for the test.
 pub struct TestStore {
