@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::transfers::{from_row, select};
+use super::transfers::{as_json_array, from_json_array, from_row, select};
 use super::{Backend, Conn, StoreError, json_arrays};
 use crate::sip::SipInstruction;
 use crate::transfer::{BridgeState, Transfer, TransferId};
@@ -74,23 +74,38 @@ impl<'a> Ending<'a> {
 /// transfers `EXPLAIN` showed `IN` as a hash semi join over a sequential
 /// scan of the whole table, for every group, growing with the table. An
 /// array is looked up in the id index.
+///
+/// On SQLite the set comes back as one row, a JSON array (see
+/// `transfers::as_json_array`): a group commit holds the writer connection
+/// while it reads, and a few hundred rows took several runtime turns.
 pub async fn fetch_many(
     conn: &mut Conn,
     backend: Backend,
     ids: &[&str],
 ) -> Result<HashMap<String, Transfer>, StoreError> {
-    let sql = match backend {
-        Backend::Sqlite => select!("WHERE id IN (SELECT value FROM json_each($1))"),
-        Backend::Postgres => {
-            select!("WHERE id = ANY(ARRAY(SELECT json_array_elements_text($1::json))) FOR UPDATE")
-        }
-    };
     let mut found = HashMap::with_capacity(ids.len());
+    let mut keep = |transfer: Transfer| {
+        found.insert(transfer.id.as_str().to_owned(), transfer);
+    };
     for array in json_arrays(backend, ids) {
-        let rows = sqlx::query(sql).bind(array).fetch_all(&mut *conn).await?;
-        for row in &rows {
-            let transfer = from_row(row)?;
-            found.insert(transfer.id.as_str().to_owned(), transfer);
+        match backend {
+            Backend::Sqlite => {
+                let sql = as_json_array!("WHERE id IN (SELECT value FROM json_each($1))");
+                let all: String = sqlx::query_scalar(sql)
+                    .bind(array)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                from_json_array(&all)?.into_iter().for_each(&mut keep);
+            }
+            Backend::Postgres => {
+                let sql = select!(
+                    "WHERE id = ANY(ARRAY(SELECT json_array_elements_text($1::json))) FOR UPDATE"
+                );
+                let rows = sqlx::query(sql).bind(array).fetch_all(&mut *conn).await?;
+                for row in &rows {
+                    keep(from_row(row)?);
+                }
+            }
         }
     }
     Ok(found)

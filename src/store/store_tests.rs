@@ -309,3 +309,49 @@ async fn escaped_and_non_ascii_text_comes_back_as_written() {
         assert_eq!(stored.upstream, Some(done), "{backend:?}");
     }
 }
+
+/// A SIP instruction with [`TRICKY`] in its text.
+fn tricky_sip() -> crate::sip::SipInstruction {
+    crate::sip::SipInstruction {
+        method: crate::sip::Method::Refer,
+        request_uri: "sip:agent@pbx.example.com".into(),
+        headers: vec![("X-Note".into(), TRICKY.into())],
+        message: format!("REFER sip:agent@pbx.example.com SIP/2.0\r\nX-Note: {TRICKY}\r\n\r\n"),
+        dropped: vec![TRICKY.into()],
+        target: "sip:agent@pbx.example.com".into(),
+    }
+}
+
+/// The group committer's read of many transfers (on SQLite, one JSON array
+/// in one row) gives exactly what the read of one row gives: every column,
+/// nulls, [`TRICKY`] text and a SIP instruction included; ids not stored
+/// are left out.
+#[tokio::test]
+async fn a_read_of_many_gives_what_a_read_of_one_gives() {
+    for db in testdb::each().await {
+        let backend = db.backend();
+        let mut full = new("t1", TRICKY);
+        full.metadata.insert(TRICKY.into(), TRICKY.into());
+        full.upstream = Some(json!({"id": "t1", TRICKY: [TRICKY, 1.5, null]}));
+        register_one(&db, &full).await;
+        register_one(&db, &testdb::plain("t2")).await;
+        let (t1, sip) = (TransferId::parse("t1").unwrap(), tricky_sip());
+        let mut conn = db.store.pool().acquire().await.unwrap();
+        let ending = Ending::new(&t1, BridgeState::Completed, Some(TRICKY.into()))
+            .seen("COMPLETED", &json!({"status": "COMPLETED", "n": TRICKY}))
+            .sip(Some(&sip));
+        end_many(&mut conn, backend, &[ending], &now_text())
+            .await
+            .unwrap();
+        let many = fetch_many(&mut conn, backend, &["t1", "t2", "absent"])
+            .await
+            .unwrap();
+        assert_eq!(many.len(), 2, "{backend:?}: {many:?}");
+        for id in ["t1", "t2"] {
+            let one = fetch(&mut conn, &TransferId::parse(id).unwrap()).await;
+            assert_eq!(Some(&many[id]), one.unwrap().as_ref(), "{backend:?}: {id}");
+        }
+        assert_eq!(many["t1"].sip.as_ref(), Some(&sip), "{backend:?}");
+        assert_eq!(many["t2"].upstream, None, "{backend:?}");
+    }
+}

@@ -260,3 +260,74 @@ pub(crate) fn from_row(row: &Row) -> Result<Transfer, StoreError> {
         updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
     })
 }
+
+/// On SQLite, every transfer of a set as one JSON array, in one row.
+/// sqlx hands a statement's rows over one at a time (a bounded channel from
+/// the connection's worker thread): a read of a few hundred rows took
+/// several turns of a busy runtime while the writer connection was held.
+/// One row is one turn. Stored JSON columns are nested as JSON (`json()`),
+/// so each is parsed once, straight into its type.
+macro_rules! as_json_array {
+    ($rest:literal) => {
+        concat!(
+            "SELECT json_group_array(json_object('id', id, 'state', state, \
+             'upstream_status', upstream_status, 'upstream', json(upstream_json), \
+             'callback_url', callback_url, 'metadata', json(metadata_json), 'polls', polls, \
+             'reason', reason, 'sip', json(sip_json), 'integration', integration, \
+             'return_signal', return_signal, 'owner', owner, 'created_at', created_at, \
+             'updated_at', updated_at)) FROM transfers ",
+            $rest
+        )
+    };
+}
+
+pub(crate) use as_json_array;
+
+/// A transfer as [`as_json_array`] writes it.
+#[derive(serde::Deserialize)]
+struct Stored {
+    id: String,
+    state: String,
+    upstream_status: Option<String>,
+    upstream: Option<Value>,
+    callback_url: Option<String>,
+    metadata: BTreeMap<String, String>,
+    polls: i64,
+    reason: Option<String>,
+    sip: Option<crate::sip::SipInstruction>,
+    integration: Option<String>,
+    return_signal: Option<i64>,
+    owner: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+/// The transfers of one [`as_json_array`] row.
+pub(crate) fn from_json_array(array: &str) -> Result<Vec<Transfer>, StoreError> {
+    let stored: Vec<Stored> = serde_json::from_str(array)
+        .map_err(|e| StoreError::Corrupt(format!("transfers as JSON: {e}")))?;
+    stored.into_iter().map(Stored::into_transfer).collect()
+}
+
+impl Stored {
+    fn into_transfer(self) -> Result<Transfer, StoreError> {
+        let id = self.id;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("transfer {id}: {what}"));
+        Ok(Transfer {
+            id: TransferId::parse(&id).map_err(|e| corrupt(&e.to_string()))?,
+            state: BridgeState::parse(&self.state).ok_or_else(|| corrupt("unknown state"))?,
+            upstream_status: self.upstream_status,
+            upstream: self.upstream,
+            callback_url: self.callback_url,
+            metadata: self.metadata,
+            polls: self.polls.clamp(0, u32::MAX as i64) as u32,
+            reason: self.reason,
+            sip: self.sip,
+            integration: self.integration,
+            return_signal: self.return_signal.map(|v| v != 0),
+            owner: self.owner,
+            created_at: parse_time(&self.created_at)?,
+            updated_at: parse_time(&self.updated_at)?,
+        })
+    }
+}
