@@ -337,12 +337,21 @@ async fn reads_that_arrive_together_each_get_their_own_transfer() {
 
 /// Reads share statements (`outbox::ViewReads`): each caller still gets
 /// exactly what a read of its own gives, with ids that extend one another,
-/// an unknown one, and the same transfer twice in one batch.
+/// an unknown one, the same transfer twice in one batch, and a completed
+/// transfer's several actions in their order.
 async fn reads_together_on(f: Fixture) {
     let ids = ["a", "a.b", "a.", "b", "nobody", "a", "b", "a.b"];
     for id in &ids[..4] {
         f.lifecycle.register(&new(id), None).await.unwrap();
     }
+    let (done, raw) = resource("a.b", "COMPLETED", "AGENT");
+    let seen = Some(Seen {
+        resource: &done,
+        raw: &raw,
+    });
+    let a_b = TransferId::parse("a.b").unwrap();
+    let completed = ended(BridgeState::Completed, seen);
+    f.lifecycle.finish(&a_b, completed).await.unwrap();
     let ids: Vec<TransferId> = ids.iter().map(|i| TransferId::parse(i).unwrap()).collect();
     let store = &f.lifecycle.store;
     let mut alone = Vec::new();
@@ -353,6 +362,7 @@ async fn reads_together_on(f: Fixture) {
         ));
     }
     assert!(alone[0].contains("a.audit.tracking") && alone[4] == "None");
+    assert!(alone[1].matches("ActionView").count() >= 3, "{}", alone[1]);
     let together: Vec<&str> = ids.iter().map(TransferId::as_str).collect();
     let found = outbox::with_transfers(store, &together).await.unwrap();
     assert_eq!(found.len(), 4, "{found:?}");

@@ -95,7 +95,9 @@ pub async fn fetch_many(
                     .bind(array)
                     .fetch_one(&mut *conn)
                     .await?;
-                from_json_array(&all)?.into_iter().for_each(&mut keep);
+                for (transfer, ()) in from_json_array(&all)? {
+                    keep(transfer);
+                }
             }
             Backend::Postgres => {
                 let sql = select!(

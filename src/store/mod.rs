@@ -37,7 +37,10 @@ pub use scratch::scratch_database;
 pub use seen::{Upstream, record_upstream};
 pub use transfers::{ListPage, NewTransfer, Registered, fetch, insert_many, register, repeat};
 /// For SQL that reads a transfer beside rows of another module's table.
-pub(crate) use transfers::{columns, from_row as transfer_from_row, select};
+pub(crate) use transfers::{
+    as_json_array, columns, from_json_array as transfers_from_json_array,
+    from_row as transfer_from_row, select,
+};
 
 /// A connection of either backend: what transaction-scoped SQL takes.
 pub type Conn = AnyConnection;

@@ -269,8 +269,14 @@ pub(crate) fn from_row(row: &Row) -> Result<Transfer, StoreError> {
 /// so each is parsed once, straight into its type.
 macro_rules! as_json_array {
     ($rest:literal) => {
+        $crate::store::as_json_array!("", $rest)
+    };
+    // `$extra`: members to add to each transfer's object (`'extra', <expr>, `).
+    ($extra:expr, $rest:literal) => {
         concat!(
-            "SELECT json_group_array(json_object('id', id, 'state', state, \
+            "SELECT json_group_array(json_object(",
+            $extra,
+            "'id', id, 'state', state, \
              'upstream_status', upstream_status, 'upstream', json(upstream_json), \
              'callback_url', callback_url, 'metadata', json(metadata_json), 'polls', polls, \
              'reason', reason, 'sip', json(sip_json), 'integration', integration, \
@@ -283,9 +289,12 @@ macro_rules! as_json_array {
 
 pub(crate) use as_json_array;
 
-/// A transfer as [`as_json_array`] writes it.
+/// A transfer as [`as_json_array`] writes it, and what the statement added
+/// to it as `extra` (nothing: `()`).
 #[derive(serde::Deserialize)]
-struct Stored {
+struct Stored<X> {
+    #[serde(default)]
+    extra: X,
     id: String,
     state: String,
     upstream_status: Option<String>,
@@ -302,18 +311,21 @@ struct Stored {
     updated_at: String,
 }
 
-/// The transfers of one [`as_json_array`] row.
-pub(crate) fn from_json_array(array: &str) -> Result<Vec<Transfer>, StoreError> {
-    let stored: Vec<Stored> = serde_json::from_str(array)
+/// The transfers of one [`as_json_array`] row, each with its `extra`.
+pub(crate) fn from_json_array<X>(array: &str) -> Result<Vec<(Transfer, X)>, StoreError>
+where
+    X: serde::de::DeserializeOwned + Default,
+{
+    let stored: Vec<Stored<X>> = serde_json::from_str(array)
         .map_err(|e| StoreError::Corrupt(format!("transfers as JSON: {e}")))?;
     stored.into_iter().map(Stored::into_transfer).collect()
 }
 
-impl Stored {
-    fn into_transfer(self) -> Result<Transfer, StoreError> {
+impl<X> Stored<X> {
+    fn into_transfer(self) -> Result<(Transfer, X), StoreError> {
         let id = self.id;
         let corrupt = |what: &str| StoreError::Corrupt(format!("transfer {id}: {what}"));
-        Ok(Transfer {
+        let transfer = Transfer {
             id: TransferId::parse(&id).map_err(|e| corrupt(&e.to_string()))?,
             state: BridgeState::parse(&self.state).ok_or_else(|| corrupt("unknown state"))?,
             upstream_status: self.upstream_status,
@@ -328,6 +340,7 @@ impl Stored {
             owner: self.owner,
             created_at: parse_time(&self.created_at)?,
             updated_at: parse_time(&self.updated_at)?,
-        })
+        };
+        Ok((transfer, self.extra))
     }
 }
