@@ -230,14 +230,13 @@ pub async fn insert_many(
 
 pub(crate) fn from_row(row: &Row) -> Result<Transfer, StoreError> {
     let id: String = row.try_get("id")?;
-    let state: String = row.try_get("state")?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("transfer {id}: {what}"));
     let upstream: Option<String> = row.try_get("upstream_json")?;
     let metadata: String = row.try_get("metadata_json")?;
     let sip: Option<String> = row.try_get("sip_json")?;
-    let corrupt = |what: &str| StoreError::Corrupt(format!("transfer {id}: {what}"));
-    Ok(Transfer {
-        id: TransferId::parse(&id).map_err(|e| corrupt(&e.to_string()))?,
-        state: BridgeState::parse(&state).ok_or_else(|| corrupt("unknown state"))?,
+    let stored = Stored {
+        extra: (),
+        state: row.try_get("state")?,
         upstream_status: row.try_get("upstream_status")?,
         upstream: upstream
             .map(|u| serde_json::from_str(&u))
@@ -245,20 +244,20 @@ pub(crate) fn from_row(row: &Row) -> Result<Transfer, StoreError> {
             .map_err(|_| corrupt("upstream_json"))?,
         callback_url: row.try_get("callback_url")?,
         metadata: serde_json::from_str(&metadata).map_err(|_| corrupt("metadata_json"))?,
-        polls: row.try_get::<i64, _>("polls")?.clamp(0, u32::MAX as i64) as u32,
+        polls: row.try_get("polls")?,
         reason: row.try_get("reason")?,
         sip: sip
             .map(|s| serde_json::from_str(&s))
             .transpose()
             .map_err(|_| corrupt("sip_json"))?,
         integration: row.try_get("integration")?,
-        return_signal: row
-            .try_get::<Option<i64>, _>("return_signal")?
-            .map(|v| v != 0),
+        return_signal: row.try_get("return_signal")?,
         owner: row.try_get("owner")?,
-        created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
-        updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
-    })
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        id,
+    };
+    Ok(stored.into_transfer()?.0)
 }
 
 /// On SQLite, every transfer of a set as one JSON array, in one row.
@@ -290,7 +289,8 @@ macro_rules! as_json_array {
 pub(crate) use as_json_array;
 
 /// A transfer as [`as_json_array`] writes it, and what the statement added
-/// to it as `extra` (nothing: `()`).
+/// to it as `extra` (nothing: `()`); [`from_row`] fills one from a row, so
+/// a [`Transfer`] is made from stored columns in one place.
 #[derive(serde::Deserialize)]
 struct Stored<X> {
     #[serde(default)]
