@@ -175,10 +175,11 @@ pub async fn with_transfer(store: &Store, id: &TransferId) -> Result<Option<View
     Ok(Some((transfer, actions)))
 }
 
-/// Each transfer among `ids` that exists, with its actions, by id: the
-/// statement of [`with_transfer`] for many at once (one per JSON array on
-/// PostgreSQL, see `store::json_arrays`). Rows come ordered by transfer, so
-/// each transfer's rows are consecutive.
+/// Each transfer among `ids` that exists, with its actions, by id. On
+/// PostgreSQL the statement of [`with_transfer`] for many at once (one per
+/// JSON array, see `store::json_arrays`): rows come ordered by transfer, so
+/// each transfer's rows are consecutive. On SQLite one row for them all
+/// (see [`with_transfers_sqlite`]).
 pub async fn with_transfers(
     store: &Store,
     ids: &[&str],
