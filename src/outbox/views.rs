@@ -179,7 +179,7 @@ pub async fn with_transfer(store: &Store, id: &TransferId) -> Result<Option<View
 /// PostgreSQL the statement of [`with_transfer`] for many at once (one per
 /// JSON array, see `store::json_arrays`): rows come ordered by transfer, so
 /// each transfer's rows are consecutive. On SQLite one row for them all
-/// (see [`with_transfers_sqlite`]).
+/// (see `with_transfers_sqlite`).
 pub async fn with_transfers(
     store: &Store,
     ids: &[&str],
