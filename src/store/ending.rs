@@ -83,31 +83,36 @@ pub async fn fetch_many(
     backend: Backend,
     ids: &[&str],
 ) -> Result<HashMap<String, Transfer>, StoreError> {
+    if backend == Backend::Sqlite {
+        return fetch_many_sqlite(conn, ids).await;
+    }
+    let sql =
+        select!("WHERE id = ANY(ARRAY(SELECT json_array_elements_text($1::json))) FOR UPDATE");
     let mut found = HashMap::with_capacity(ids.len());
-    let mut keep = |transfer: Transfer| {
-        found.insert(transfer.id.as_str().to_owned(), transfer);
-    };
     for array in json_arrays(backend, ids) {
-        match backend {
-            Backend::Sqlite => {
-                let sql = as_json_array!("WHERE id IN (SELECT value FROM json_each($1))");
-                let all: String = sqlx::query_scalar(sql)
-                    .bind(array)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                for (transfer, ()) in from_json_array(&all)? {
-                    keep(transfer);
-                }
-            }
-            Backend::Postgres => {
-                let sql = select!(
-                    "WHERE id = ANY(ARRAY(SELECT json_array_elements_text($1::json))) FOR UPDATE"
-                );
-                let rows = sqlx::query(sql).bind(array).fetch_all(&mut *conn).await?;
-                for row in &rows {
-                    keep(from_row(row)?);
-                }
-            }
+        let rows = sqlx::query(sql).bind(array).fetch_all(&mut *conn).await?;
+        for row in &rows {
+            let transfer = from_row(row)?;
+            found.insert(transfer.id.as_str().to_owned(), transfer);
+        }
+    }
+    Ok(found)
+}
+
+/// [`fetch_many`] on SQLite: the whole set in one row.
+async fn fetch_many_sqlite(
+    conn: &mut Conn,
+    ids: &[&str],
+) -> Result<HashMap<String, Transfer>, StoreError> {
+    let sql = as_json_array!("WHERE id IN (SELECT value FROM json_each($1))");
+    let mut found = HashMap::with_capacity(ids.len());
+    for array in json_arrays(Backend::Sqlite, ids) {
+        let all: String = sqlx::query_scalar(sql)
+            .bind(array)
+            .fetch_one(&mut *conn)
+            .await?;
+        for (transfer, ()) in from_json_array(&all)? {
+            found.insert(transfer.id.as_str().to_owned(), transfer);
         }
     }
     Ok(found)
