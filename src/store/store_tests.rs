@@ -21,6 +21,15 @@ fn new(id: &str, body: &str) -> NewTransfer {
     }
 }
 
+/// A registration with [`TRICKY`] as its body and in its metadata, and
+/// `upstream` as what the upstream said.
+fn tricky(id: &str, upstream: serde_json::Value) -> NewTransfer {
+    let mut n = new(id, TRICKY);
+    n.metadata.insert(TRICKY.into(), TRICKY.into());
+    n.upstream = Some(upstream);
+    n
+}
+
 async fn register_one(db: &TestStore, n: &NewTransfer) -> Registered {
     let mut tx = db.store.begin().await.unwrap();
     let registered = register(&mut tx, db.backend(), n, "i1").await.unwrap();
@@ -278,9 +287,10 @@ async fn a_lapsed_lease_counts_as_dead_while_it_holds_a_claim() {
 async fn escaped_and_non_ascii_text_comes_back_as_written() {
     for db in testdb::each().await {
         let backend = db.backend();
-        let mut n = new("t1", TRICKY);
-        n.metadata.insert(TRICKY.into(), TRICKY.into());
-        n.upstream = Some(json!({"id": "t1", "status": "ACTIVE", TRICKY: TRICKY}));
+        let n = tricky(
+            "t1",
+            json!({"id": "t1", "status": "ACTIVE", TRICKY: TRICKY}),
+        );
         let Registered::Created(t) = register_one(&db, &n).await else {
             panic!("{backend:?}: first registration must create");
         };
@@ -330,9 +340,7 @@ fn tricky_sip() -> crate::sip::SipInstruction {
 async fn a_read_of_many_gives_what_a_read_of_one_gives() {
     for db in testdb::each().await {
         let backend = db.backend();
-        let mut full = new("t1", TRICKY);
-        full.metadata.insert(TRICKY.into(), TRICKY.into());
-        full.upstream = Some(json!({"id": "t1", TRICKY: [TRICKY, 1.5, null]}));
+        let full = tricky("t1", json!({"id": "t1", TRICKY: [TRICKY, 1.5, null]}));
         register_one(&db, &full).await;
         register_one(&db, &testdb::plain("t2")).await;
         let (t1, sip) = (TransferId::parse("t1").unwrap(), tricky_sip());
