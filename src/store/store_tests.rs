@@ -345,8 +345,10 @@ async fn a_read_of_many_gives_what_a_read_of_one_gives() {
         register_one(&db, &testdb::plain("t2")).await;
         let (t1, sip) = (TransferId::parse("t1").unwrap(), tricky_sip());
         let mut conn = db.store.pool().acquire().await.unwrap();
+        let said =
+            json!({"status": "COMPLETED", "n": TRICKY, TRICKY: {"deep": [TRICKY, -0.0, -1e300]}});
         let ending = Ending::new(&t1, BridgeState::Completed, Some(TRICKY.into()))
-            .seen("COMPLETED", &json!({"status": "COMPLETED", "n": TRICKY}))
+            .seen("COMPLETED", &said)
             .sip(Some(&sip));
         end_many(&mut conn, backend, &[ending], &now_text())
             .await
@@ -360,6 +362,8 @@ async fn a_read_of_many_gives_what_a_read_of_one_gives() {
             assert_eq!(Some(&many[id]), one.unwrap().as_ref(), "{backend:?}: {id}");
         }
         assert_eq!(many["t1"].sip.as_ref(), Some(&sip), "{backend:?}");
+        // What the upstream said comes back as it was said.
+        assert_eq!(many["t1"].upstream.as_ref(), Some(&said), "{backend:?}");
         assert_eq!(many["t2"].upstream, None, "{backend:?}");
     }
 }
