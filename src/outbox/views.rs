@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sqlx::Row as _;
 
-use crate::store::{Backend, Row, Store, StoreError, json_arrays};
+use crate::store::{Backend, Row, Store, StoreError, json_arrays, read_json_array};
 use crate::transfer::{Action, ActionStatus, Transfer, TransferId};
 
 /// What `GET /v1/transfers/{id}` shows per action.
@@ -138,13 +138,14 @@ fn view_from_row(row: &Row) -> Option<Result<ActionView, StoreError>> {
         let Some(id) = row.try_get::<Option<String>, _>("action_id")? else {
             return Ok(None);
         };
-        Ok(Some(ActionView {
+        let stored = StoredAction {
             id,
             kind: row.try_get("action_kind")?,
-            status: ActionStatus::parse(row.try_get("action_status")?),
-            attempts: row.try_get::<i64, _>("action_attempts")?.max(0) as u32,
+            status: row.try_get("action_status")?,
+            attempts: row.try_get("action_attempts")?,
             last_error: row.try_get("action_last_error")?,
-        }))
+        };
+        Ok(Some(stored.into_view()))
     };
     view().transpose()
 }
@@ -232,22 +233,18 @@ async fn with_transfers_sqlite(
         ),
         "t WHERE t.id IN (SELECT value FROM json_each($1))"
     );
-    let mut found: HashMap<String, Viewed> = HashMap::with_capacity(ids.len());
-    for array in json_arrays(store.backend(), ids) {
-        let all: String = sqlx::query_scalar(SQL)
-            .bind(array)
-            .fetch_one(store.reader())
-            .await?;
-        let transfers = crate::store::transfers_from_json_array::<Vec<StoredAction>>(&all)?;
-        for (transfer, actions) in transfers {
+    let read = read_json_array::<Vec<StoredAction>>(store.reader(), SQL, ids).await?;
+    Ok(read
+        .into_iter()
+        .map(|(transfer, actions)| {
             let actions = actions.into_iter().map(StoredAction::into_view).collect();
-            found.insert(transfer.id.as_str().to_owned(), (transfer, actions));
-        }
-    }
-    Ok(found)
+            (transfer.id.as_str().to_owned(), (transfer, actions))
+        })
+        .collect())
 }
 
-/// An action as [`with_transfers_sqlite`] reads it.
+/// An action's stored columns, from a row or from [`with_transfers_sqlite`]'s
+/// JSON: an [`ActionView`] is made from them in one place.
 #[derive(serde::Deserialize)]
 struct StoredAction {
     id: String,

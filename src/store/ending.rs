@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::transfers::{as_json_array, from_json_array, from_row, select};
+use super::transfers::{as_json_array, from_row, read_json_array, select};
 use super::{Backend, Conn, StoreError, json_arrays};
 use crate::sip::SipInstruction;
 use crate::transfer::{BridgeState, Transfer, TransferId};
@@ -105,17 +105,11 @@ async fn fetch_many_sqlite(
     ids: &[&str],
 ) -> Result<HashMap<String, Transfer>, StoreError> {
     let sql = as_json_array!("WHERE id IN (SELECT value FROM json_each($1))");
-    let mut found = HashMap::with_capacity(ids.len());
-    for array in json_arrays(Backend::Sqlite, ids) {
-        let all: String = sqlx::query_scalar(sql)
-            .bind(array)
-            .fetch_one(&mut *conn)
-            .await?;
-        for (transfer, ()) in from_json_array(&all)? {
-            found.insert(transfer.id.as_str().to_owned(), transfer);
-        }
-    }
-    Ok(found)
+    let read = read_json_array::<()>(conn, sql, ids).await?;
+    Ok(read
+        .into_iter()
+        .map(|(transfer, ())| (transfer.id.as_str().to_owned(), transfer))
+        .collect())
 }
 
 /// End every transfer in `endings` that is still TRACKING, in one

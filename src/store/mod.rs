@@ -38,8 +38,7 @@ pub use seen::{Upstream, record_upstream};
 pub use transfers::{ListPage, NewTransfer, Registered, fetch, insert_many, register, repeat};
 /// For SQL that reads a transfer beside rows of another module's table.
 pub(crate) use transfers::{
-    as_json_array, columns, from_json_array as transfers_from_json_array,
-    from_row as transfer_from_row, select,
+    as_json_array, columns, from_row as transfer_from_row, read_json_array, select,
 };
 
 /// A connection of either backend: what transaction-scoped SQL takes.

@@ -311,12 +311,27 @@ struct Stored<X> {
     updated_at: String,
 }
 
-/// The transfers of one [`as_json_array`] row, each with its `extra`.
-pub(crate) fn from_json_array<X>(array: &str) -> Result<Vec<(Transfer, X)>, StoreError>
+/// On SQLite, the transfers among `ids` that `sql` (an [`as_json_array`]
+/// statement taking the ids as a JSON array in `$1`) reads, each with its
+/// `extra`: one statement, one row, however many ids (SQLite binds text of
+/// any length).
+pub(crate) async fn read_json_array<'c, X>(
+    executor: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    sql: &'static str,
+    ids: &[&str],
+) -> Result<Vec<(Transfer, X)>, StoreError>
 where
     X: serde::de::DeserializeOwned + Default,
 {
-    let stored: Vec<Stored<X>> = serde_json::from_str(array)
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = serde_json::to_string(ids).expect("ids serialize");
+    let all: String = sqlx::query_scalar(sql)
+        .bind(ids)
+        .fetch_one(executor)
+        .await?;
+    let stored: Vec<Stored<X>> = serde_json::from_str(&all)
         .map_err(|e| StoreError::Corrupt(format!("transfers as JSON: {e}")))?;
     stored.into_iter().map(Stored::into_transfer).collect()
 }
