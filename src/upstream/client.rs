@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::redirect::Policy;
 use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -61,6 +62,11 @@ impl UpstreamClient {
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("transfer-bridge/", env!("CARGO_PKG_VERSION")))
+            // A followed redirect would carry the credentials along: reqwest
+            // strips `Authorization` on a cross-host redirect, not the
+            // vendor's `asapp-api-*` headers. A 3xx is an error instead
+            // (see `UpstreamError::disposition`).
+            .redirect(Policy::none())
             .build()?;
         Ok(Self {
             http,
@@ -173,3 +179,7 @@ fn without_url(e: &reqwest::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

@@ -25,7 +25,7 @@ pub struct ErrorBody {
 pub enum UpstreamError {
     /// A non-2xx answer; `envelope` is absent when the body was not the
     /// documented shape.
-    #[error("upstream answered {status}{}", describe(.envelope))]
+    #[error("upstream answered {status}{}", describe(.status, .envelope))]
     Status {
         status: u16,
         envelope: Option<ErrorBody>,
@@ -40,7 +40,10 @@ pub enum UpstreamError {
     Malformed(String),
 }
 
-fn describe(envelope: &Option<ErrorBody>) -> String {
+fn describe(status: &u16, envelope: &Option<ErrorBody>) -> String {
+    if (300..400).contains(status) {
+        return ": a redirect, not followed (check upstream.base_url)".into();
+    }
     match envelope {
         Some(e) => format!(
             ": {} ({}, requestId {})",
@@ -82,6 +85,10 @@ impl UpstreamError {
                 500..=599 => Disposition::RetryLater {
                     after: *retry_after,
                 },
+                // Redirects are not followed (the credentials would go with
+                // them): a misplaced `upstream.base_url`, which the operator
+                // fixes, not a verdict on this transfer.
+                300..=399 => Disposition::RetryLater { after: None },
                 _ => Disposition::FatalForTransfer,
             },
             Self::Timeout | Self::Connect(_) | Self::Malformed(_) => {
@@ -106,6 +113,9 @@ impl UpstreamError {
             } => "auth",
             Self::Status { status: 404, .. } => "not_found",
             Self::Status { status: 500.., .. } => "server_error",
+            Self::Status {
+                status: 300..=399, ..
+            } => "redirect",
             Self::Status { .. } => "client_error",
             Self::Timeout => "timeout",
             Self::Connect(_) => "connect",
@@ -158,6 +168,15 @@ mod tests {
         assert_eq!(status(404, None).disposition(), Disposition::NotYetVisible);
         assert_eq!(status(401, None).disposition(), Disposition::FatalForBridge);
         assert_eq!(status(403, None).disposition(), Disposition::FatalForBridge);
+        for code in [301, 302, 307, 308] {
+            let redirect = status(code, None);
+            assert_eq!(
+                redirect.disposition(),
+                Disposition::RetryLater { after: None }
+            );
+            assert_eq!(redirect.label(), "redirect");
+            assert!(redirect.to_string().contains("not followed"), "{redirect}");
+        }
         for code in [400, 409, 413, 422] {
             assert_eq!(
                 status(code, None).disposition(),

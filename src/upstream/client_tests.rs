@@ -1,0 +1,64 @@
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{any, get};
+use secrecy::SecretString;
+
+use super::*;
+use crate::config::Config;
+use crate::upstream::error::Disposition;
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn client(base_url: String) -> UpstreamClient {
+    let mut config = Config::from_figment(Config::embedded()).unwrap().upstream;
+    config.base_url = base_url;
+    config.api_id = "id-1".into();
+    config.api_secret = SecretString::from("s3cret-never-elsewhere");
+    UpstreamClient::new(&config, Arc::new(Budget::new(&config))).unwrap()
+}
+
+/// The credentials are sent to the configured upstream only: a redirect,
+/// even to another host, is an error to retry, not a request that carries
+/// `asapp-api-secret` to wherever the `Location` points.
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_the_secret_stays_home() {
+    let reached: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+    let seen = reached.clone();
+    let elsewhere = Router::new().route(
+        "/{*rest}",
+        any(move |headers: HeaderMap| async move {
+            seen.lock().unwrap().push(headers);
+            StatusCode::OK
+        }),
+    );
+    let elsewhere = serve(elsewhere).await;
+    let location = format!("http://{elsewhere}/stolen");
+    let upstream = Router::new().route(
+        "/generativeagent/v1/call-transfers/{id}",
+        get(move || async move { (StatusCode::FOUND, [("location", location)]).into_response() }),
+    );
+    let upstream = serve(upstream).await;
+
+    let error = client(format!("http://{upstream}"))
+        .get("t-1", Priority::Signal)
+        .await
+        .unwrap_err();
+
+    assert_eq!(error.status(), Some(302), "{error}");
+    assert_eq!(error.disposition(), Disposition::RetryLater { after: None });
+    assert!(error.to_string().contains("not followed"), "{error}");
+    assert!(
+        reached.lock().unwrap().is_empty(),
+        "the redirect was followed: {:?}",
+        reached.lock().unwrap()
+    );
+}
