@@ -3,9 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
+use reqwest::header::HeaderValue;
 use reqwest::redirect::Policy;
 use reqwest::{Method, StatusCode, Url};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::Value;
 use tracing::instrument;
@@ -36,8 +38,12 @@ pub struct UpstreamClient {
     base: Arc<Url>,
     /// `base` + the collection path.
     collection: Arc<Url>,
-    api_id: Arc<str>,
-    api_secret: Arc<SecretString>,
+    api_id: HeaderValue,
+    /// Marked sensitive: HTTP/2 sends it as a never-indexed literal, so it
+    /// never enters a connection's HPACK table, and `Debug` prints
+    /// `Sensitive`. Made once: each request used to copy the secret into a
+    /// header value of its own.
+    api_secret: HeaderValue,
     budget: Arc<Budget>,
 }
 
@@ -45,7 +51,7 @@ impl std::fmt::Debug for UpstreamClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamClient")
             .field("base", &self.base.as_str())
-            .field("api_id", &self.api_id)
+            .field("api_id", &self.api_id.to_str().unwrap_or("?"))
             .field("api_secret", &"**redacted**")
             .finish()
     }
@@ -73,8 +79,9 @@ impl UpstreamClient {
             // Joined once: parsing it again cost every request a URL parse.
             collection: Arc::new(base.join(COLLECTION_PATH)?),
             base: Arc::new(base),
-            api_id: config.api_id.as_str().into(),
-            api_secret: Arc::new(config.api_secret.clone()),
+            api_id: HeaderValue::from_str(&config.api_id)
+                .context("upstream.api_id is not a valid HTTP header value")?,
+            api_secret: secret_header(config.api_secret.expose_secret())?,
             budget,
         })
     }
@@ -124,8 +131,8 @@ impl UpstreamClient {
         let mut request = self
             .http
             .request(method, url)
-            .header(HEADER_API_ID, &*self.api_id)
-            .header(HEADER_API_SECRET, self.api_secret.expose_secret());
+            .header(HEADER_API_ID, self.api_id.clone())
+            .header(HEADER_API_SECRET, self.api_secret.clone());
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -137,6 +144,15 @@ impl UpstreamClient {
         self.budget.observe(&result);
         result
     }
+}
+
+/// The secret as a sensitive header value; an error that does not quote it.
+fn secret_header(secret: &str) -> anyhow::Result<HeaderValue> {
+    let mut value = HeaderValue::from_str(secret)
+        .ok()
+        .context("upstream.api_secret is not a valid HTTP header value")?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 async fn read_response(response: reqwest::Response) -> Result<Fetched, UpstreamError> {

@@ -62,3 +62,36 @@ async fn a_redirect_is_not_followed_and_the_secret_stays_home() {
         reached.lock().unwrap()
     );
 }
+
+/// Both credentials reach the configured upstream; the secret's header
+/// value is marked sensitive (never indexed by HPACK, not printed).
+#[tokio::test]
+async fn the_credentials_go_to_the_upstream_and_the_secret_is_sensitive() {
+    let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+    let record = seen.clone();
+    let upstream = Router::new().route(
+        "/generativeagent/v1/call-transfers/{id}",
+        get(move |headers: HeaderMap| async move {
+            record.lock().unwrap().push(headers);
+            StatusCode::IM_A_TEAPOT
+        }),
+    );
+    let upstream = serve(upstream).await;
+    let client = client(format!("http://{upstream}"));
+
+    let error = client.get("t-2", Priority::Signal).await.unwrap_err();
+
+    assert_eq!(error.status(), Some(418), "{error}");
+    let headers = seen.lock().unwrap().pop().expect("the upstream was asked");
+    assert_eq!(headers[HEADER_API_ID], "id-1");
+    assert_eq!(headers[HEADER_API_SECRET], "s3cret-never-elsewhere");
+    assert!(client.api_secret.is_sensitive());
+    assert!(!format!("{client:?}").contains("s3cret"), "{client:?}");
+}
+
+#[test]
+fn a_secret_that_is_no_header_value_is_refused_without_quoting_it() {
+    let error = secret_header("bad\nsecret").unwrap_err().to_string();
+    assert!(error.contains("upstream.api_secret"), "{error}");
+    assert!(!error.contains("bad"), "{error}");
+}
