@@ -29,18 +29,27 @@ fn client(base_url: String) -> UpstreamClient {
 /// The credentials are sent to the configured upstream only: a redirect,
 /// even to another host, is an error to retry, not a request that carries
 /// `asapp-api-secret` to wherever the `Location` points.
-#[tokio::test]
-async fn a_redirect_is_not_followed_and_the_secret_stays_home() {
-    let reached: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
-    let seen = reached.clone();
-    let elsewhere = Router::new().route(
+/// A server that answers every request with `status` and keeps the headers
+/// of each.
+async fn recorder(status: StatusCode) -> (SocketAddr, Arc<Mutex<Vec<HeaderMap>>>) {
+    let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+    let record = seen.clone();
+    let app = Router::new().route(
         "/{*rest}",
         any(move |headers: HeaderMap| async move {
-            seen.lock().unwrap().push(headers);
-            StatusCode::OK
+            record.lock().unwrap().push(headers);
+            status
         }),
     );
-    let elsewhere = serve(elsewhere).await;
+    (serve(app).await, seen)
+}
+
+/// The credentials are sent to the configured upstream only: a redirect,
+/// even to another host, is an error to retry, not a request that carries
+/// `asapp-api-secret` to wherever the `Location` points.
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_the_secret_stays_home() {
+    let (elsewhere, reached) = recorder(StatusCode::OK).await;
     let location = format!("http://{elsewhere}/stolen");
     let upstream = Router::new().route(
         "/generativeagent/v1/call-transfers/{id}",
@@ -67,16 +76,7 @@ async fn a_redirect_is_not_followed_and_the_secret_stays_home() {
 /// value is marked sensitive (never indexed by HPACK, not printed).
 #[tokio::test]
 async fn the_credentials_go_to_the_upstream_and_the_secret_is_sensitive() {
-    let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
-    let record = seen.clone();
-    let upstream = Router::new().route(
-        "/generativeagent/v1/call-transfers/{id}",
-        get(move |headers: HeaderMap| async move {
-            record.lock().unwrap().push(headers);
-            StatusCode::IM_A_TEAPOT
-        }),
-    );
-    let upstream = serve(upstream).await;
+    let (upstream, seen) = recorder(StatusCode::IM_A_TEAPOT).await;
     let client = client(format!("http://{upstream}"));
 
     let error = client.get("t-2", Priority::Signal).await.unwrap_err();
