@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use bytes::Bytes;
 use reqwest::header::HeaderValue;
 use reqwest::redirect::Policy;
 use reqwest::{Method, StatusCode, Url};
@@ -162,11 +163,7 @@ async fn read_response(response: reqwest::Response) -> Result<Fetched, UpstreamE
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
-    let bytes = match response.bytes().await {
-        Ok(b) => b,
-        Err(e) if e.is_timeout() => return Err(UpstreamError::Timeout),
-        Err(e) => return Err(UpstreamError::Connect(without_url(&e))),
-    };
+    let bytes = read_body(response).await?;
     if status != StatusCode::OK && !status.is_success() {
         let envelope = serde_json::from_slice::<ErrorEnvelope>(&bytes)
             .ok()
@@ -185,6 +182,46 @@ async fn read_response(response: reqwest::Response) -> Result<Fetched, UpstreamE
         CallTransfer::deserialize(&raw).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
     redact_secrets(&mut raw);
     Ok(Fetched { resource, raw })
+}
+
+/// The most of an upstream answer the bridge reads. A call transfer is a
+/// few KiB; an answer past this is a broken upstream (or not the upstream),
+/// and reading it whole would hold all of it in memory, once per poll.
+const MAX_BODY: usize = 1 << 20;
+
+/// The body, at most [`MAX_BODY`]; one chunk, the usual case, is not copied.
+async fn read_body(mut response: reqwest::Response) -> Result<Bytes, UpstreamError> {
+    let too_large = || UpstreamError::Malformed(format!("answer over {MAX_BODY} bytes"));
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY as u64)
+    {
+        return Err(too_large());
+    }
+    let Some(first) = next_chunk(&mut response).await? else {
+        return Ok(Bytes::new());
+    };
+    let mut body = match next_chunk(&mut response).await? {
+        None if first.len() <= MAX_BODY => return Ok(first),
+        None => return Err(too_large()),
+        Some(second) => [first, second].concat(),
+    };
+    loop {
+        if body.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        match next_chunk(&mut response).await? {
+            Some(chunk) => body.extend_from_slice(&chunk),
+            None => return Ok(body.into()),
+        }
+    }
+}
+
+async fn next_chunk(response: &mut reqwest::Response) -> Result<Option<Bytes>, UpstreamError> {
+    response.chunk().await.map_err(|e| match e.is_timeout() {
+        true => UpstreamError::Timeout,
+        false => UpstreamError::Connect(without_url(&e)),
+    })
 }
 
 /// reqwest errors embed the URL; keep logs short and free of query strings.

@@ -5,6 +5,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
+use futures::StreamExt;
 use secrecy::SecretString;
 
 use super::*;
@@ -94,4 +95,58 @@ fn a_secret_that_is_no_header_value_is_refused_without_quoting_it() {
     let error = secret_header("bad\nsecret").unwrap_err().to_string();
     assert!(error.contains("upstream.api_secret"), "{error}");
     assert!(!error.contains("bad"), "{error}");
+}
+
+/// An answer past a MiB is refused as malformed (and retried), whether it
+/// says its length or streams without one, instead of being read whole.
+#[tokio::test]
+async fn an_oversized_answer_is_refused_not_read_whole() {
+    let huge = || format!("{{\"id\":\"{}\"}}", "x".repeat(2 << 20));
+    let sized = Router::new().route(
+        "/generativeagent/v1/call-transfers/{id}",
+        get(move || async move { huge() }),
+    );
+    let chunks = Router::new().route(
+        "/generativeagent/v1/call-transfers/{id}",
+        get(|| async {
+            let piece = || Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 64 << 10]));
+            let endless = futures::stream::repeat_with(piece).take(64);
+            axum::body::Body::from_stream(endless)
+        }),
+    );
+    for app in [sized, chunks] {
+        let upstream = serve(app).await;
+        let error = client(format!("http://{upstream}"))
+            .get("t-3", Priority::Signal)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, UpstreamError::Malformed(m) if m.contains("over")),
+            "{error}"
+        );
+        assert_eq!(error.disposition(), Disposition::RetryLater { after: None });
+    }
+}
+
+/// A body in several chunks is put together, not cut at the first.
+#[tokio::test]
+async fn an_answer_in_chunks_is_read_whole() {
+    let json = r#"{"id":"t-4","externalConversationId":"c","status":"ONGOING",
+        "createdAt":"2024-06-01T12:34:56Z","type":"SIP"}"#;
+    let app = Router::new().route(
+        "/generativeagent/v1/call-transfers/{id}",
+        get(move || async move {
+            let pieces = json
+                .as_bytes()
+                .chunks(5)
+                .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(c)));
+            axum::body::Body::from_stream(futures::stream::iter(pieces.collect::<Vec<_>>()))
+        }),
+    );
+    let upstream = serve(app).await;
+    let fetched = client(format!("http://{upstream}"))
+        .get("t-4", Priority::Signal)
+        .await
+        .unwrap();
+    assert_eq!(fetched.raw["status"], "ONGOING");
 }
