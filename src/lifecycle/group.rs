@@ -45,9 +45,9 @@ use crate::upstream::CallTransfer;
 const LINGER: Duration = Duration::from_millis(2);
 /// Changes per transaction at most. In a burst the groups fill up, and a
 /// group hands its actions to the dispatcher only at its commit: at 128,
-/// not 256, they go out in smaller, more even waves. Against 256, ten
+/// not 256, they go out in smaller, more even waves. Against 256, fourteen
 /// alternating pairs of 10,000 signalled completions: the drain shorter in
-/// eight (3% at the median), the bridge's CPU per completion lower in seven
+/// eleven (3-5% at the median), the bridge's CPU per completion lower in ten
 /// and the broker's lower too; PostgreSQL and lone commits even. 64 was
 /// worse, 512 and 1,024 no better (README, "Throughput and CPU").
 const MAX_GROUP: usize = 128;
