@@ -198,18 +198,23 @@ async fn read_body(mut response: reqwest::Response) -> Result<Bytes, UpstreamErr
     {
         return Err(too_large());
     }
-    let (mut chunks, mut len) = (Vec::new(), 0);
-    while let Some(chunk) = next_chunk(&mut response).await? {
-        len += chunk.len();
-        if len > MAX_BODY {
+    let Some(first) = next_chunk(&mut response).await? else {
+        return Ok(Bytes::new());
+    };
+    let mut body = match next_chunk(&mut response).await? {
+        None if first.len() <= MAX_BODY => return Ok(first),
+        None => return Err(too_large()),
+        Some(second) => [first, second].concat(),
+    };
+    loop {
+        if body.len() > MAX_BODY {
             return Err(too_large());
         }
-        chunks.push(chunk);
+        match next_chunk(&mut response).await? {
+            Some(chunk) => body.extend_from_slice(&chunk),
+            None => return Ok(body.into()),
+        }
     }
-    Ok(match chunks.len() {
-        1 => chunks.swap_remove(0),
-        _ => chunks.concat().into(),
-    })
 }
 
 async fn next_chunk(response: &mut reqwest::Response) -> Result<Option<Bytes>, UpstreamError> {
