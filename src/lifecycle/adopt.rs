@@ -53,7 +53,7 @@ impl Lifecycle {
 
     /// Ask the owner of a TRACKING transfer to poll it now (PostgreSQL).
     pub async fn forward_signal(&self, owner: &str, id: &TransferId) -> Result<(), StoreError> {
-        let mut conn = self.store.pool().acquire().await?;
+        let mut conn = self.store.writer().await?;
         store::notify(&mut conn, store::SIGNAL, &format!("{owner} {id}")).await
     }
 

@@ -261,9 +261,10 @@ async fn alone(lifecycle: &Lifecycle, group: Group) {
     }
 }
 
-/// One transaction for the whole group: the registrations and their
-/// actions, the transfers returns complete (registered when new), the
-/// statuses seen, then every ending (the returns' completions last).
+/// One transaction for the whole group: the registrations, the transfers
+/// returns complete (registered when new), the statuses seen, the
+/// registrations' actions, then every ending (the returns' completions
+/// last).
 async fn write_group(lifecycle: &Lifecycle, group: &Group) -> Result<Outcomes, StoreError> {
     let changes = group.changes();
     let slot = lifecycle.outbox.slot();
@@ -273,8 +274,12 @@ async fn write_group(lifecycle: &Lifecycle, group: &Group) -> Result<Outcomes, S
     let (registered, mut actions) = register_all(lifecycle, &mut tx, group, claimed).await?;
     let news: Vec<_> = group.returns.iter().map(|job| &job.new).collect();
     let returned = lifecycle.returns_in(&mut tx, &news).await?;
-    repo::enqueue(&mut tx, backend, &actions, slot.claim()).await?;
     store::record_upstream(&mut tx, backend, group.seen.iter().map(|job| &job.row)).await?;
+    if changes.is_empty() {
+        // The last statement: the COMMIT can go with it (see `store::Conn`).
+        tx.commit_with_next();
+    }
+    repo::enqueue(&mut tx, backend, &actions, slot.claim()).await?;
     let (mut finished, ended) = match changes.is_empty() {
         true => Default::default(),
         false => lifecycle.finish_in(&mut tx, &changes, &slot).await?,

@@ -132,7 +132,7 @@ impl Lifecycle {
 
     /// One status in a write of its own.
     async fn seen_alone(&self, row: &Upstream) -> Result<(), StoreError> {
-        let mut conn = self.store.pool().acquire().await?;
+        let mut conn = self.store.writer().await?;
         store::record_upstream(&mut conn, self.store.backend(), [row]).await
     }
 
@@ -166,10 +166,13 @@ impl Lifecycle {
         let slot = self.outbox.slot();
         let mut tx = self.store.begin().await?;
         let (finished, actions) = self.finish_one(&mut tx, id, finish, &slot).await?;
-        if let Finished::Changed { .. } = &finished {
-            tx.commit().await?;
-            self.outbox.committed(slot, actions);
-            self.finished(id, &finished);
+        match &finished {
+            Finished::Changed { .. } => {
+                tx.commit().await?;
+                self.outbox.committed(slot, actions);
+                self.finished(id, &finished);
+            }
+            Finished::AlreadyEnded(_) | Finished::Unknown => tx.rollback().await?,
         }
         Ok(finished)
     }
@@ -209,7 +212,9 @@ impl Lifecycle {
     /// one read, one UPDATE and one INSERT for all of them (see
     /// `store::ending`). Outcomes in the order of `changes`; a second change
     /// of the same transfer finds it already ended. The actions enqueued
-    /// come back for [`Handoff::committed`].
+    /// come back for [`Handoff::committed`]. These are the transaction's
+    /// last statements: on SQLite the COMMIT goes with the INSERT (see
+    /// `store::Conn`), and the caller's `commit` only confirms it.
     async fn finish_in(
         &self,
         tx: &mut Conn,
@@ -233,6 +238,7 @@ impl Lifecycle {
                 endings.len()
             )));
         }
+        tx.commit_with_next();
         repo::enqueue(tx, backend, &actions, slot.claim()).await?;
         if backend == Backend::Postgres {
             // Delivered at commit to every instance: held requests wake

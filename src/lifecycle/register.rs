@@ -59,6 +59,7 @@ impl Lifecycle {
         let (registered, actions) = self
             .register_in(&mut tx, new, created, &mut inserted)
             .await?;
+        tx.commit_with_next();
         repo::enqueue(&mut tx, self.store.backend(), &actions, slot.claim()).await?;
         tx.commit().await?;
         let views = views(&actions, slot.claim().is_some());

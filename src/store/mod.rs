@@ -10,6 +10,7 @@
 
 mod batch;
 mod budget;
+mod conn;
 mod ending;
 mod errors;
 mod instances;
@@ -23,10 +24,11 @@ mod transfers;
 use std::path::Path;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 pub use batch::json_arrays;
 pub use budget::Reserved;
+pub use conn::Conn;
 pub use ending::{Ending, end_many, fetch_many};
 pub use errors::{StoreError, is_storage_fault};
 pub use instances::{
@@ -41,12 +43,9 @@ pub(crate) use transfers::{
     as_json_array, columns, from_row as transfer_from_row, read_json_array, select,
 };
 
-/// A connection of either backend: what transaction-scoped SQL takes.
-pub type Conn = AnyConnection;
 /// A row of either backend.
 pub type Row = sqlx::any::AnyRow;
 pub type Pool = AnyPool;
-pub type Tx = Transaction<'static, Any>;
 
 /// Which database the store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,15 +153,15 @@ impl Store {
         self.backend
     }
 
-    /// A write transaction. On SQLite, `BEGIN IMMEDIATE` takes the write lock
-    /// up front: a deferred transaction that reads first cannot upgrade once
-    /// another writer committed (SQLITE_BUSY_SNAPSHOT, which busy_timeout
-    /// cannot wait out), while an immediate one simply waits its turn.
-    pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        })
+    /// A write transaction (see [`Conn::begin`]).
+    pub async fn begin(&self) -> Result<Conn, StoreError> {
+        Conn::begin(self.pool.acquire().await?, self.backend).await
+    }
+
+    /// The write connection outside a transaction: each statement commits
+    /// on its own.
+    pub async fn writer(&self) -> Result<Conn, StoreError> {
+        Ok(Conn::plain(self.pool.acquire().await?))
     }
 
     /// Readiness: the database answers and a one-row write commits. A write
@@ -175,7 +174,7 @@ impl Store {
              ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
         )
         .bind(now_text())
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         tx.commit().await?;
         Ok(())
@@ -210,9 +209,10 @@ fn sqlite_url(url: &str) -> Result<String, StoreError> {
 
 /// Decide whether a connection going back to the pool can be reused.
 ///
-/// A transaction dropped without COMMIT or ROLLBACK (an error path's `?`, or
-/// a COMMIT that failed) queues a ROLLBACK on the connection; the ping waits
-/// for it. When SQLite already rolled the transaction back itself (it does on
+/// The store's own transactions close their connection when dropped open
+/// (see [`Conn`]); this guards sqlx's (the migrations'). A sqlx transaction
+/// dropped without COMMIT or ROLLBACK (an error path's `?`, or a COMMIT that
+/// failed) queues a ROLLBACK on the connection; the ping waits for it. When SQLite already rolled the transaction back itself (it does on
 /// SQLITE_FULL and SQLITE_IOERR), that ROLLBACK fails and sqlx still counts
 /// the transaction as open, so every later `BEGIN` on the connection would
 /// fail. Such a connection is closed instead; the pool opens a fresh one.

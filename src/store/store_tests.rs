@@ -66,7 +66,7 @@ async fn a_transfer_finishes_once_and_keeps_what_the_upstream_said() {
         register_one(&db, &new("t1", "a")).await;
         let id = TransferId::parse("t1").unwrap();
         let raw = json!({"id": "t1", "status": "ONGOING"});
-        let mut conn = db.store.pool().acquire().await.unwrap();
+        let mut conn = db.store.writer().await.unwrap();
         let seen = Upstream::new(&id, "ONGOING", &raw, 4);
         record_upstream(&mut conn, backend, [&seen]).await.unwrap();
         let mut cancel = Ending::new(&id, BridgeState::Cancelled, Some("why".into()));
@@ -104,7 +104,7 @@ async fn statuses_of_many_transfers_are_recorded_in_one_call_and_a_repeat_keeps_
             Upstream::new(&ids[1], "ONGOING", &raw(&ids[1], "ONGOING"), 3),
             Upstream::new(&ids[0], "ACTIVE", &raw(&ids[0], "ACTIVE"), 5),
         ];
-        let mut conn = db.store.pool().acquire().await.unwrap();
+        let mut conn = db.store.writer().await.unwrap();
         record_upstream(&mut conn, backend, &rows).await.unwrap();
         let got = |t: &Transfer| (t.upstream_status.clone(), t.polls, t.upstream.clone());
         let t0 = db.store.get(&ids[0]).await.unwrap().unwrap();
@@ -130,7 +130,7 @@ async fn listing_filters_by_state_and_pages_with_a_cursor() {
         for i in 0..5 {
             register_one(&db, &new(&format!("t{i}"), "a")).await;
         }
-        let mut conn = db.store.pool().acquire().await.unwrap();
+        let mut conn = db.store.writer().await.unwrap();
         let id = TransferId::parse("t2").unwrap();
         let expire = Ending::new(&id, BridgeState::Expired, None);
         end_many(&mut conn, backend, &[expire], &now_text())
@@ -214,7 +214,7 @@ async fn leases_expire_and_a_dead_owners_transfers_are_adopted_once() {
             ["dead"],
             "{backend:?}"
         );
-        let mut conn = store.pool().acquire().await.unwrap();
+        let mut conn = store.writer().await.unwrap();
         // A live owner keeps its transfer.
         let t2 = TransferId::parse("t2").unwrap();
         assert!(
@@ -301,7 +301,7 @@ async fn escaped_and_non_ascii_text_comes_back_as_written() {
             "{backend:?}: the request body is stored as it came"
         );
         let id = TransferId::parse("t1").unwrap();
-        let mut conn = db.store.pool().acquire().await.unwrap();
+        let mut conn = db.store.writer().await.unwrap();
         let ongoing = json!({"id": "t1", "status": "ONGOING", "note": TRICKY, "n": 1.5});
         let seen = Upstream::new(&id, "ONGOING", &ongoing, 2);
         record_upstream(&mut conn, backend, [&seen]).await.unwrap();
@@ -344,7 +344,7 @@ async fn a_read_of_many_gives_what_a_read_of_one_gives() {
         register_one(&db, &full).await;
         register_one(&db, &testdb::plain("t2")).await;
         let (t1, sip) = (TransferId::parse("t1").unwrap(), tricky_sip());
-        let mut conn = db.store.pool().acquire().await.unwrap();
+        let mut conn = db.store.writer().await.unwrap();
         let said =
             json!({"status": "COMPLETED", "n": TRICKY, TRICKY: {"deep": [TRICKY, -0.0, -1e300]}});
         let ending = Ending::new(&t1, BridgeState::Completed, Some(TRICKY.into()))

@@ -64,7 +64,7 @@ pub(crate) use {columns, select};
 
 impl Store {
     pub async fn get(&self, id: &TransferId) -> Result<Option<Transfer>, StoreError> {
-        let mut conn = self.reader().acquire().await?;
+        let mut conn = Conn::plain(self.reader().acquire().await?);
         fetch(&mut conn, id).await
     }
 
