@@ -11,13 +11,13 @@
 //! and stops at the first error), and the `COMMIT` behind its last one when
 //! the caller says which that is ([`Conn::commit_with_next`]); otherwise
 //! it is an ordinary statement. PostgreSQL's extended protocol takes one
-//! statement per query, so there `BEGIN` and `COMMIT` go alone, as sqlx
-//! sends them.
+//! statement per query, so there the transactions stay sqlx's.
 //!
-//! A transaction dropped while open (an error's `?`) closes its connection
-//! rather than returning it to the pool: closing rolls back, on both
-//! backends, and no later user can find itself inside it. Paths that end a
-//! transaction on purpose without a commit call [`Conn::rollback`].
+//! A SQLite transaction dropped while open (an error's `?`) closes its
+//! connection rather than returning it to the pool: closing rolls back,
+//! and no later user can find itself inside it (sqlx's, on PostgreSQL,
+//! queue a ROLLBACK as they always did). Paths that end a transaction on
+//! purpose without a commit call [`Conn::rollback`].
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -27,7 +27,10 @@ use futures::stream::{self, BoxStream, Stream, StreamExt, TryStreamExt};
 use sqlx::any::{AnyArguments, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
 use sqlx::error::BoxDynError;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AssertSqlSafe, Either, Execute, Executor, SqlSafeStr, SqlStr};
+use sqlx::{
+    Any, AnyConnection, AnyPool, AssertSqlSafe, Either, Execute, Executor, SqlSafeStr, SqlStr,
+    Transaction,
+};
 
 use super::{Backend, StoreError};
 
@@ -37,17 +40,26 @@ type Step = Either<AnyQueryResult, AnyRow>;
 /// transaction (see [`Conn::begin`]) or not (see [`Conn::plain`]).
 #[derive(Debug)]
 pub struct Conn {
-    conn: PoolConnection<Any>,
+    inner: Inner,
     state: State,
-    /// A SQLite transaction: statements can carry its BEGIN and COMMIT.
-    sqlite: bool,
     /// The next statement carries the COMMIT.
     commit_next: bool,
 }
 
+#[derive(Debug)]
+enum Inner {
+    /// Outside a transaction, or in one of the store's own (SQLite).
+    Pooled(PoolConnection<Any>),
+    /// PostgreSQL: sqlx's transaction, as before the store had its own.
+    Sqlx(Transaction<'static, Any>),
+    /// Ended (committed or rolled back).
+    Gone,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Outside a transaction: each statement commits on its own.
+    /// No transaction of the store's own: each statement commits on its own,
+    /// or sqlx's transaction holds them.
     Plain,
     /// SQLite: `BEGIN IMMEDIATE` goes with the next statement.
     Due,
@@ -62,10 +74,13 @@ impl Conn {
     /// A connection used outside any transaction: each statement commits
     /// on its own.
     pub fn plain(conn: PoolConnection<Any>) -> Self {
+        Self::new(Inner::Pooled(conn), State::Plain)
+    }
+
+    fn new(inner: Inner, state: State) -> Self {
         Self {
-            conn,
-            state: State::Plain,
-            sqlite: false,
+            inner,
+            state,
             commit_next: false,
         }
     }
@@ -75,35 +90,27 @@ impl Conn {
     /// transaction that reads first cannot upgrade once another writer
     /// committed (SQLITE_BUSY_SNAPSHOT, which busy_timeout cannot wait
     /// out), while an immediate one simply waits its turn.
-    pub(super) async fn begin(
-        conn: PoolConnection<Any>,
-        backend: Backend,
-    ) -> Result<Self, StoreError> {
-        let mut conn = Self::plain(conn);
-        match backend {
-            Backend::Sqlite => {
-                conn.state = State::Due;
-                conn.sqlite = true;
-            }
-            Backend::Postgres => {
-                conn.state = State::Open;
-                conn.conn.execute("BEGIN").await?;
-            }
-        }
-        Ok(conn)
+    pub(super) async fn begin(pool: &AnyPool, backend: Backend) -> Result<Self, StoreError> {
+        Ok(match backend {
+            Backend::Sqlite => Self::new(Inner::Pooled(pool.acquire().await?), State::Due),
+            Backend::Postgres => Self::new(Inner::Sqlx(pool.begin().await?), State::Plain),
+        })
     }
 
     /// The next statement is the transaction's last: on SQLite the COMMIT
     /// goes with it, and a statement after it fails. The caller still calls
     /// [`Conn::commit`], which then has nothing left to send (and sends the
-    /// COMMIT itself when no statement came).
+    /// COMMIT itself when no statement came). On PostgreSQL, nothing.
     pub fn commit_with_next(&mut self) {
-        self.commit_next = self.sqlite && matches!(self.state, State::Due | State::Open);
+        self.commit_next = matches!(self.state, State::Due | State::Open);
     }
 
     /// Commit what the transaction wrote. A transaction that ran no
     /// statement has nothing to commit.
     pub async fn commit(mut self) -> Result<(), StoreError> {
+        if let Some(tx) = self.sqlx() {
+            return Ok(tx.commit().await?);
+        }
         self.end("COMMIT").await
     }
 
@@ -113,21 +120,40 @@ impl Conn {
             self.state != State::Sent,
             "rollback after the COMMIT was sent"
         );
+        if let Some(tx) = self.sqlx() {
+            return Ok(tx.rollback().await?);
+        }
         self.end("ROLLBACK").await
     }
 
+    /// sqlx's transaction, taken out to end it.
+    fn sqlx(&mut self) -> Option<Transaction<'static, Any>> {
+        if !matches!(self.inner, Inner::Sqlx(_)) {
+            return None;
+        }
+        match std::mem::replace(&mut self.inner, Inner::Gone) {
+            Inner::Sqlx(tx) => Some(tx),
+            _ => unreachable!("checked above"),
+        }
+    }
+
+    /// The end of a transaction of the store's own.
     async fn end(&mut self, sql: &'static str) -> Result<(), StoreError> {
         self.commit_next = false;
-        if self.state == State::Open {
+        if let (State::Open, Inner::Pooled(conn)) = (self.state, &mut self.inner) {
             // On failure the state stays open: the drop closes the connection.
-            self.conn.execute(sql).await?;
+            conn.execute(sql).await?;
         }
         self.state = State::Plain;
         Ok(())
     }
 
     fn raw(&mut self) -> &mut AnyConnection {
-        &mut self.conn
+        match &mut self.inner {
+            Inner::Pooled(conn) => conn,
+            Inner::Sqlx(tx) => tx,
+            Inner::Gone => unreachable!("a connection is not used after its transaction ends"),
+        }
     }
 
     /// What goes with the next statement: the BEGIN in front, the COMMIT
@@ -154,8 +180,8 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        if matches!(self.state, State::Open | State::Sent) {
-            self.conn.close_on_drop();
+        if let (State::Open | State::Sent, Inner::Pooled(conn)) = (self.state, &mut self.inner) {
+            conn.close_on_drop();
         }
     }
 }

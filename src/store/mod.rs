@@ -155,7 +155,7 @@ impl Store {
 
     /// A write transaction (see [`Conn::begin`]).
     pub async fn begin(&self) -> Result<Conn, StoreError> {
-        Conn::begin(self.pool.acquire().await?, self.backend).await
+        Conn::begin(&self.pool, self.backend).await
     }
 
     /// The write connection outside a transaction: each statement commits
