@@ -209,13 +209,15 @@ fn sqlite_url(url: &str) -> Result<String, StoreError> {
 
 /// Decide whether a connection going back to the pool can be reused.
 ///
-/// The store's own transactions close their connection when dropped open
-/// (see [`Conn`]); this guards sqlx's (the migrations'). A sqlx transaction
-/// dropped without COMMIT or ROLLBACK (an error path's `?`, or a COMMIT that
-/// failed) queues a ROLLBACK on the connection; the ping waits for it. When SQLite already rolled the transaction back itself (it does on
-/// SQLITE_FULL and SQLITE_IOERR), that ROLLBACK fails and sqlx still counts
-/// the transaction as open, so every later `BEGIN` on the connection would
-/// fail. Such a connection is closed instead; the pool opens a fresh one.
+/// The store's own transactions (SQLite's) close their connection when
+/// dropped open (see [`Conn`]); this guards sqlx's (PostgreSQL's, and the
+/// migrations'). A sqlx transaction dropped without COMMIT or ROLLBACK (an
+/// error path's `?`, or a COMMIT that failed) queues a ROLLBACK on the
+/// connection; the ping waits for it. When the database already rolled the
+/// transaction back itself (SQLite does on SQLITE_FULL and SQLITE_IOERR),
+/// that ROLLBACK fails and sqlx still counts the transaction as open, so
+/// every later `BEGIN` on the connection would fail. Such a connection is
+/// closed instead; the pool opens a fresh one.
 async fn reusable(conn: &mut AnyConnection) -> Result<bool, sqlx::Error> {
     // No transaction open, so no ROLLBACK queued: nothing to wait for (and
     // on SQLite no round trip to the connection's worker thread).
