@@ -128,12 +128,12 @@ impl Conn {
 
     /// sqlx's transaction, taken out to end it.
     fn sqlx(&mut self) -> Option<Transaction<'static, Any>> {
-        if !matches!(self.inner, Inner::Sqlx(_)) {
-            return None;
-        }
         match std::mem::replace(&mut self.inner, Inner::Gone) {
             Inner::Sqlx(tx) => Some(tx),
-            _ => unreachable!("checked above"),
+            other => {
+                self.inner = other;
+                None
+            }
         }
     }
 
@@ -154,6 +154,12 @@ impl Conn {
             Inner::Sqlx(tx) => tx,
             Inner::Gone => unreachable!("a connection is not used after its transaction ends"),
         }
+    }
+
+    /// Whether the next statement goes through [`Conn::wrapping`]'s checks
+    /// with something besides itself, or is refused.
+    fn wraps_next(&self) -> bool {
+        matches!(self.state, State::Due | State::Sent) || self.commit_next
     }
 
     /// What goes with the next statement: the BEGIN in front, the COMMIT
@@ -310,7 +316,7 @@ impl<'c> Executor<'c> for &'c mut Conn {
         'c: 'e,
         E: 'q + Execute<'q, Any>,
     {
-        if self.state != State::Due && !self.commit_next && self.state != State::Sent {
+        if !self.wraps_next() {
             return self.raw().fetch_optional(query);
         }
         // Not the driver's `fetch_optional`: on SQLite it looks at the first

@@ -27,9 +27,6 @@ fn client(base_url: String) -> UpstreamClient {
     UpstreamClient::new(&config, Arc::new(Budget::new(&config))).unwrap()
 }
 
-/// The credentials are sent to the configured upstream only: a redirect,
-/// even to another host, is an error to retry, not a request that carries
-/// `asapp-api-secret` to wherever the `Location` points.
 /// A server that answers every request with `status` and keeps the headers
 /// of each.
 async fn recorder(status: StatusCode) -> (SocketAddr, Arc<Mutex<Vec<HeaderMap>>>) {
