@@ -244,3 +244,7 @@ pub(crate) fn parse_time(raw: &str) -> Result<time::OffsetDateTime, StoreError> 
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod plan_tests;

@@ -75,3 +75,51 @@ pub async fn postgres() -> TestStore {
 pub async fn each() -> [TestStore; 2] {
     [sqlite().await, postgres().await]
 }
+
+/// A PostgreSQL store holding `n` TRACKING transfers with three actions
+/// each, and no statistics on either table: autovacuum is off for them and
+/// nothing ran ANALYZE, as in a new database or one that grew faster than
+/// autovacuum analyses it. Ids are `plan<i>`, 1 to `n`.
+pub async fn postgres_unanalysed(n: i64) -> TestStore {
+    let db = postgres().await;
+    let pool = db.store.pool();
+    for sql in [
+        "ALTER TABLE transfers SET (autovacuum_enabled = false)",
+        "ALTER TABLE actions SET (autovacuum_enabled = false)",
+    ] {
+        sqlx::query(sql).execute(pool).await.unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO transfers (id, state, request_json, created_at, updated_at, upstream_json) \
+         SELECT 'plan' || g, 'TRACKING', '{}', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', \
+         repeat('x', 500) FROM generate_series(1, $1) AS g",
+    )
+    .bind(n)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO actions (id, transfer_id, kind, target_json, body, status, next_attempt_at, \
+         created_at, name) SELECT t.id || '.' || a.name, t.id, 'amqp', '{}', repeat('b', 800), \
+         'delivered', 0, t.created_at, a.name FROM transfers AS t, \
+         (VALUES ('tracking'), ('agent'), ('completed')) AS a(name)",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    db
+}
+
+/// The plan PostgreSQL makes for `sql` with `binds` (all text), one line
+/// per row of `EXPLAIN`.
+pub async fn plan(store: &Store, sql: &str, binds: &[&str]) -> Vec<String> {
+    let explain = format!("EXPLAIN {sql}");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(explain));
+    for bind in binds {
+        query = query.bind(*bind);
+    }
+    let rows = query.fetch_all(store.pool()).await.unwrap();
+    rows.iter()
+        .map(|row| sqlx::Row::get::<String, _>(row, 0))
+        .collect()
+}
