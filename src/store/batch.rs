@@ -20,6 +20,16 @@ use super::Backend;
 /// text and the other arguments, the statement still fits one TLS record.
 const MAX_PG_BYTES: usize = 12 * 1024;
 
+/// PostgreSQL: the `id` of every row of the JSON array `$1` as a condition
+/// on `t.id`, for statements that join `json_to_recordset($1)` to
+/// `transfers AS t` (see `ending::END_MANY_POSTGRES`).
+macro_rules! ids_of_rows {
+    () => {
+        "t.id = ANY(ARRAY(SELECT r->>'id' FROM json_array_elements($1::json) AS r))"
+    };
+}
+pub(super) use ids_of_rows;
+
 /// `rows` as JSON arrays, each small enough for one segment on PostgreSQL.
 ///
 /// Rows are serialized into one reused buffer (no string per row), and an

@@ -1,31 +1,43 @@
-//! The group commit's PostgreSQL statements keep their plans before the
-//! planner has statistics (see `testdb::postgres_unanalysed`): each looks
-//! its rows up by id, whatever it guesses about the rest of the table.
+//! The group commit's PostgreSQL statements look their rows up by id, with
+//! statistics or without (see `testdb::postgres_unanalysed`): a small
+//! table, where reading all of it looks cheap to the planner, and a new
+//! one, where it guesses.
 
 use super::ending::END_MANY_POSTGRES;
-use super::testdb;
+use super::seen::RECORD_UPSTREAM_POSTGRES;
+use super::testdb::{self, TestStore};
 
-/// Sixteen endings of the 10,000 tracked transfers, as `end_many` binds them.
-fn endings() -> String {
-    let rows: Vec<_> = (1..=16)
+/// Eighteen rows for the 10,000 tracked transfers, as the statements bind
+/// them: the ending's columns and the status's.
+fn rows() -> String {
+    let rows: Vec<_> = (1..=18)
         .map(|i| {
-            serde_json::json!({"id": format!("plan{}", i * 600), "state": "COMPLETED",
+            serde_json::json!({"id": format!("plan{}", i * 500), "state": "COMPLETED",
                 "reason": null, "polls": 1, "upstream_status": "COMPLETED",
-                "upstream_json": "{}", "sip_json": null})
+                "upstream_json": "{}", "sip_json": null, "status": "ONGOING", "raw": "{}"})
         })
         .collect();
     serde_json::to_string(&rows).unwrap()
 }
 
+/// `sql`'s plan reads `transfers` through its unique index on `id` only.
+async fn looks_up_by_id(db: &TestStore, sql: &str, when: &str) {
+    let text = testdb::plan(&db.store, sql, &[&rows(), "now"])
+        .await
+        .join("\n");
+    assert!(text.contains("transfers_id_key"), "{when}:\n{text}");
+    assert!(!text.contains("transfers_state"), "{when}:\n{text}");
+    assert!(!text.contains("Seq Scan on transfers"), "{when}:\n{text}");
+}
+
 #[tokio::test]
-async fn endings_look_each_transfer_up_by_id() {
+async fn endings_and_statuses_look_each_transfer_up_by_id() {
     let db = testdb::postgres_unanalysed(10_000).await;
-    let plan = testdb::plan(&db.store, END_MANY_POSTGRES, &[&endings(), "now"]).await;
-    let text = plan.join("\n");
-    assert!(
-        text.contains("Index Scan using transfers_id_key on transfers"),
-        "{text}"
-    );
-    assert!(!text.contains("transfers_state"), "{text}");
-    assert!(!text.contains("Seq Scan on transfers"), "{text}");
+    for (when, analyse) in [("no statistics", false), ("analysed", true)] {
+        if analyse {
+            testdb::analyse(&db.store).await;
+        }
+        looks_up_by_id(&db, END_MANY_POSTGRES, when).await;
+        looks_up_by_id(&db, RECORD_UPSTREAM_POSTGRES, when).await;
+    }
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::batch::ids_of_rows;
 use super::{Backend, Conn, StoreError, json_arrays, now_text};
 use crate::transfer::TransferId;
 
@@ -32,6 +33,16 @@ impl Upstream {
     }
 }
 
+/// [`record_upstream`] on PostgreSQL; the ids come as an array too, for the
+/// reason `ending::END_MANY_POSTGRES` gives.
+pub(super) const RECORD_UPSTREAM_POSTGRES: &str = concat!(
+    "UPDATE transfers AS t SET upstream_status = c.status, upstream_json = c.raw, \
+     polls = c.polls, updated_at = $2 \
+     FROM json_to_recordset($1::json) AS c(id text, status text, raw text, polls bigint) \
+     WHERE t.id = c.id AND ",
+    ids_of_rows!()
+);
+
 /// Record each row's status without changing the bridge state: one
 /// statement per array of rows. A transfer named twice gets the later row
 /// (an UPDATE joined to two rows for one target takes either).
@@ -47,12 +58,7 @@ pub async fn record_upstream<'a>(
              polls = json_extract(c.value, '$.polls'), updated_at = $2 \
              FROM jsonb_each($1) AS c WHERE transfers.id = json_extract(c.value, '$.id')"
         }
-        Backend::Postgres => {
-            "UPDATE transfers AS t SET upstream_status = c.status, upstream_json = c.raw, \
-             polls = c.polls, updated_at = $2 \
-             FROM json_to_recordset($1::json) AS c(id text, status text, raw text, polls bigint) \
-             WHERE t.id = c.id"
-        }
+        Backend::Postgres => RECORD_UPSTREAM_POSTGRES,
     };
     let now = now_text();
     for array in json_arrays(backend, &latest(rows)) {

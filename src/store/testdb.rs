@@ -92,7 +92,7 @@ pub async fn postgres_unanalysed(n: i64) -> TestStore {
     sqlx::query(
         "INSERT INTO transfers (id, state, request_json, created_at, updated_at, upstream_json) \
          SELECT 'plan' || g, 'TRACKING', '{}', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', \
-         repeat('x', 500) FROM generate_series(1, $1) AS g",
+         '{}' FROM generate_series(1, $1) AS g",
     )
     .bind(n)
     .execute(pool)
@@ -108,6 +108,12 @@ pub async fn postgres_unanalysed(n: i64) -> TestStore {
     .await
     .unwrap();
     db
+}
+
+/// Statistics for every table of `store`'s database, as autovacuum would
+/// gather them in time.
+pub async fn analyse(store: &Store) {
+    sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
 }
 
 /// The plan PostgreSQL makes for `sql` with `binds` (all text), one line
