@@ -88,12 +88,13 @@ macro_rules! action_columns {
 ///
 /// On PostgreSQL the actions are a LATERAL subquery behind `OFFSET 0` (which
 /// keeps the planner from flattening it into a plain join): each transfer's
-/// actions are looked up in the `transfer_id` index. As a plain join, with no
-/// statistics yet (a new database, or a table that grew faster than
-/// autovacuum analyses it) the planner hashed the transfers and scanned the
-/// whole actions table for every read: 4-5 ms a statement for 20 transfers
-/// beside 30,000 actions, about half of PostgreSQL's CPU in a burst of
-/// 10,000 completions (`pg_stat_statements`). `views_tests` holds it.
+/// actions are looked up in the `transfer_id` index, with statistics or
+/// without. As a plain join, with no statistics yet (a new database, or a
+/// table that grew faster than autovacuum analyses it) the planner hashed
+/// the transfers and scanned the whole actions table for every read: 3-5 ms
+/// a statement for 20 transfers beside 30,000 actions, about half of
+/// PostgreSQL's time in a burst of 10,000 completions
+/// (`pg_stat_statements`). `views_tests` holds it.
 macro_rules! with_actions {
     (Sqlite, $where:literal) => {
         with_actions!(@join $where, "LEFT JOIN actions a ON ", of_transfer!("a.", "t.id"))
