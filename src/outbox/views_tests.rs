@@ -10,14 +10,11 @@ async fn actions_are_looked_up_per_transfer() {
     let db = testdb::postgres_unanalysed(10_000).await;
     let ids: Vec<String> = (1..=20).map(|i| format!("plan{}", i * 500)).collect();
     let ids = serde_json::to_string(&ids).unwrap();
-    for (when, analyse) in [("no statistics", false), ("analysed", true)] {
-        if analyse {
-            testdb::analyse(&db.store).await;
-        }
-        let plan = testdb::plan(&db.store, WITH_TRANSFERS_POSTGRES, &[&ids]).await;
-        let text = plan.join("\n");
+    testdb::without_and_with_statistics(&db.store, async |when| {
+        let text = testdb::plan(&db.store, WITH_TRANSFERS_POSTGRES, &[&ids]).await;
         assert!(text.contains("actions_transfer"), "{when}:\n{text}");
         assert!(!text.contains("Seq Scan on actions"), "{when}:\n{text}");
         assert!(!text.contains("Seq Scan on transfers"), "{when}:\n{text}");
-    }
+    })
+    .await;
 }

@@ -22,9 +22,7 @@ fn rows() -> String {
 
 /// `sql`'s plan reads `transfers` through its unique index on `id` only.
 async fn looks_up_by_id(db: &TestStore, sql: &str, when: &str) {
-    let text = testdb::plan(&db.store, sql, &[&rows(), "now"])
-        .await
-        .join("\n");
+    let text = testdb::plan(&db.store, sql, &[&rows(), "now"]).await;
     assert!(text.contains("transfers_id_key"), "{when}:\n{text}");
     assert!(!text.contains("transfers_state"), "{when}:\n{text}");
     assert!(!text.contains("Seq Scan on transfers"), "{when}:\n{text}");
@@ -33,11 +31,9 @@ async fn looks_up_by_id(db: &TestStore, sql: &str, when: &str) {
 #[tokio::test]
 async fn endings_and_statuses_look_each_transfer_up_by_id() {
     let db = testdb::postgres_unanalysed(10_000).await;
-    for (when, analyse) in [("no statistics", false), ("analysed", true)] {
-        if analyse {
-            testdb::analyse(&db.store).await;
-        }
+    testdb::without_and_with_statistics(&db.store, async |when| {
         looks_up_by_id(&db, END_MANY_POSTGRES, when).await;
         looks_up_by_id(&db, RECORD_UPSTREAM_POSTGRES, when).await;
-    }
+    })
+    .await;
 }

@@ -110,22 +110,27 @@ pub async fn postgres_unanalysed(n: i64) -> TestStore {
     db
 }
 
-/// Statistics for every table of `store`'s database, as autovacuum would
-/// gather them in time.
-pub async fn analyse(store: &Store) {
+/// Run `check` twice on `store`'s database: before the planner has any
+/// statistics, then after `ANALYZE` (as autovacuum would gather them in
+/// time); `check` is told which.
+pub async fn without_and_with_statistics(store: &Store, mut check: impl AsyncFnMut(&'static str)) {
+    check("no statistics").await;
     sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
+    check("analysed").await;
 }
 
-/// The plan PostgreSQL makes for `sql` with `binds` (all text), one line
-/// per row of `EXPLAIN`.
-pub async fn plan(store: &Store, sql: &str, binds: &[&str]) -> Vec<String> {
+/// The plan PostgreSQL makes for `sql` with `binds` (all text): the rows of
+/// `EXPLAIN`, one line each.
+pub async fn plan(store: &Store, sql: &str, binds: &[&str]) -> String {
     let explain = format!("EXPLAIN {sql}");
     let mut query = sqlx::query(sqlx::AssertSqlSafe(explain));
     for bind in binds {
         query = query.bind(*bind);
     }
     let rows = query.fetch_all(store.pool()).await.unwrap();
-    rows.iter()
+    let lines: Vec<String> = rows
+        .iter()
         .map(|row| sqlx::Row::get::<String, _>(row, 0))
-        .collect()
+        .collect();
+    lines.join("\n")
 }
