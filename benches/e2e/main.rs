@@ -13,6 +13,7 @@
 //! `E2E_RETURNS` (2000) headers-only SIP returns, 64 at a time.
 
 mod bare;
+mod bare_signalled;
 mod burst;
 mod held;
 mod memory;

@@ -130,6 +130,23 @@ pub fn threads_cpu(prefix: &str) -> f64 {
         .sum()
 }
 
+/// CPU seconds of each thread of this process by thread id, the
+/// simulator's (`sim-*`) left out.
+pub fn threads_by_id() -> std::collections::HashMap<String, f64> {
+    fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|task| {
+            !fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.starts_with("sim-"))
+        })
+        .map(|task| {
+            let tid = task.file_name().to_string_lossy().to_string();
+            (tid, thread_seconds(&task.path()))
+        })
+        .collect()
+}
+
 fn thread_seconds(task: &std::path::Path) -> f64 {
     // schedstat: nanoseconds on CPU, first field.
     fs::read_to_string(task.join("schedstat"))

@@ -137,8 +137,12 @@ pub fn throughput(burst: Option<&Burst>, polling: Option<&Polling>, signalled: O
     }
     if let Some(s) = signalled {
         println!(
-            "signalled: {} transfers, {:.2} GETs each: {:.3} ms CPU per transfer (registration, signal, GET, state change, 3 confirmed publishes)",
-            s.transfers, s.gets_per_transfer, s.cpu_ms_per_transfer,
+            "signalled: {} transfers, {:.2} GETs each: {:.3} ms CPU per transfer (registration, signal, GET, state change, 3 confirmed publishes) = {:.2}x a bare loop of the same pace ({:.3} ms per transfer: two SQLite transactions with FULL sync, one reqwest GET, three confirmed lapin publishes; no HTTP server, no marks)",
+            s.transfers,
+            s.gets_per_transfer,
+            s.cpu_ms_per_transfer,
+            s.cpu_ms_per_transfer / s.bare.cpu_ms_per_transfer,
+            s.bare.cpu_ms_per_transfer,
         );
     }
 }

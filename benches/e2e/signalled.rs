@@ -2,7 +2,10 @@
 //! registration (`returnSignal: true`), its `/returned` signal 2 ms after
 //! the upstream shows COMPLETED, one GET, the state change, and three
 //! confirmed publishes (audit of TRACKING, agent, audit of COMPLETED).
-//! 200 arrivals a second, each call ONGOING for 1 s.
+//! 200 arrivals a second, each call ONGOING for 1 s. Just before, the same
+//! pace through a bare loop of the work no implementation can skip (see
+//! `bare_signalled`): the ratio of the two holds across the VM's slow and
+//! fast hours, which move the absolute figure by a third.
 
 use std::time::Duration;
 
@@ -11,6 +14,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use transfer_bridge::simulator::{Script, Step};
 
+use crate::bare_signalled::{self, BareSignalled};
 use crate::burst::{count_agent_messages, settled};
 use crate::polling::all_done;
 use crate::process::BridgeProcess;
@@ -34,10 +38,20 @@ pub struct Signalled {
     pub transfers: usize,
     pub gets_per_transfer: f64,
     pub cpu_ms_per_transfer: f64,
+    /// The same pace of transfers through a plain loop, just before.
+    pub bare: BareSignalled,
 }
 
 pub async fn run(env: &Env, n: usize) -> anyhow::Result<Signalled> {
     let sim = env.simulator().await?;
+    sim.script("bare-signalled", completed());
+    let url = format!(
+        "{}/generativeagent/v1/call-transfers/bare-signalled",
+        sim.base_url()
+    );
+    let bare = bare_signalled::run(env, url, n, ARRIVALS_PER_S, ONGOING + SIGNAL_DELAY).await?;
+    // The bare loop's GETs are not the bridge's.
+    let bare_gets = sim.counters().gets;
     let bridge = BridgeProcess::start(env, &sim.base_url(), &SETTINGS).await?;
     let store = bridge.store().await?;
     let _received = count_agent_messages(env, &bridge).await?;
@@ -62,7 +76,7 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Signalled> {
     all_done(&store).await?;
     settled(&store).await?;
     let cpu = bridge.cpu_seconds() - cpu;
-    let gets = sim.counters().gets;
+    let gets = sim.counters().gets - bare_gets;
     store.close().await;
     bridge.stop(env).await?;
     sim.stop();
@@ -70,6 +84,7 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Signalled> {
         transfers: n,
         gets_per_transfer: gets as f64 / n as f64,
         cpu_ms_per_transfer: cpu * 1000.0 / n as f64,
+        bare,
     })
 }
 
@@ -89,6 +104,19 @@ async fn transfer(
     let status = http.post(url).send().await?.status();
     anyhow::ensure!(status.is_success(), "returned {id}: {status}");
     Ok(())
+}
+
+/// A transfer the upstream shows COMPLETED from the start: the bare loop's
+/// one GET at each end.
+fn completed() -> Script {
+    Script {
+        timeline: vec![Step {
+            status: "COMPLETED".into(),
+            for_ms: None,
+        }],
+        output_context: Some(json!({"transferType": "AGENT", "currentTaskName": "signal"})),
+        ..Script::default()
+    }
 }
 
 fn script() -> Script {
