@@ -354,17 +354,18 @@ async fn reads_together_on(f: Fixture) {
     f.lifecycle.finish(&a_b, completed).await.unwrap();
     let ids: Vec<TransferId> = ids.iter().map(|i| TransferId::parse(i).unwrap()).collect();
     let store = &f.lifecycle.store;
+    let mut reader = store.reader().acquire().await.unwrap();
     let mut alone = Vec::new();
     for id in &ids {
-        alone.push(format!(
-            "{:?}",
-            outbox::with_transfer(store, id).await.unwrap()
-        ));
+        let viewed = outbox::with_transfer(&mut reader, store.backend(), id).await;
+        alone.push(format!("{:?}", viewed.unwrap()));
     }
     assert!(alone[0].contains("a.audit.tracking") && alone[4] == "None");
     assert!(alone[1].matches("ActionView").count() >= 3, "{}", alone[1]);
     let together: Vec<&str> = ids.iter().map(TransferId::as_str).collect();
-    let found = outbox::with_transfers(store, &together).await.unwrap();
+    let found = outbox::with_transfers(&mut reader, store.backend(), &together)
+        .await
+        .unwrap();
     assert_eq!(found.len(), 4, "{found:?}");
     for (id, alone) in together.iter().zip(&alone) {
         assert_eq!(&format!("{:?}", found.get(*id)), alone, "{id}");

@@ -15,13 +15,26 @@
 //!
 //! If a shared statement fails, each read of it runs again alone, so every
 //! caller gets the answer its own statement would have given.
+//!
+//! On SQLite the task keeps the reader connections it used (at most
+//! `IN_FLIGHT`) instead of giving each back to the pool, and takes the one
+//! used last first. The pool hands its idle connections out in turn, so
+//! every read went to the one idle longest: its worker thread asleep the
+//! longest, its page cache the stalest, and a second round trip to that
+//! thread when sqlx pinged it on its way back. A signalled transfer (one
+//! read at a time) spent about 0.15 ms of CPU on its read; reading twice,
+//! and the pool cut to one reader, showed what the turns cost (README,
+//! "Throughput and CPU", nineteenth round). On PostgreSQL the readers are
+//! the store's one pool, shared with the writes, so each goes back.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use sqlx::Any;
+use sqlx::pool::PoolConnection;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::views::{Viewed, with_transfer, with_transfers};
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 use crate::transfer::TransferId;
 
 /// Statements running at once. Two cores run at most two; a few more keep
@@ -60,35 +73,74 @@ impl ViewReads {
             return result;
         }
         // The task is gone (the runtime is shutting down): read alone.
-        with_transfer(&self.store, id).await
+        let mut reader = self.store.reader().acquire().await?;
+        with_transfer(&mut reader, self.store.backend(), id).await
+    }
+}
+
+/// The reader connections the task keeps between its statements, the one
+/// used last on top (SQLite; see the module's note).
+#[derive(Clone, Default)]
+struct Kept(Arc<Mutex<Vec<PoolConnection<Any>>>>);
+
+impl Kept {
+    /// The connection used last, or one from the pool.
+    async fn take(&self, store: &Store) -> Result<PoolConnection<Any>, StoreError> {
+        let kept = self.0.lock().expect("no panic while held").pop();
+        match kept {
+            Some(conn) => Ok(conn),
+            None => Ok(store.reader().acquire().await?),
+        }
+    }
+
+    /// Keep a connection whose statement succeeded; on PostgreSQL, or once
+    /// the pool is closing, it goes back (and is closed).
+    fn keep(&self, store: &Store, conn: PoolConnection<Any>) {
+        let mut kept = self.0.lock().expect("no panic while held");
+        // Under the lock: once `until_closed` has emptied it, nothing stays.
+        if store.backend() == Backend::Sqlite && !store.reader().is_closed() {
+            kept.push(conn);
+        }
+    }
+
+    /// Give every kept connection back when the pool closes: its `close`
+    /// waits for every connection out of it.
+    fn until_closed(&self, store: &Store) {
+        let (kept, reader) = (self.clone(), store.reader().clone());
+        tokio::spawn(async move {
+            reader.close_event().await;
+            kept.0.lock().expect("no panic while held").clear();
+        });
     }
 }
 
 async fn run(store: Store, mut rx: mpsc::Receiver<(TransferId, Reply)>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let kept = Kept::default();
+    kept.until_closed(&store);
     loop {
         let slot = slots.clone().acquire_owned().await.expect("never closed");
         let mut batch = Vec::new();
         if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return;
         }
-        let store = store.clone();
+        let (store, kept) = (store.clone(), kept.clone());
         tokio::spawn(async move {
-            answer(&store, batch).await;
+            answer(&store, &kept, batch).await;
             drop(slot);
         });
     }
 }
 
 /// One statement for the whole batch; each read alone if it fails.
-async fn answer(store: &Store, mut batch: Vec<(TransferId, Reply)>) {
+async fn answer(store: &Store, kept: &Kept, mut batch: Vec<(TransferId, Reply)>) {
     if batch.len() == 1 {
         let (id, reply) = batch.pop().expect("one read");
-        let _ = reply.send(with_transfer(store, &id).await);
+        let _ = reply.send(alone(store, kept, &id).await);
         return;
     }
     let ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
-    match with_transfers(store, &ids).await {
+    match together(store, kept, &ids).await {
         Ok(mut found) => {
             let last = last_reads(&ids);
             for ((id, reply), last) in batch.into_iter().zip(last) {
@@ -104,10 +156,31 @@ async fn answer(store: &Store, mut batch: Vec<(TransferId, Reply)>) {
         Err(e) => {
             tracing::debug!(error = %e, reads = batch.len(), "shared read failed; each alone");
             for (id, reply) in batch {
-                let _ = reply.send(with_transfer(store, &id).await);
+                let _ = reply.send(alone(store, kept, &id).await);
             }
         }
     }
+}
+
+/// One transfer's read, on a kept connection. A connection whose statement
+/// failed goes back to the pool, which pings it and drops it if broken.
+async fn alone(store: &Store, kept: &Kept, id: &TransferId) -> Result<Option<Viewed>, StoreError> {
+    let mut conn = kept.take(store).await?;
+    let read = with_transfer(&mut conn, store.backend(), id).await?;
+    kept.keep(store, conn);
+    Ok(read)
+}
+
+/// [`alone`] for many transfers in one statement.
+async fn together(
+    store: &Store,
+    kept: &Kept,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, Viewed>, StoreError> {
+    let mut conn = kept.take(store).await?;
+    let read = with_transfers(&mut conn, store.backend(), ids).await?;
+    kept.keep(store, conn);
+    Ok(read)
 }
 
 /// For each read, whether no later read in the batch is of the same transfer.
@@ -117,3 +190,7 @@ fn last_reads(ids: &[&str]) -> Vec<bool> {
     last.reverse();
     last
 }
+
+#[cfg(test)]
+#[path = "view_reads_tests.rs"]
+mod tests;

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
+use sqlx::AnyConnection;
 use sqlx::Row as _;
 
 use crate::store::{Backend, Row, Store, StoreError, json_arrays, read_json_array};
@@ -168,15 +169,16 @@ pub type Viewed = (Transfer, Vec<ActionView>);
 /// A transfer and its actions in one statement (see `with_actions!`). The
 /// API's single-transfer answers show both, and on SQLite each statement is
 /// a round trip to a connection's worker thread.
-pub async fn with_transfer(store: &Store, id: &TransferId) -> Result<Option<Viewed>, StoreError> {
-    let sql = match store.backend() {
+pub async fn with_transfer(
+    reader: &mut AnyConnection,
+    backend: Backend,
+    id: &TransferId,
+) -> Result<Option<Viewed>, StoreError> {
+    let sql = match backend {
         Backend::Sqlite => with_actions!(Sqlite, "WHERE id = $1"),
         Backend::Postgres => with_actions!(Postgres, "WHERE id = $1"),
     };
-    let rows = sqlx::query(sql)
-        .bind(id.as_str())
-        .fetch_all(store.reader())
-        .await?;
+    let rows = sqlx::query(sql).bind(id.as_str()).fetch_all(reader).await?;
     let Some(first) = rows.first() else {
         return Ok(None);
     };
@@ -201,17 +203,18 @@ const WITH_TRANSFERS_POSTGRES: &str = with_actions!(
 /// each transfer's rows are consecutive. On SQLite one row for them all
 /// (see `with_transfers_sqlite`).
 pub async fn with_transfers(
-    store: &Store,
+    reader: &mut AnyConnection,
+    backend: Backend,
     ids: &[&str],
 ) -> Result<HashMap<String, Viewed>, StoreError> {
-    if store.backend() == Backend::Sqlite {
-        return with_transfers_sqlite(store, ids).await;
+    if backend == Backend::Sqlite {
+        return with_transfers_sqlite(reader, ids).await;
     }
     let mut found: HashMap<String, Viewed> = HashMap::with_capacity(ids.len());
-    for array in json_arrays(store.backend(), ids) {
+    for array in json_arrays(backend, ids) {
         let rows = sqlx::query(WITH_TRANSFERS_POSTGRES)
             .bind(array)
-            .fetch_all(store.reader())
+            .fetch_all(&mut *reader)
             .await?;
         let mut current: Option<&mut Viewed> = None;
         for row in &rows {
@@ -234,7 +237,7 @@ pub async fn with_transfers(
 /// hands each over in a turn of its own: a batch of 64 transfers was some
 /// 200 rows.
 async fn with_transfers_sqlite(
-    store: &Store,
+    reader: &mut AnyConnection,
     ids: &[&str],
 ) -> Result<HashMap<String, Viewed>, StoreError> {
     const SQL: &str = crate::store::as_json_array!(
@@ -247,7 +250,7 @@ async fn with_transfers_sqlite(
         ),
         "t WHERE t.id IN (SELECT value FROM json_each($1))"
     );
-    let read = read_json_array::<Vec<StoredAction>>(store.reader(), SQL, ids).await?;
+    let read = read_json_array::<Vec<StoredAction>>(reader, SQL, ids).await?;
     Ok(read
         .into_iter()
         .map(|(transfer, actions)| {
