@@ -10,7 +10,7 @@ use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
     ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{FieldTable, ShortString};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
     ExchangeKind,
@@ -147,6 +147,23 @@ async fn consume(
 /// it that acknowledges nothing (the bare loop's and the bridge's agent
 /// messages).
 pub async fn agent_consumer(channel: &Channel, exchange: &str) -> anyhow::Result<Consumer> {
+    let queue = exclusive_queue(channel, exchange, "agent.#").await?;
+    let no_ack = BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    Ok(channel
+        .basic_consume(queue, "".into(), no_ack, FieldTable::default())
+        .await?)
+}
+
+/// A server-named queue bound to `exchange` for `key`, which goes with the
+/// connection.
+pub async fn exclusive_queue(
+    channel: &Channel,
+    exchange: &str,
+    key: &str,
+) -> anyhow::Result<ShortString> {
     let exclusive = QueueDeclareOptions {
         exclusive: true,
         auto_delete: true,
@@ -159,18 +176,12 @@ pub async fn agent_consumer(channel: &Channel, exchange: &str) -> anyhow::Result
         .queue_bind(
             queue.name().clone(),
             exchange.into(),
-            "agent.#".into(),
+            key.into(),
             bind,
             table(),
         )
         .await?;
-    let no_ack = BasicConsumeOptions {
-        no_ack: true,
-        ..Default::default()
-    };
-    Ok(channel
-        .basic_consume(queue.name().clone(), "".into(), no_ack, table())
-        .await?)
+    Ok(queue.name().clone())
 }
 
 /// `n` publishes, 100 unconfirmed at most; with `audit`, every other one is

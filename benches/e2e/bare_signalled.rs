@@ -19,9 +19,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions};
-use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use serde_json::{Value, json};
 use sqlx::SqlitePool;
@@ -30,7 +28,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use transfer_bridge::upstream::client::{HEADER_API_ID, HEADER_API_SECRET};
 
-use crate::bare::topic_exchange;
+use crate::bare::{exclusive_queue, topic_exchange};
 use crate::proc::threads_by_id;
 use crate::stand::{Env, SIM_ID, SIM_SECRET};
 
@@ -142,7 +140,9 @@ impl Plain {
             .await?;
         let exchange = format!("bench-{}.bare-signalled", uuid::Uuid::new_v4().simple());
         topic_exchange(&channel, &exchange).await?;
-        sink_queue(&channel, &exchange).await?;
+        // Every key routes, so the mandatory messages do; the queue goes
+        // with the connection.
+        exclusive_queue(&channel, &exchange, "#").await?;
         Ok(Self {
             db,
             conn: std::sync::Arc::new(conn),
@@ -246,29 +246,6 @@ impl Plain {
         self.conn.close(200, "bye".into()).await?;
         Ok(())
     }
-}
-
-/// An exclusive queue bound to every key of `exchange`, so the mandatory
-/// messages route; it goes with the connection.
-async fn sink_queue(channel: &Channel, exchange: &str) -> anyhow::Result<()> {
-    let exclusive = QueueDeclareOptions {
-        exclusive: true,
-        auto_delete: true,
-        ..Default::default()
-    };
-    let queue = channel
-        .queue_declare("".into(), exclusive, FieldTable::default())
-        .await?;
-    channel
-        .queue_bind(
-            queue.name().clone(),
-            exchange.into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(())
 }
 
 /// About the size of the bridge's events.

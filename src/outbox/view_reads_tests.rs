@@ -4,15 +4,15 @@ use super::ViewReads;
 use crate::store::testdb;
 use crate::transfer::TransferId;
 
-/// Registers `id` in its own transaction.
-async fn registered(store: &crate::store::Store, id: &str) -> TransferId {
+/// `id` registered in its own transaction, and a reading task on `store`.
+async fn reading(store: &crate::store::Store, id: &str) -> (TransferId, ViewReads) {
     let new = testdb::plain(id);
     let mut tx = store.begin().await.unwrap();
     crate::store::register(&mut tx, store.backend(), &new, "i1")
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    new.id
+    (new.id, ViewReads::start(store.clone()))
 }
 
 /// Reader connections out of the pool (checked out and not idle).
@@ -25,8 +25,7 @@ fn out_of(store: &crate::store::Store) -> u32 {
 async fn sqlite_reads_keep_their_connection_and_reuse_it() {
     let db = testdb::sqlite().await;
     let store = &db.store;
-    let id = registered(store, "kept.1").await;
-    let reads = ViewReads::start(store.clone());
+    let (id, reads) = reading(store, "kept.1").await;
     for _ in 0..5 {
         let (transfer, _) = reads.get(&id).await.unwrap().expect("found");
         assert_eq!(transfer.id, id);
@@ -45,9 +44,8 @@ async fn sqlite_reads_keep_their_connection_and_reuse_it() {
 async fn the_store_closes_while_reads_keep_connections() {
     for db in testdb::each().await {
         let store = &db.store;
-        let id = registered(store, "kept.2").await;
         // The handle lives on past the close, as the app's lifecycle does.
-        let reads = ViewReads::start(store.clone());
+        let (id, reads) = reading(store, "kept.2").await;
         let many = (0..20).map(|_| reads.get(&id));
         for read in futures::future::join_all(many).await {
             assert!(read.unwrap().is_some());
@@ -69,8 +67,7 @@ async fn the_store_closes_while_reads_keep_connections() {
 async fn postgres_reads_give_their_connection_back() {
     let db = testdb::postgres().await;
     let store = &db.store;
-    let id = registered(store, "kept.3").await;
-    let reads = ViewReads::start(store.clone());
+    let (id, reads) = reading(store, "kept.3").await;
     assert!(reads.get(&id).await.unwrap().is_some());
     // sqlx hands it back from a task of its own.
     for _ in 0..100 {
