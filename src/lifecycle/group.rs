@@ -15,6 +15,15 @@
 //! one UPDATE and one INSERT of their actions (see `store::ending`). An idle
 //! bridge commits a lone change at once.
 //!
+//! On SQLite every statement is a hand-off to the writer's thread and back,
+//! so the statements whose answers the group does not wait for go with the
+//! next one (see `store::Conn::with_next`): the registrations are taken to
+//! be new (see `store::insert_taken_as_new`; if one was not, the group runs
+//! again reading which are), their actions and the statuses go with the
+//! next statement, and the endings' UPDATE and INSERT with the COMMIT. A
+//! lone registration is one hand-off, a lone ending two (its read, then
+//! the rest).
+//!
 //! Headers-only SIP returns join too: one INSERT registers the transfers
 //! among them the bridge did not know, and each completion is one more
 //! ending.
@@ -206,7 +215,13 @@ async fn commit(lifecycle: &Lifecycle, jobs: Vec<Job>) {
             Job::Return(r) => group.returns.push(*r),
         }
     }
-    match write_group(lifecycle, &group).await {
+    let mut written = write_group(lifecycle, &group, Taken::AsNew).await;
+    if written.is_err() && !group.registers.is_empty() {
+        // A registration that was not new (see `store::insert_taken_as_new`),
+        // or any other failure: once more, reading which are new.
+        written = write_group(lifecycle, &group, Taken::AsStored).await;
+    }
+    match written {
         Ok(outcomes) => answer(lifecycle, group, outcomes),
         Err(e) => {
             let changes = group.len();
@@ -265,20 +280,20 @@ async fn alone(lifecycle: &Lifecycle, group: Group) {
 /// returns complete (registered when new), the statuses seen, the
 /// registrations' actions, then every ending (the returns' completions
 /// last).
-async fn write_group(lifecycle: &Lifecycle, group: &Group) -> Result<Outcomes, StoreError> {
+async fn write_group(
+    lifecycle: &Lifecycle,
+    group: &Group,
+    taken: Taken,
+) -> Result<Outcomes, StoreError> {
     let changes = group.changes();
     let slot = lifecycle.outbox.slot();
     let claimed = slot.claim().is_some();
     let mut tx = lifecycle.store.begin().await?;
     let backend = lifecycle.store.backend();
-    let (registered, mut actions) = register_all(lifecycle, &mut tx, group, claimed).await?;
+    let (registered, mut actions) = register_all(lifecycle, &mut tx, group, claimed, taken).await?;
     let news: Vec<_> = group.returns.iter().map(|job| &job.new).collect();
     let returned = lifecycle.returns_in(&mut tx, &news).await?;
     store::record_upstream(&mut tx, backend, group.seen.iter().map(|job| &job.row)).await?;
-    if changes.is_empty() {
-        // The last statement: the COMMIT can go with it (see `store::Conn`).
-        tx.commit_with_next();
-    }
     repo::enqueue(&mut tx, backend, &actions, slot.claim()).await?;
     let (mut finished, ended) = match changes.is_empty() {
         true => Default::default(),
@@ -299,6 +314,16 @@ async fn write_group(lifecycle: &Lifecycle, group: &Group) -> Result<Outcomes, S
     })
 }
 
+/// How a group's registrations are inserted.
+#[derive(Clone, Copy)]
+enum Taken {
+    /// Each taken to be new: on SQLite the INSERT goes with the next
+    /// statement, and the transaction fails if one was not.
+    AsNew,
+    /// The INSERT's rows say which were new; the others are read.
+    AsStored,
+}
+
 /// The group's registrations, in the caller's transaction: one INSERT of
 /// the new ones, then each answer and the actions to enqueue for them.
 async fn register_all(
@@ -306,11 +331,19 @@ async fn register_all(
     tx: &mut Conn,
     group: &Group,
     claimed: bool,
+    taken: Taken,
 ) -> Result<(Vec<Registration>, Vec<Action>), StoreError> {
     let mut registered = Vec::with_capacity(group.registers.len());
     let mut actions = Vec::new();
     let news: Vec<_> = group.registers.iter().map(|job| &job.new).collect();
-    let mut inserted = lifecycle.insert_new(tx, &news).await?;
+    let as_new = match taken {
+        Taken::AsNew => lifecycle.insert_taken_as_new(tx, &news).await?,
+        Taken::AsStored => None,
+    };
+    let mut inserted = match as_new {
+        Some(inserted) => inserted,
+        None => lifecycle.insert_new(tx, &news).await?,
+    };
     for job in &group.registers {
         let (outcome, planned) = lifecycle
             .register_in(tx, &job.new, job.created.as_ref(), &mut inserted)

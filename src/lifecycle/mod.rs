@@ -212,9 +212,9 @@ impl Lifecycle {
     /// one read, one UPDATE and one INSERT for all of them (see
     /// `store::ending`). Outcomes in the order of `changes`; a second change
     /// of the same transfer finds it already ended. The actions enqueued
-    /// come back for [`Handoff::committed`]. These are the transaction's
-    /// last statements: on SQLite the COMMIT goes with the INSERT (see
-    /// `store::Conn`), and the caller's `commit` only confirms it.
+    /// come back for [`Handoff::committed`]. On SQLite the UPDATE and the
+    /// INSERT wait to go with the COMMIT (see `store::Conn::with_next`):
+    /// after the read, one hand-off to the writer thread.
     async fn finish_in(
         &self,
         tx: &mut Conn,
@@ -229,16 +229,7 @@ impl Lifecycle {
         let now = store::now_text();
         let at = store::parse_time(&now)?;
         let (outcomes, endings, actions) = self.plan_group(changes, known, at);
-        let ended = store::end_many(tx, backend, &endings, &now).await?;
-        if ended != endings.len() as u64 {
-            // The rows were read under the write lock: this is a bug, and
-            // nothing of the group may commit.
-            return Err(StoreError::Corrupt(format!(
-                "{ended} of {} transfers ended",
-                endings.len()
-            )));
-        }
-        tx.commit_with_next();
+        store::end_many(tx, backend, &endings, &now).await?;
         repo::enqueue(tx, backend, &actions, slot.claim()).await?;
         if backend == Backend::Postgres {
             // Delivered at commit to every instance: held requests wake

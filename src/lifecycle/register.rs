@@ -59,7 +59,6 @@ impl Lifecycle {
         let (registered, actions) = self
             .register_in(&mut tx, new, created, &mut inserted)
             .await?;
-        tx.commit_with_next();
         repo::enqueue(&mut tx, self.store.backend(), &actions, slot.claim()).await?;
         tx.commit().await?;
         let views = views(&actions, slot.claim().is_some());
@@ -77,6 +76,17 @@ impl Lifecycle {
         news: &[&NewTransfer],
     ) -> Result<HashMap<String, Transfer>, StoreError> {
         store::insert_many(tx, self.store.backend(), news, &self.instance).await
+    }
+
+    /// [`Self::insert_new`], each of `news` taken to be new (see
+    /// `store::insert_taken_as_new`); `None` where that does not apply.
+    pub(super) async fn insert_taken_as_new(
+        &self,
+        tx: &mut Conn,
+        news: &[&NewTransfer],
+    ) -> Result<Option<HashMap<String, Transfer>>, StoreError> {
+        let backend = self.store.backend();
+        store::insert_taken_as_new(tx, backend, news, &self.instance).await
     }
 
     /// `new` as [`Self::insert_new`] left it, in the caller's transaction:

@@ -23,7 +23,9 @@ use crate::transfer::clock::now_unix_ms as now_ms;
 /// the same id is ignored: an action, once recorded, keeps its id and body
 /// forever.
 /// With `claim`, the rows are claimed for that instance from the start (see
-/// `handoff`).
+/// `handoff`). In a SQLite transaction of the store's own the INSERT goes
+/// with the next statement or the COMMIT (see `Conn::with_next`): nothing
+/// in a transaction waits for its answer.
 pub async fn enqueue(
     conn: &mut Conn,
     backend: Backend,
@@ -54,15 +56,14 @@ pub async fn enqueue(
     let rows: Vec<NewRow<'_>> = actions.iter().map(NewRow::of).collect();
     let (now, created) = (now_ms(), now_text());
     for array in json_arrays(backend, &rows) {
-        sqlx::query(sql)
+        let insert = sqlx::query(sql)
             .bind(array)
             .bind(now)
-            .bind(&created)
+            .bind(created.clone())
             .bind(i64::from(claim.is_some()))
             .bind(claim.map(|c| c.by.to_string()))
-            .bind(claim.map(|c| c.until_ms))
-            .execute(&mut *conn)
-            .await?;
+            .bind(claim.map(|c| c.until_ms));
+        conn.with_next(insert).await?;
     }
     Ok(())
 }

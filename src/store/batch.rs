@@ -30,6 +30,23 @@ macro_rules! ids_of_rows {
 }
 pub(super) use ids_of_rows;
 
+/// On SQLite, a statement that fails unless the statement just before it
+/// changed `$1` rows (`changes()`), with `$message` in its error. It goes
+/// between the statements of one hand-off (see `Conn::with_next`), where
+/// the caller cannot look at a count before the COMMIT: SQLite stops at the
+/// failure, and the COMMIT behind never runs. A bad JSON path is an error
+/// SQLite raises from a query, and its message quotes the path.
+macro_rules! changed_exactly {
+    ($message:literal) => {
+        concat!(
+            "SELECT json_extract('{}', CASE WHEN changes() = $1 THEN '$' ELSE '",
+            $message,
+            "' END)"
+        )
+    };
+}
+pub(super) use changed_exactly;
+
 /// `rows` as JSON arrays, each small enough for one segment on PostgreSQL.
 ///
 /// Rows are serialized into one reused buffer (no string per row), and an

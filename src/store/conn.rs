@@ -3,15 +3,16 @@
 //! Transactions here are the store's own, not sqlx's: on SQLite sqlx's
 //! `BEGIN` and `COMMIT` are each a round trip to the connection's worker
 //! thread that also blocks that thread until the runtime has taken the
-//! answer (a rendezvous), and every statement is one more round trip. A
-//! signalled transfer commits twice (its registration, its ending), and
-//! the writer thread slept and woke about thirteen times for it. Here the
-//! `BEGIN IMMEDIATE` travels in front of the transaction's first statement,
-//! as one multi-statement query (SQLite runs them in order in one hand-off,
-//! and stops at the first error), and the `COMMIT` behind its last one when
-//! the caller says which that is ([`Conn::commit_with_next`]); otherwise
-//! it is an ordinary statement. PostgreSQL's extended protocol takes one
-//! statement per query, so there the transactions stay sqlx's.
+//! answer (a rendezvous), and every statement is one more round trip, two
+//! wake-ups of threads that, on a small VM, often sit on different vCPUs.
+//! Here the `BEGIN IMMEDIATE` travels in front of the transaction's first
+//! statement, as one multi-statement query (SQLite runs them in order in
+//! one hand-off, and stops at the first error). So do the statements whose
+//! answers the caller does not wait for ([`Conn::with_next`]): they go in
+//! front of the next statement, or with the COMMIT. A registration is one
+//! hand-off; an ending, which must read its transfer first, two.
+//! PostgreSQL's extended protocol takes one statement per query, so there
+//! the transactions stay sqlx's, and a queued statement runs at once.
 //!
 //! A SQLite transaction dropped while open (an error's `?`) closes its
 //! connection rather than returning it to the pool: closing rolls back,
@@ -19,20 +20,16 @@
 //! queue a ROLLBACK as they always did). Paths that end a transaction on
 //! purpose without a commit call [`Conn::rollback`].
 
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+mod wrap;
 
 use futures::future::{self, BoxFuture, FutureExt};
-use futures::stream::{self, BoxStream, Stream, StreamExt, TryStreamExt};
-use sqlx::any::{AnyArguments, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
-use sqlx::error::BoxDynError;
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use sqlx::any::{AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
 use sqlx::pool::PoolConnection;
-use sqlx::{
-    Any, AnyConnection, AnyPool, AssertSqlSafe, Either, Execute, Executor, SqlSafeStr, SqlStr,
-    Transaction,
-};
+use sqlx::{Any, AnyConnection, AnyPool, Either, Execute, Executor, SqlStr, Transaction};
 
 use super::{Backend, StoreError};
+use wrap::{Ahead, Unwrapped, Wrap, Wrapped};
 
 type Step = Either<AnyQueryResult, AnyRow>;
 
@@ -42,8 +39,8 @@ type Step = Either<AnyQueryResult, AnyRow>;
 pub struct Conn {
     inner: Inner,
     state: State,
-    /// The next statement carries the COMMIT.
-    commit_next: bool,
+    /// SQLite: statements that go in front of the next one.
+    ahead: Vec<Ahead>,
 }
 
 #[derive(Debug)]
@@ -65,9 +62,6 @@ enum State {
     Due,
     /// Open, or may be (the statement that carried the BEGIN failed).
     Open,
-    /// SQLite: the COMMIT went with a statement; it ran if that statement
-    /// succeeded.
-    Sent,
 }
 
 impl Conn {
@@ -81,8 +75,35 @@ impl Conn {
         Self {
             inner,
             state,
-            commit_next: false,
+            ahead: Vec::new(),
         }
+    }
+
+    /// Run `query` with the next statement: on SQLite inside a transaction
+    /// of the store's own, it goes in front of it, in the same hand-off to
+    /// the connection's worker thread (or with the COMMIT, when no statement
+    /// comes), and its results are not seen; an error in it fails the
+    /// statement it went with. Elsewhere it runs now. Its result when it
+    /// ran now. For a statement whose result the caller can do without:
+    /// SQL can check what it needs to (see `store::ending`).
+    pub async fn with_next<'q>(
+        &mut self,
+        query: impl Execute<'q, Any> + 'q,
+    ) -> Result<Option<AnyQueryResult>, StoreError> {
+        if !self.queues() {
+            return Ok(Some(self.execute(query).await?));
+        }
+        self.ahead.push(Ahead::new(query)?);
+        Ok(None)
+    }
+
+    /// Whether [`Conn::with_next`] queues a statement rather than running it
+    /// now: on SQLite, in a transaction of the store's own.
+    pub fn queues(&self) -> bool {
+        matches!(
+            (&self.inner, self.state),
+            (Inner::Pooled(_), State::Due | State::Open)
+        )
     }
 
     /// Start a write transaction. On SQLite `BEGIN IMMEDIATE` takes the
@@ -97,16 +118,9 @@ impl Conn {
         })
     }
 
-    /// The next statement is the transaction's last: on SQLite the COMMIT
-    /// goes with it, and a statement after it fails. The caller still calls
-    /// [`Conn::commit`], which then has nothing left to send (and sends the
-    /// COMMIT itself when no statement came). On PostgreSQL, nothing.
-    pub fn commit_with_next(&mut self) {
-        self.commit_next = matches!(self.state, State::Due | State::Open);
-    }
-
-    /// Commit what the transaction wrote. A transaction that ran no
-    /// statement has nothing to commit.
+    /// Commit what the transaction wrote, with the statements still queued
+    /// (see [`Conn::with_next`]). A transaction that ran no statement has
+    /// nothing to commit.
     pub async fn commit(mut self) -> Result<(), StoreError> {
         if let Some(tx) = self.sqlx() {
             return Ok(tx.commit().await?);
@@ -116,10 +130,6 @@ impl Conn {
 
     /// End the transaction without its writes.
     pub async fn rollback(mut self) -> Result<(), StoreError> {
-        debug_assert!(
-            self.state != State::Sent,
-            "rollback after the COMMIT was sent"
-        );
         if let Some(tx) = self.sqlx() {
             return Ok(tx.rollback().await?);
         }
@@ -139,7 +149,13 @@ impl Conn {
 
     /// The end of a transaction of the store's own.
     async fn end(&mut self, sql: &'static str) -> Result<(), StoreError> {
-        self.commit_next = false;
+        if sql == "COMMIT" && !self.ahead.is_empty() {
+            // What waits for a next statement goes with the COMMIT.
+            self.execute(sql).await?;
+            self.state = State::Plain;
+            return Ok(());
+        }
+        self.ahead.clear();
         if let (State::Open, Inner::Pooled(conn)) = (self.state, &mut self.inner) {
             // On failure the state stays open: the drop closes the connection.
             conn.execute(sql).await?;
@@ -156,126 +172,27 @@ impl Conn {
         }
     }
 
-    /// Whether the next statement goes through [`Conn::wrapping`]'s checks
-    /// with something besides itself, or is refused.
+    /// Whether the next statement goes with something besides itself.
     fn wraps_next(&self) -> bool {
-        matches!(self.state, State::Due | State::Sent) || self.commit_next
+        self.state == State::Due || !self.ahead.is_empty()
     }
 
-    /// What goes with the next statement: the BEGIN in front, the COMMIT
-    /// behind. An error for a statement after the COMMIT was sent.
-    fn wrapping(&mut self) -> Result<Wrap, sqlx::Error> {
-        let begin = match self.state {
-            State::Sent => {
-                let e = "a statement after its transaction's COMMIT";
-                return Err(sqlx::Error::Protocol(e.into()));
-            }
-            State::Due => Some("BEGIN IMMEDIATE"),
-            State::Plain | State::Open => None,
-        };
+    /// What goes in front of the next statement: the BEGIN, and the
+    /// statements queued.
+    fn wrapping(&mut self) -> Wrap {
+        let begin = (self.state == State::Due).then_some("BEGIN IMMEDIATE");
         if begin.is_some() {
             self.state = State::Open;
         }
-        let commit = std::mem::take(&mut self.commit_next);
-        if commit {
-            self.state = State::Sent;
-        }
-        Ok(Wrap { begin, commit })
+        let ahead = std::mem::take(&mut self.ahead);
+        Wrap { begin, ahead }
     }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        if let (State::Open | State::Sent, Inner::Pooled(conn)) = (self.state, &mut self.inner) {
+        if let (State::Open, Inner::Pooled(conn)) = (self.state, &mut self.inner) {
             conn.close_on_drop();
-        }
-    }
-}
-
-/// What a statement carries besides itself.
-#[derive(Clone, Copy)]
-struct Wrap {
-    begin: Option<&'static str>,
-    commit: bool,
-}
-
-impl Wrap {
-    fn any(self) -> bool {
-        self.begin.is_some() || self.commit
-    }
-}
-
-/// A statement with the transaction's `BEGIN` in front of it or its
-/// `COMMIT` behind it.
-struct Wrapped {
-    sql: SqlStr,
-    arguments: Option<AnyArguments>,
-    persistent: bool,
-}
-
-impl Wrapped {
-    fn new<'q>(wrap: Wrap, mut query: impl Execute<'q, Any>) -> Result<Self, sqlx::Error> {
-        let arguments = query.take_arguments().map_err(sqlx::Error::Encode)?;
-        let persistent = query.persistent();
-        let sql = query.sql();
-        let begin = wrap.begin.map(|b| format!("{b}; ")).unwrap_or_default();
-        let commit = if wrap.commit { "; COMMIT" } else { "" };
-        let sql = format!("{begin}{}{commit}", sql.as_str());
-        Ok(Self {
-            sql: AssertSqlSafe(sql).into_sql_str(),
-            arguments,
-            persistent,
-        })
-    }
-}
-
-impl Execute<'_, Any> for Wrapped {
-    fn sql(self) -> SqlStr {
-        self.sql
-    }
-
-    fn statement(&self) -> Option<&AnyStatement> {
-        None
-    }
-
-    fn take_arguments(&mut self) -> Result<Option<AnyArguments>, BoxDynError> {
-        Ok(self.arguments.take())
-    }
-
-    fn persistent(&self) -> bool {
-        self.persistent
-    }
-}
-
-/// The caller's results of a wrapped statement: without the BEGIN's result
-/// (the first) and the COMMIT's (the last), whose counts of changed rows
-/// are whatever an earlier statement left (`sqlite3_changes`).
-struct Unwrapped<'e> {
-    inner: BoxStream<'e, Result<Step, sqlx::Error>>,
-    skip_first: bool,
-    /// With a COMMIT behind: the latest statement result, passed on once
-    /// another follows it.
-    held: Option<Option<AnyQueryResult>>,
-}
-
-impl Stream for Unwrapped<'_> {
-    type Item = Result<Step, sqlx::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            let step = ready!(self.inner.poll_next_unpin(cx));
-            let Some(Ok(Either::Left(result))) = step else {
-                return Poll::Ready(step);
-            };
-            if std::mem::take(&mut self.skip_first) {
-                continue;
-            }
-            let Some(held) = self.held.as_mut() else {
-                return Poll::Ready(Some(Ok(Either::Left(result))));
-            };
-            if let Some(earlier) = held.replace(result) {
-                return Poll::Ready(Some(Ok(Either::Left(earlier))));
-            }
         }
     }
 }
@@ -288,24 +205,16 @@ impl<'c> Executor<'c> for &'c mut Conn {
         'c: 'e,
         E: 'q + Execute<'q, Any>,
     {
-        let wrap = match self.wrapping() {
-            Ok(wrap) if wrap.any() => wrap,
-            Ok(_) => return self.raw().fetch_many(query),
-            Err(e) => return stream::once(future::ready(Err(e))).boxed(),
-        };
+        let wrap = self.wrapping();
+        let in_front = wrap.in_front();
+        if in_front == 0 {
+            return self.raw().fetch_many(query);
+        }
         let query = match Wrapped::new(wrap, query) {
             Ok(query) => query,
             Err(e) => return stream::once(future::ready(Err(e))).boxed(),
         };
-        let inner = self.raw().fetch_many(query);
-        let skip_first = wrap.begin.is_some();
-        let held = wrap.commit.then_some(None);
-        Unwrapped {
-            inner,
-            skip_first,
-            held,
-        }
-        .boxed()
+        Unwrapped::new(self.raw().fetch_many(query), in_front).boxed()
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(
@@ -320,8 +229,7 @@ impl<'c> Executor<'c> for &'c mut Conn {
             return self.raw().fetch_optional(query);
         }
         // Not the driver's `fetch_optional`: on SQLite it looks at the first
-        // result only (here the BEGIN's), and it stops at the first row,
-        // before a COMMIT behind.
+        // result only (here the BEGIN's or a queued statement's).
         let steps = self.fetch_many(query);
         async move {
             let rows = steps.try_filter_map(|step| future::ready(Ok(step.right())));

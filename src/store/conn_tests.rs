@@ -1,6 +1,6 @@
 //! The store's own transactions, on both backends: a BEGIN that travels
-//! with the first statement and a COMMIT with the last must give what
-//! sqlx's transactions gave.
+//! with the first statement, and statements queued to go with the next one
+//! or the COMMIT, must give what sqlx's transactions gave.
 
 use super::*;
 use crate::store::testdb::{self, TestStore};
@@ -59,54 +59,39 @@ async fn counts_of_changed_rows_are_the_statements_own() {
         sqlx::query(three).execute(&mut plain).await.unwrap();
         drop(plain);
         let mut tx = db.store.begin().await.unwrap();
-        // SQLite counts the last INSERT, UPDATE or DELETE for a BEGIN or a
-        // COMMIT: here 3, then 1.
+        // SQLite counts the last INSERT, UPDATE or DELETE for a BEGIN: here
+        // 3, then 1.
         assert_eq!(insert(&mut tx, 4).await.unwrap(), 1, "{:?}", db.backend());
-        tx.commit_with_next();
+        // A queued statement in front changes one row, the UPDATE two.
+        tx.with_next(insert_query(5, "x")).await.unwrap();
         let two = sqlx::query("UPDATE probe SET checked_at = 'y' WHERE id <= 2")
             .execute(&mut tx)
             .await
             .unwrap();
         assert_eq!(two.rows_affected(), 2, "{:?}", db.backend());
         tx.commit().await.unwrap();
-        assert_eq!(committed(&db).await, [1, 2, 3, 4], "{:?}", db.backend());
+        assert_eq!(committed(&db).await, [1, 2, 3, 4, 5], "{:?}", db.backend());
     }
 }
 
 #[tokio::test]
-async fn a_statement_after_the_one_carrying_the_commit_is_refused() {
-    let [db, _] = each().await;
-    let mut tx = db.store.begin().await.unwrap();
-    insert(&mut tx, 1).await.unwrap();
-    tx.commit_with_next();
-    insert(&mut tx, 2).await.unwrap();
-    // Committed already, before `commit`: the COMMIT went with the INSERT.
-    assert_eq!(committed(&db).await, [1, 2]);
-    let e = insert(&mut tx, 3).await.unwrap_err();
-    assert!(
-        e.to_string().contains("after its transaction's COMMIT"),
-        "{e}"
-    );
-    tx.commit().await.unwrap();
-    assert_eq!(committed(&db).await, [1, 2]);
-}
-
-#[tokio::test]
 async fn a_failed_transaction_commits_nothing_and_the_next_one_works() {
-    for commit_with_last in [false, true] {
+    for queued in [false, true] {
         for db in each().await {
-            let what = format!(
-                "{:?}, COMMIT with the last: {commit_with_last}",
-                db.backend()
-            );
+            let what = format!("{:?}, the failing statement queued: {queued}", db.backend());
             let mut tx = db.store.begin().await.unwrap();
             insert(&mut tx, 1).await.unwrap();
-            if commit_with_last {
-                tx.commit_with_next();
-            }
             // A repeated key: the statement (and whatever rode with it) fails.
-            insert(&mut tx, 1).await.unwrap_err();
-            drop(tx);
+            match queued {
+                true => {
+                    let ran = tx.with_next(insert_query(1, "x")).await;
+                    assert!(ran.is_err() || tx.commit().await.is_err(), "{what}");
+                }
+                false => {
+                    insert(&mut tx, 1).await.unwrap_err();
+                    drop(tx);
+                }
+            }
             assert!(committed(&db).await.is_empty(), "{what}");
             let mut tx = db.store.begin().await.unwrap();
             insert(&mut tx, 2).await.unwrap();
@@ -139,5 +124,84 @@ async fn a_transaction_with_no_statement_commits_nothing_and_frees_its_connectio
         insert(&mut tx, 1).await.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(committed(&db).await, [1], "{:?}", db.backend());
+    }
+}
+
+/// `INSERT` of `id` as a query to queue.
+fn insert_query(id: i64, checked_at: &str) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments> {
+    sqlx::query("INSERT INTO probe (id, checked_at) VALUES ($1, $2)")
+        .bind(id)
+        .bind(checked_at)
+}
+
+#[tokio::test]
+async fn a_statement_queued_with_the_next_runs_in_front_of_it_unseen() {
+    for db in each().await {
+        let backend = db.backend();
+        let mut tx = db.store.begin().await.unwrap();
+        let ran = tx.with_next(insert_query(7, "q")).await.unwrap();
+        assert_eq!(ran.is_none(), backend == Backend::Sqlite, "{backend:?}");
+        // Each statement's parameters are its own: the queued one's first.
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, checked_at FROM probe WHERE id >= $1 AND checked_at = $2")
+                .bind(1_i64)
+                .bind("q")
+                .fetch_all(&mut tx)
+                .await
+                .unwrap();
+        assert_eq!(rows, [(7, "q".to_string())], "{backend:?}");
+        // A queued read's rows and counts are not the next statement's.
+        let read = sqlx::query("SELECT id FROM probe");
+        tx.with_next(read).await.unwrap();
+        tx.with_next(insert_query(8, "q")).await.unwrap();
+        assert_eq!(insert(&mut tx, 9).await.unwrap(), 1, "{backend:?}");
+        assert!(committed(&db).await.is_empty(), "{backend:?}");
+        tx.commit().await.unwrap();
+        assert_eq!(committed(&db).await, [7, 8, 9], "{backend:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_statement_queued_last_goes_with_the_commit_and_not_with_a_rollback() {
+    for db in each().await {
+        let backend = db.backend();
+        let mut tx = db.store.begin().await.unwrap();
+        insert(&mut tx, 1).await.unwrap();
+        tx.with_next(insert_query(2, "x")).await.unwrap();
+        tx.rollback().await.unwrap();
+        assert!(committed(&db).await.is_empty(), "{backend:?}");
+        let mut tx = db.store.begin().await.unwrap();
+        insert(&mut tx, 3).await.unwrap();
+        tx.with_next(insert_query(4, "x")).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(committed(&db).await, [3, 4], "{backend:?}");
+        // Queued alone, it carries the BEGIN as well.
+        let mut tx = db.store.begin().await.unwrap();
+        tx.with_next(insert_query(5, "x")).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(committed(&db).await, [3, 4, 5], "{backend:?}");
+        // The writer's one connection (SQLite) came back each time.
+        let mut tx = db.store.begin().await.unwrap();
+        insert(&mut tx, 6).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_queued_statement_that_fails_fails_its_transaction() {
+    for db in each().await {
+        let backend = db.backend();
+        let mut tx = db.store.begin().await.unwrap();
+        insert(&mut tx, 1).await.unwrap();
+        // A repeated key.
+        let queued = tx.with_next(insert_query(1, "x")).await;
+        let next = insert(&mut tx, 2).await;
+        assert!(queued.is_err() || next.is_err(), "{backend:?}");
+        drop(tx);
+        assert!(committed(&db).await.is_empty(), "{backend:?}");
+        let mut tx = db.store.begin().await.unwrap();
+        insert(&mut tx, 3).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(committed(&db).await, [3], "{backend:?}");
     }
 }

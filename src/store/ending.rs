@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::batch::ids_of_rows;
+use super::batch::{changed_exactly, ids_of_rows};
 use super::transfers::{as_json_array, from_row, read_json_array, select};
 use super::{Backend, Conn, StoreError, json_arrays};
 use crate::sip::SipInstruction;
@@ -147,16 +147,37 @@ pub(super) const END_MANY_POSTGRES: &str = concat!(
     ids_of_rows!()
 );
 
-/// End every transfer in `endings` that is still TRACKING, in one
-/// statement, stamped `updated_at = now`; how many it ended.
+/// On SQLite, behind [`END_MANY_SQLITE`]: fail, and so stop the statements
+/// after it and the COMMIT, unless it ended `$1` transfers.
+const ENDED_ALL_SQLITE: &str =
+    changed_exactly!("a group of endings changed other rows than it read");
+
+/// End every transfer in `endings`, in one statement, stamped
+/// `updated_at = now`: each must still be TRACKING (the caller read it
+/// under the write lock), or the transaction fails and nothing of it
+/// commits.
+///
+/// On SQLite the UPDATE and its check go in front of the transaction's next
+/// statement (see `Conn::with_next`): with the group's INSERT of its
+/// actions and the COMMIT, one hand-off to the writer thread, not two.
 pub async fn end_many(
     conn: &mut Conn,
     backend: Backend,
     endings: &[Ending<'_>],
     now: &str,
-) -> Result<u64, StoreError> {
+) -> Result<(), StoreError> {
     if endings.is_empty() {
-        return Ok(0);
+        return Ok(());
+    }
+    let planned = endings.len() as u64;
+    if conn.queues() {
+        for array in json_arrays(backend, endings) {
+            conn.with_next(sqlx::query(END_MANY_SQLITE).bind(array).bind(now))
+                .await?;
+        }
+        let all = sqlx::query(ENDED_ALL_SQLITE).bind(planned as i64);
+        conn.with_next(all).await?;
+        return Ok(());
     }
     let sql = match backend {
         Backend::Sqlite => END_MANY_SQLITE,
@@ -171,5 +192,12 @@ pub async fn end_many(
             .await?;
         ended += done.rows_affected();
     }
-    Ok(ended)
+    if ended != planned {
+        // The rows were read under the write lock: this is a bug, and
+        // nothing of the group may commit.
+        return Err(StoreError::Corrupt(format!(
+            "{ended} of {planned} transfers ended"
+        )));
+    }
+    Ok(())
 }

@@ -15,6 +15,7 @@ mod ending;
 mod errors;
 mod instances;
 mod outage;
+mod registration;
 mod scratch;
 mod seen;
 #[cfg(test)]
@@ -35,9 +36,12 @@ pub use instances::{
     Adopted, CHANGED, Renewal, SIGNAL, adopt_all, adopt_from, adopt_one, notify, notify_many,
 };
 pub use outage::while_unavailable;
+pub use registration::{
+    NewTransfer, Registered, insert_many, insert_taken_as_new, register, repeat,
+};
 pub use scratch::scratch_database;
 pub use seen::{Upstream, record_upstream};
-pub use transfers::{ListPage, NewTransfer, Registered, fetch, insert_many, register, repeat};
+pub use transfers::{ListPage, fetch};
 /// For SQL that reads a transfer beside rows of another module's table.
 pub(crate) use transfers::{
     as_json_array, columns, from_row as transfer_from_row, read_json_array, select,

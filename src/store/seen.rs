@@ -45,7 +45,9 @@ pub(super) const RECORD_UPSTREAM_POSTGRES: &str = concat!(
 
 /// Record each row's status without changing the bridge state: one
 /// statement per array of rows. A transfer named twice gets the later row
-/// (an UPDATE joined to two rows for one target takes either).
+/// (an UPDATE joined to two rows for one target takes either). In a SQLite
+/// transaction of the store's own it goes with the next statement or the
+/// COMMIT (see `Conn::with_next`).
 pub async fn record_upstream<'a>(
     conn: &mut Conn,
     backend: Backend,
@@ -62,11 +64,8 @@ pub async fn record_upstream<'a>(
     };
     let now = now_text();
     for array in json_arrays(backend, &latest(rows)) {
-        sqlx::query(sql)
-            .bind(array)
-            .bind(&now)
-            .execute(&mut *conn)
-            .await?;
+        let update = sqlx::query(sql).bind(array).bind(now.clone());
+        conn.with_next(update).await?;
     }
     Ok(())
 }

@@ -1,36 +1,13 @@
 //! SQL for the `transfers` table.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row as _;
 
-use super::{Backend, Conn, Row, Store, StoreError, json_arrays, now_text, parse_time};
+use super::registration::NewTransfer;
+use super::{Conn, Row, Store, StoreError, parse_time};
 use crate::transfer::{BridgeState, Transfer, TransferId};
-
-/// A registration as the API accepted it.
-#[derive(Debug, Clone)]
-pub struct NewTransfer {
-    pub id: TransferId,
-    pub callback_url: Option<String>,
-    pub metadata: BTreeMap<String, String>,
-    /// Canonical JSON of the request; equal bodies mean an idempotent repeat.
-    pub request_json: String,
-    pub upstream_status: Option<String>,
-    pub upstream: Option<Value>,
-    /// See [`Transfer::integration`].
-    pub integration: Option<String>,
-    pub return_signal: Option<bool>,
-}
-
-pub enum Registered {
-    Created(Transfer),
-    /// Same id, same body: a safe retry.
-    Identical(Transfer),
-    /// Same id, different body.
-    Conflict(Transfer),
-}
 
 pub struct ListPage {
     pub items: Vec<Transfer>,
@@ -107,125 +84,6 @@ pub async fn fetch(conn: &mut Conn, id: &TransferId) -> Result<Option<Transfer>,
         .fetch_optional(conn)
         .await?;
     row.as_ref().map(from_row).transpose()
-}
-
-/// Insert, or tell an identical repeat from a conflicting one.
-/// A new transfer is owned by `owner`, the instance that received it.
-pub async fn register(
-    conn: &mut Conn,
-    backend: Backend,
-    new: &NewTransfer,
-    owner: &str,
-) -> Result<Registered, StoreError> {
-    match insert_many(conn, backend, &[new], owner)
-        .await?
-        .remove(new.id.as_str())
-    {
-        Some(transfer) => Ok(Registered::Created(transfer)),
-        None => repeat(conn, new).await,
-    }
-}
-
-/// A registration whose id is already stored (see [`insert_many`]): an
-/// identical repeat, or a conflicting body.
-pub async fn repeat(conn: &mut Conn, new: &NewTransfer) -> Result<Registered, StoreError> {
-    let row = sqlx::query(select!("WHERE id = $1"))
-        .bind(new.id.as_str())
-        .fetch_one(&mut *conn)
-        .await?;
-    let transfer = from_row(&row)?;
-    let stored: String = row.try_get("request_json")?;
-    Ok(if stored == new.request_json {
-        Registered::Identical(transfer)
-    } else {
-        Registered::Conflict(transfer)
-    })
-}
-
-/// A new transfer as [`insert_many`] sends it to the database.
-#[derive(Serialize)]
-struct NewRow<'a> {
-    id: &'a str,
-    upstream_status: Option<&'a str>,
-    upstream_json: Option<String>,
-    callback_url: Option<&'a str>,
-    metadata_json: String,
-    request_json: &'a str,
-    integration: Option<&'a str>,
-    return_signal: Option<i64>,
-}
-
-impl<'a> NewRow<'a> {
-    fn of(new: &'a NewTransfer) -> Self {
-        Self {
-            id: new.id.as_str(),
-            upstream_status: new.upstream_status.as_deref(),
-            upstream_json: new.upstream.as_ref().map(Value::to_string),
-            callback_url: new.callback_url.as_deref(),
-            metadata_json: serde_json::to_string(&new.metadata).expect("string map serializes"),
-            request_json: &new.request_json,
-            integration: new.integration.as_deref(),
-            return_signal: new.return_signal.map(i64::from),
-        }
-    }
-}
-
-/// Insert each of `new` that is not stored yet, owned by `owner`: one
-/// statement however many (see `ending` for why). The rows it inserted, by
-/// id; an id already stored, or named twice, is inserted once. Telling a
-/// repeat from a conflicting body is left to [`repeat`], for the few that
-/// were not new.
-pub async fn insert_many(
-    conn: &mut Conn,
-    backend: Backend,
-    new: &[&NewTransfer],
-    owner: &str,
-) -> Result<HashMap<String, Transfer>, StoreError> {
-    if new.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let sql = match backend {
-        // `WHERE true` tells SQLite's parser the ON CONFLICT is the upsert's.
-        Backend::Sqlite => {
-            concat!(
-                "INSERT INTO transfers (id, state, upstream_status, upstream_json, callback_url, \
-             metadata_json, request_json, created_at, updated_at, integration, return_signal, owner) \
-             SELECT json_extract(value, '$.id'), 'TRACKING', json_extract(value, '$.upstream_status'), \
-             json_extract(value, '$.upstream_json'), json_extract(value, '$.callback_url'), \
-             json_extract(value, '$.metadata_json'), json_extract(value, '$.request_json'), $2, $2, \
-             json_extract(value, '$.integration'), json_extract(value, '$.return_signal'), $3 \
-             FROM jsonb_each($1) WHERE true ON CONFLICT (id) DO NOTHING RETURNING ",
-                columns!()
-            )
-        }
-        Backend::Postgres => {
-            concat!(
-                "INSERT INTO transfers (id, state, upstream_status, upstream_json, callback_url, \
-             metadata_json, request_json, created_at, updated_at, integration, return_signal, owner) \
-             SELECT c.id, 'TRACKING', c.upstream_status, c.upstream_json, c.callback_url, \
-             c.metadata_json, c.request_json, $2, $2, c.integration, c.return_signal, $3 \
-             FROM json_to_recordset($1::json) AS c(id text, upstream_status text, upstream_json text, \
-             callback_url text, metadata_json text, request_json text, integration text, \
-             return_signal bigint) ON CONFLICT (id) DO NOTHING RETURNING ",
-                columns!()
-            )
-        }
-    };
-    let rows: Vec<NewRow<'_>> = new.iter().map(|n| NewRow::of(n)).collect();
-    let (mut inserted, now) = (HashMap::with_capacity(new.len()), now_text());
-    for array in json_arrays(backend, &rows) {
-        let rows = sqlx::query(sql)
-            .bind(array)
-            .bind(&now)
-            .bind(owner)
-            .fetch_all(&mut *conn)
-            .await?;
-        for row in &rows {
-            let transfer = from_row(row)?;
-            inserted.insert(transfer.id.as_str().to_owned(), transfer);
-        }
-    }
-    Ok(inserted)
 }
 
 pub(crate) fn from_row(row: &Row) -> Result<Transfer, StoreError> {
@@ -334,6 +192,33 @@ where
     let stored: Vec<Stored<X>> = serde_json::from_str(&all)
         .map_err(|e| StoreError::Corrupt(format!("transfers as JSON: {e}")))?;
     stored.into_iter().map(Stored::into_transfer).collect()
+}
+
+/// The transfer [`registration`](super::registration) inserts for `new`,
+/// owned by `owner`, stamped `now`: what a read of its row gives.
+pub(super) fn as_inserted(
+    new: &NewTransfer,
+    owner: &str,
+    now: &str,
+) -> Result<Transfer, StoreError> {
+    let stored = Stored {
+        extra: (),
+        id: new.id.as_str().to_owned(),
+        state: BridgeState::Tracking.as_str().to_owned(),
+        upstream_status: new.upstream_status.clone(),
+        upstream: new.upstream.clone(),
+        callback_url: new.callback_url.clone(),
+        metadata: new.metadata.clone(),
+        polls: 0,
+        reason: None,
+        sip: None,
+        integration: new.integration.clone(),
+        return_signal: new.return_signal.map(i64::from),
+        owner: Some(owner.to_owned()),
+        created_at: now.to_owned(),
+        updated_at: now.to_owned(),
+    };
+    Ok(stored.into_transfer()?.0)
 }
 
 impl<X> Stored<X> {
