@@ -94,26 +94,26 @@ impl Wrapped {
 /// moved up by `by`: the statement's own parameters come after those of
 /// the statements in front of it.
 fn push_shifted(out: &mut String, sql: &str, by: usize) {
-    let mut quoted = false;
-    let mut chars = sql.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        out.push(c);
-        match c {
-            '\'' => quoted = !quoted,
-            '$' if !quoted && by > 0 => {
-                let digits: String = std::iter::from_fn(|| {
-                    chars.next_if(|(_, d)| d.is_ascii_digit()).map(|(_, d)| d)
-                })
-                .collect();
-                if let Ok(n) = digits.parse::<usize>() {
+    let bytes = sql.as_bytes();
+    let (mut quoted, mut copied, mut i) = (false, 0, 0);
+    while by > 0 && i < bytes.len() {
+        match bytes[i] {
+            b'\'' => quoted = !quoted,
+            b'$' if !quoted => {
+                let digits = bytes[i + 1..].iter().take_while(|b| b.is_ascii_digit());
+                let end = i + 1 + digits.count();
+                if let Ok(n) = sql[i + 1..end].parse::<usize>() {
+                    out.push_str(&sql[copied..=i]);
                     out.push_str(&(n + by).to_string());
-                } else {
-                    debug_assert!(digits.is_empty(), "a parameter at {i}");
+                    (copied, i) = (end, end);
+                    continue;
                 }
             }
             _ => {}
         }
+        i += 1;
     }
+    out.push_str(&sql[copied..]);
 }
 
 impl Execute<'_, Any> for Wrapped {
@@ -189,5 +189,6 @@ mod tests {
         );
         assert_eq!(shifted(sql, 0), sql);
         assert_eq!(shifted("SELECT 'it''s $1', $1", 1), "SELECT 'it''s $1', $2");
+        assert_eq!(shifted("SELECT $ x, $9, $", 1), "SELECT $ x, $10, $");
     }
 }
