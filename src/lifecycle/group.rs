@@ -216,9 +216,12 @@ async fn commit(lifecycle: &Lifecycle, jobs: Vec<Job>) {
         }
     }
     let mut written = write_group(lifecycle, &group, Taken::AsNew).await;
-    if written.is_err() && !group.registers.is_empty() {
+    if let Err(e) = &written
+        && !group.registers.is_empty()
+    {
         // A registration that was not new (see `store::insert_taken_as_new`),
         // or any other failure: once more, reading which are new.
+        tracing::debug!(error = %e, "group taking its registrations as new failed; reading them");
         written = write_group(lifecycle, &group, Taken::AsStored).await;
     }
     match written {
