@@ -201,3 +201,7 @@ pub async fn end_many(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "ending_tests.rs"]
+mod tests;

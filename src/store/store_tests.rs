@@ -85,48 +85,6 @@ async fn a_transfer_finishes_once_and_keeps_what_the_upstream_said() {
     }
 }
 
-/// A group's endings are read under the write lock, so each must find its
-/// transfer TRACKING; one that does not is a bug, and nothing of the
-/// transaction commits: on SQLite the check goes with the COMMIT.
-#[tokio::test]
-async fn endings_that_do_not_all_end_a_transfer_commit_nothing() {
-    for db in testdb::each().await {
-        let backend = db.backend();
-        let (t1, t2) = (
-            TransferId::parse("t1").unwrap(),
-            TransferId::parse("t2").unwrap(),
-        );
-        for id in [&t1, &t2] {
-            register_one(&db, &new(id.as_str(), "a")).await;
-        }
-        let mut conn = db.store.writer().await.unwrap();
-        let expire = Ending::new(&t2, BridgeState::Expired, None);
-        end_many(&mut conn, backend, &[expire], &now_text())
-            .await
-            .unwrap();
-        drop(conn);
-        let mut tx = db.store.begin().await.unwrap();
-        let both = [
-            Ending::new(&t1, BridgeState::Cancelled, None),
-            Ending::new(&t2, BridgeState::Cancelled, None),
-        ];
-        let result = match end_many(&mut tx, backend, &both, &now_text()).await {
-            Ok(()) => tx.commit().await,
-            Err(e) => Err(e),
-        };
-        let e = result.expect_err("one of the two was not TRACKING");
-        let why = ["changed other rows than it read", "1 of 2 transfers ended"];
-        assert!(
-            why.iter().any(|w| e.to_string().contains(w)),
-            "{backend:?}: {e}"
-        );
-        let stored = db.store.get(&t1).await.unwrap().unwrap();
-        assert_eq!(stored.state, BridgeState::Tracking, "{backend:?}");
-        let stored = db.store.get(&t2).await.unwrap().unwrap();
-        assert_eq!(stored.state, BridgeState::Expired, "{backend:?}");
-    }
-}
-
 #[tokio::test]
 async fn statuses_of_many_transfers_are_recorded_in_one_call_and_a_repeat_keeps_the_later() {
     for db in testdb::each().await {
