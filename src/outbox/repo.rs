@@ -59,7 +59,7 @@ pub async fn enqueue(
         let insert = sqlx::query(sql)
             .bind(array)
             .bind(now)
-            .bind(created.clone())
+            .bind(&created)
             .bind(i64::from(claim.is_some()))
             .bind(claim.map(|c| c.by.to_string()))
             .bind(claim.map(|c| c.until_ms));

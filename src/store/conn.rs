@@ -125,14 +125,23 @@ impl Conn {
         if let Some(tx) = self.sqlx() {
             return Ok(tx.commit().await?);
         }
+        if !self.ahead.is_empty() {
+            // The statements still queued go in front of the COMMIT (and the
+            // BEGIN in front of them, when nothing was sent yet).
+            self.execute("COMMIT").await?;
+            self.state = State::Plain;
+            return Ok(());
+        }
         self.end("COMMIT").await
     }
 
-    /// End the transaction without its writes.
+    /// End the transaction without its writes, or those of the statements
+    /// still queued.
     pub async fn rollback(mut self) -> Result<(), StoreError> {
         if let Some(tx) = self.sqlx() {
             return Ok(tx.rollback().await?);
         }
+        self.ahead.clear();
         self.end("ROLLBACK").await
     }
 
@@ -147,15 +156,8 @@ impl Conn {
         }
     }
 
-    /// The end of a transaction of the store's own.
+    /// The end of a transaction of the store's own, with nothing queued.
     async fn end(&mut self, sql: &'static str) -> Result<(), StoreError> {
-        if sql == "COMMIT" && !self.ahead.is_empty() {
-            // What waits for a next statement goes with the COMMIT.
-            self.execute(sql).await?;
-            self.state = State::Plain;
-            return Ok(());
-        }
-        self.ahead.clear();
         if let (State::Open, Inner::Pooled(conn)) = (self.state, &mut self.inner) {
             // On failure the state stays open: the drop closes the connection.
             conn.execute(sql).await?;

@@ -161,18 +161,29 @@ async fn a_statement_queued_with_the_next_runs_in_front_of_it_unseen() {
     }
 }
 
+/// A transaction that inserted `first` and queued the INSERT of `second`,
+/// with what queuing it gave.
+async fn with_one_queued(
+    db: &TestStore,
+    first: i64,
+    second: i64,
+) -> (Conn, Result<Option<AnyQueryResult>, StoreError>) {
+    let mut tx = db.store.begin().await.unwrap();
+    insert(&mut tx, first).await.unwrap();
+    let queued = tx.with_next(insert_query(second, "x")).await;
+    (tx, queued)
+}
+
 #[tokio::test]
 async fn a_statement_queued_last_goes_with_the_commit_and_not_with_a_rollback() {
     for db in each().await {
         let backend = db.backend();
-        let mut tx = db.store.begin().await.unwrap();
-        insert(&mut tx, 1).await.unwrap();
-        tx.with_next(insert_query(2, "x")).await.unwrap();
+        let (tx, queued) = with_one_queued(&db, 1, 2).await;
+        queued.unwrap();
         tx.rollback().await.unwrap();
         assert!(committed(&db).await.is_empty(), "{backend:?}");
-        let mut tx = db.store.begin().await.unwrap();
-        insert(&mut tx, 3).await.unwrap();
-        tx.with_next(insert_query(4, "x")).await.unwrap();
+        let (tx, queued) = with_one_queued(&db, 3, 4).await;
+        queued.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(committed(&db).await, [3, 4], "{backend:?}");
         // Queued alone, it carries the BEGIN as well.
@@ -191,10 +202,8 @@ async fn a_statement_queued_last_goes_with_the_commit_and_not_with_a_rollback() 
 async fn a_queued_statement_that_fails_fails_its_transaction() {
     for db in each().await {
         let backend = db.backend();
-        let mut tx = db.store.begin().await.unwrap();
-        insert(&mut tx, 1).await.unwrap();
         // A repeated key.
-        let queued = tx.with_next(insert_query(1, "x")).await;
+        let (mut tx, queued) = with_one_queued(&db, 1, 1).await;
         let next = insert(&mut tx, 2).await;
         assert!(queued.is_err() || next.is_err(), "{backend:?}");
         drop(tx);

@@ -85,12 +85,15 @@ pub async fn insert_taken_as_new(
     new: &[&NewTransfer],
     owner: &str,
 ) -> Result<Option<HashMap<String, Transfer>>, StoreError> {
+    if !conn.queues() {
+        return Ok(None);
+    }
     let mut transfers = HashMap::with_capacity(new.len());
     let now = now_text();
     for n in new {
         transfers.insert(n.id.as_str().to_owned(), as_inserted(n, owner, &now)?);
     }
-    if !conn.queues() || transfers.len() < new.len() {
+    if transfers.len() < new.len() {
         return Ok(None);
     }
     if new.is_empty() {

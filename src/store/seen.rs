@@ -64,7 +64,7 @@ pub async fn record_upstream<'a>(
     };
     let now = now_text();
     for array in json_arrays(backend, &latest(rows)) {
-        let update = sqlx::query(sql).bind(array).bind(now.clone());
+        let update = sqlx::query(sql).bind(array).bind(&now);
         conn.with_next(update).await?;
     }
     Ok(())
