@@ -162,6 +162,7 @@ pub async fn cancel(
         reason: Some("cancelled via DELETE /v1/transfers/{id}"),
         seen: None,
         polls: None,
+        known: None,
     };
     let transfer = match app.lifecycle.finish(&id, cancel).await? {
         Finished::Unknown => return Err(not_found(&id)),

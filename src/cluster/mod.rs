@@ -219,7 +219,8 @@ impl Cluster {
     pub async fn poll_now(&self, transfer: &Transfer) -> Option<Signalled> {
         let tracker = &self.inner.tracker;
         let here = |polls: u32| Signalled::Here { polls };
-        if let Some(polls) = tracker.poll_now(transfer.id.clone()).await {
+        let known = Some(Box::new(transfer.clone()));
+        if let Some(polls) = tracker.poll_now(transfer.id.clone(), known).await {
             return Some(here(polls));
         }
         let owner = transfer.owner.as_deref();
@@ -227,7 +228,7 @@ impl Cluster {
             return None;
         }
         match self.take_over(transfer).await {
-            Ok(true) => tracker.poll_now(transfer.id.clone()).await.map(here),
+            Ok(true) => tracker.poll_now(transfer.id.clone(), None).await.map(here),
             Ok(false) => {
                 let owner = owner.unwrap_or_default();
                 let sent = self
@@ -258,7 +259,13 @@ impl Cluster {
 
     /// A signal forwarded to this instance: poll its transfer now.
     async fn signalled(&self, id: crate::transfer::TransferId) {
-        if self.inner.tracker.poll_now(id.clone()).await.is_none() {
+        if self
+            .inner
+            .tracker
+            .poll_now(id.clone(), None)
+            .await
+            .is_none()
+        {
             tracing::debug!(call_transfer_id = %id, "forwarded signal for a transfer no longer tracked here");
         }
     }

@@ -40,6 +40,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use super::finish::{OwnedFinish, as_known};
 use super::register::{self, Registration};
 use super::sip_return::{self, SipReturned};
 use super::{Finish, Finished, Lifecycle, Returned, Seen};
@@ -47,7 +48,7 @@ use crate::linger::linger;
 use crate::outbox::ActionView;
 use crate::outbox::repo;
 use crate::store::{self, Conn, NewTransfer, StoreError, Upstream};
-use crate::transfer::{Action, BridgeState, TransferId};
+use crate::transfer::{Action, TransferId};
 use crate::upstream::CallTransfer;
 
 /// How long a group waits for company under load.
@@ -62,37 +63,6 @@ const LINGER: Duration = Duration::from_millis(2);
 const MAX_GROUP: usize = 128;
 /// Changes waiting for the committer; callers wait when it is full.
 pub(super) const QUEUE: usize = 4096;
-
-/// A [`Finish`] that can wait in the committer's queue.
-pub(super) struct OwnedFinish {
-    state: BridgeState,
-    reason: Option<String>,
-    seen: Option<(CallTransfer, Value)>,
-    polls: Option<u32>,
-}
-
-impl OwnedFinish {
-    pub(super) fn new(f: &Finish<'_>) -> Self {
-        Self {
-            state: f.state,
-            reason: f.reason.map(str::to_owned),
-            seen: f.seen.map(|s| (s.resource.clone(), s.raw.clone())),
-            polls: f.polls,
-        }
-    }
-
-    fn as_finish(&self) -> Finish<'_> {
-        Finish {
-            state: self.state,
-            reason: self.reason.as_deref(),
-            seen: self
-                .seen
-                .as_ref()
-                .map(|(resource, raw)| Seen { resource, raw }),
-            polls: self.polls,
-        }
-    }
-}
 
 /// A change waiting for the committer.
 pub(super) enum Job {
@@ -193,6 +163,12 @@ impl Group {
         let completions = returns.map(|job| (&job.new.id, sip_return::completion(job.seen())));
         finishes.chain(completions).collect()
     }
+
+    /// Whether [`Taken::AsGiven`] takes anything as given.
+    fn takes_anything(&self) -> bool {
+        let known = |job: &FinishJob| job.finish.carries_known();
+        !self.registers.is_empty() || self.finishes.iter().any(known)
+    }
 }
 
 /// What a group's transaction gave each registration, ending and return.
@@ -215,13 +191,14 @@ async fn commit(lifecycle: &Lifecycle, jobs: Vec<Job>) {
             Job::Return(r) => group.returns.push(*r),
         }
     }
-    let mut written = write_group(lifecycle, &group, Taken::AsNew).await;
+    let mut written = write_group(lifecycle, &group, Taken::AsGiven).await;
     if let Err(e) = &written
-        && !group.registers.is_empty()
+        && group.takes_anything()
     {
         // A registration that was not new (see `store::insert_taken_as_new`),
-        // or any other failure: once more, reading which are new.
-        tracing::debug!(error = %e, "group taking its registrations as new failed; reading them");
+        // a transfer that changed since it was read (see `Finish::known`),
+        // or any other failure: once more, reading.
+        tracing::debug!(error = %e, "group taking its changes as given failed; reading them");
         written = write_group(lifecycle, &group, Taken::AsStored).await;
     }
     match written {
@@ -300,7 +277,13 @@ async fn write_group(
     repo::enqueue(&mut tx, backend, &actions, slot.claim()).await?;
     let (mut finished, ended) = match changes.is_empty() {
         true => Default::default(),
-        false => lifecycle.finish_in(&mut tx, &changes, &slot).await?,
+        false => {
+            let known = match taken {
+                Taken::AsGiven => as_known(&changes, &tx),
+                Taken::AsStored => None,
+            };
+            lifecycle.finish_in(&mut tx, &changes, &slot, known).await?
+        }
     };
     tx.commit().await?;
     let completed = finished.split_off(group.finishes.len());
@@ -317,13 +300,17 @@ async fn write_group(
     })
 }
 
-/// How a group's registrations are inserted.
+/// How a group's registrations are inserted and its endings' transfers
+/// found.
 #[derive(Clone, Copy)]
 enum Taken {
-    /// Each taken to be new: on SQLite the INSERT goes with the next
-    /// statement, and the transaction fails if one was not.
-    AsNew,
-    /// The INSERT's rows say which were new; the others are read.
+    /// Each registration taken to be new: on SQLite the INSERT goes with the
+    /// next statement, and the transaction fails if one was not. Endings
+    /// that came with their transfer take it (see [`as_known`]), and the
+    /// transaction fails if one changed meanwhile.
+    AsGiven,
+    /// The INSERT's rows say which were new; the others are read, and so
+    /// are the transfers the endings end.
     AsStored,
 }
 
@@ -340,7 +327,7 @@ async fn register_all(
     let mut actions = Vec::new();
     let news: Vec<_> = group.registers.iter().map(|job| &job.new).collect();
     let as_new = match taken {
-        Taken::AsNew => lifecycle.insert_taken_as_new(tx, &news).await?,
+        Taken::AsGiven => lifecycle.insert_taken_as_new(tx, &news).await?,
         Taken::AsStored => None,
     };
     let mut inserted = match as_new {

@@ -70,6 +70,7 @@ async fn committed_actions_are_claimed_and_handed_over() {
             reason: Some("hung up"),
             seen: None,
             polls: None,
+            known: None,
         };
         lifecycle.finish(&id, cancel).await.unwrap();
         let batch = fresh.try_recv().expect("the cancellation's batch");

@@ -74,6 +74,7 @@ pub(super) fn ended(state: BridgeState, seen: Option<Seen<'_>>) -> Finish<'_> {
         reason: None,
         seen,
         polls: Some(3),
+        known: None,
     }
 }
 

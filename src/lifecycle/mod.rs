@@ -7,6 +7,7 @@
 //! router or the store's transaction-level SQL itself.
 
 mod adopt;
+mod finish;
 mod group;
 mod register;
 mod sip_return;
@@ -45,6 +46,12 @@ pub struct Finish<'a> {
     pub seen: Option<Seen<'a>>,
     /// Upstream GETs so far (the tracker's count); `None` keeps the stored one.
     pub polls: Option<u32>,
+    /// The transfer as a read just before showed it (the read that answered
+    /// the PBX's signal). On SQLite the ending takes it instead of reading
+    /// the row again, and its UPDATE checks that the row still says the
+    /// same (see [`store::Ending::expecting`]); if it does not, the group
+    /// runs again, reading.
+    pub known: Option<&'a Transfer>,
 }
 
 /// How a [`Lifecycle::finish`] went.
@@ -147,7 +154,7 @@ impl Lifecycle {
         let job = |reply| {
             group::Job::Finish(Box::new(group::FinishJob {
                 id: id.clone(),
-                finish: group::OwnedFinish::new(&finish),
+                finish: finish::OwnedFinish::new(&finish),
                 reply,
             }))
         };
@@ -204,7 +211,7 @@ impl Lifecycle {
         finish: &Finish<'_>,
         slot: &Slot,
     ) -> Result<(Finished, Vec<Action>), StoreError> {
-        let (mut outcomes, actions) = self.finish_in(tx, &[(id, *finish)], slot).await?;
+        let (mut outcomes, actions) = self.finish_in(tx, &[(id, *finish)], slot, None).await?;
         Ok((outcomes.pop().expect("one outcome per change"), actions))
     }
 
@@ -214,21 +221,31 @@ impl Lifecycle {
     /// of the same transfer finds it already ended. The actions enqueued
     /// come back for [`Handoff::committed`]. On SQLite the UPDATE and the
     /// INSERT wait to go with the COMMIT (see `store::Conn::with_next`):
-    /// after the read, one hand-off to the writer thread.
+    /// after the read, one hand-off to the writer thread. With `known` (the
+    /// transfers as the changes saw them, see [`Finish::known`]) there is no
+    /// read: each ending expects its row unchanged, and the UPDATE's check
+    /// fails the transaction if one was not.
     async fn finish_in(
         &self,
         tx: &mut Conn,
         changes: &[(&TransferId, Finish<'_>)],
         slot: &Slot,
+        known: Option<HashMap<String, Transfer>>,
     ) -> Result<(Vec<Finished>, Vec<Action>), StoreError> {
         let backend = self.store.backend();
-        let ids: Vec<&str> = changes.iter().map(|(id, _)| id.as_str()).collect();
-        let known = store::fetch_many(tx, backend, &ids).await?;
+        let expecting = known.is_some();
+        let known = match known {
+            Some(known) => known,
+            None => {
+                let ids: Vec<&str> = changes.iter().map(|(id, _)| id.as_str()).collect();
+                store::fetch_many(tx, backend, &ids).await?
+            }
+        };
         // The stamp the rows get, so each outcome's transfer is what a read
         // after the commit gives.
         let now = store::now_text();
         let at = store::parse_time(&now)?;
-        let (outcomes, endings, actions) = self.plan_group(changes, known, at);
+        let (outcomes, endings, actions) = self.plan_group(changes, known, at, expecting);
         store::end_many(tx, backend, &endings, &now).await?;
         repo::enqueue(tx, backend, &actions, slot.claim()).await?;
         if backend == Backend::Postgres {
@@ -244,12 +261,14 @@ impl Lifecycle {
     /// from the transfers the group read (`known`, by id). A transfer is
     /// moved into its outcome, not cloned: the upstream's resource in it is
     /// a tree of allocations. A second change of a transfer this group ends
-    /// finds it ended, as the row will say.
+    /// finds it ended, as the row will say. `expecting`: `known` was not
+    /// read under the write lock, so each ending checks its row.
     fn plan_group<'a>(
         &self,
         changes: &'a [(&'a TransferId, Finish<'a>)],
         mut known: HashMap<String, Transfer>,
         at: time::OffsetDateTime,
+        expecting: bool,
     ) -> (Vec<Finished>, Vec<Ending<'a>>, Vec<Action>) {
         let mut outcomes = Vec::with_capacity(changes.len());
         let mut endings = Vec::with_capacity(changes.len());
@@ -268,7 +287,10 @@ impl Lifecycle {
                 outcomes.push(Finished::Unknown);
                 continue;
             };
-            let (ending, planned) = self.plan_end(&mut transfer, id, f);
+            let (mut ending, planned) = self.plan_end(&mut transfer, id, f);
+            if expecting {
+                ending = ending.expecting(&transfer);
+            }
             transfer.updated_at = at;
             endings.push(ending);
             ending_at.insert(id.as_str(), outcomes.len());
@@ -334,3 +356,7 @@ mod handoff_tests;
 #[cfg(test)]
 #[path = "group_tests.rs"]
 mod group_tests;
+
+#[cfg(test)]
+#[path = "known_tests.rs"]
+mod known_tests;

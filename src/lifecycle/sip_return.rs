@@ -42,6 +42,7 @@ pub(super) fn completion(seen: Seen<'_>) -> Finish<'_> {
         reason: None,
         seen: Some(seen),
         polls: None,
+        known: None,
     }
 }
 

@@ -37,6 +37,12 @@ pub struct Ending<'a> {
     pub upstream_status: Option<&'a str>,
     pub upstream_json: Option<String>,
     pub sip_json: Option<String>,
+    /// Set by [`Ending::expecting`]: the row must still carry this stamp.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expect_updated_at: Option<String>,
+    /// With `expect_updated_at`: the row's owner, which changes unstamped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expect_owner: Option<String>,
 }
 
 impl<'a> Ending<'a> {
@@ -49,7 +55,19 @@ impl<'a> Ending<'a> {
             upstream_status: None,
             upstream_json: None,
             sip_json: None,
+            expect_updated_at: None,
+            expect_owner: None,
         }
+    }
+
+    /// End the row only if it still is `known` (its stamp and owner, which
+    /// every other change of a transfer moves), for an ending planned from
+    /// a transfer read earlier, not under the write lock. A row that moved
+    /// meanwhile is not ended, and the group's check fails it.
+    pub fn expecting(mut self, known: &Transfer) -> Self {
+        self.expect_updated_at = Some(crate::transfer::clock::format_rfc3339(known.updated_at));
+        self.expect_owner = known.owner.clone();
+        self
     }
 
     /// Record what the upstream said in the same write.
@@ -113,7 +131,9 @@ async fn fetch_many_sqlite(
         .collect())
 }
 
-/// [`end_many`] on SQLite. The unary `+` keeps the planner off the
+/// [`end_many`] on SQLite. An ending [`Ending::expecting`] a row ends it
+/// only if the row still carries the stamp and owner it was read with.
+/// The unary `+` keeps the planner off the
 /// `(state, seq)` index: led by it, it scanned every TRACKING transfer and
 /// the whole group for each (10 ms of CPU per ending in a burst of 10,000),
 /// where led by the group it looks each id up once.
@@ -124,7 +144,10 @@ const END_MANY_SQLITE: &str = "UPDATE transfers SET state = json_extract(c.value
      upstream_json = COALESCE(json_extract(c.value, '$.upstream_json'), upstream_json), \
      sip_json = json_extract(c.value, '$.sip_json'), updated_at = $2 \
      FROM jsonb_each($1) AS c \
-     WHERE transfers.id = json_extract(c.value, '$.id') AND +transfers.state = 'TRACKING'";
+     WHERE transfers.id = json_extract(c.value, '$.id') AND +transfers.state = 'TRACKING' \
+     AND (json_extract(c.value, '$.expect_updated_at') IS NULL \
+     OR (transfers.updated_at = json_extract(c.value, '$.expect_updated_at') \
+     AND transfers.owner IS json_extract(c.value, '$.expect_owner')))";
 
 /// [`end_many`] on PostgreSQL. The planner takes `json_to_recordset` for
 /// 100 rows whatever the array holds, and reads the whole table when it
@@ -142,8 +165,11 @@ pub(super) const END_MANY_POSTGRES: &str = concat!(
      upstream_json = COALESCE(c.upstream_json, t.upstream_json), \
      sip_json = c.sip_json, updated_at = $2 \
      FROM json_to_recordset($1::json) AS c(id text, state text, reason text, \
-     polls bigint, upstream_status text, upstream_json text, sip_json text) \
-     WHERE t.id = c.id AND (t.state || '') = 'TRACKING' AND ",
+     polls bigint, upstream_status text, upstream_json text, sip_json text, \
+     expect_updated_at text, expect_owner text) \
+     WHERE t.id = c.id AND (t.state || '') = 'TRACKING' \
+     AND (c.expect_updated_at IS NULL OR (t.updated_at = c.expect_updated_at \
+     AND t.owner IS NOT DISTINCT FROM c.expect_owner)) AND ",
     ids_of_rows!()
 );
 

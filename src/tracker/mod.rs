@@ -34,7 +34,7 @@ pub use poll::{PollDeps, Step, fail_auth, finish, poll_once};
 pub use signals::SignalAware;
 pub use state::{Phase, TrackState};
 
-use crate::transfer::TransferId;
+use crate::transfer::{Transfer, TransferId};
 use scheduler::{Command, Scheduler};
 
 /// Commands waiting for the loop; registration awaits when it is full, which
@@ -87,9 +87,14 @@ impl Tracker {
     /// made so far (the API's answer shows them, and asking in the same
     /// message spares it a second round trip to the scheduler); `None` when
     /// the transfer is not being tracked.
-    pub async fn poll_now(&self, id: TransferId) -> Option<u32> {
+    /// `known`: the transfer as the caller just read it, for the ending
+    /// that poll may bring (see [`TrackState::known`]).
+    pub async fn poll_now(&self, id: TransferId, known: Option<Box<Transfer>>) -> Option<u32> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::PollNow(id, reply)).await.ok()?;
+        self.tx
+            .send(Command::PollNow(id, known, reply))
+            .await
+            .ok()?;
         rx.await.ok().flatten()
     }
 

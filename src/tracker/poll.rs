@@ -63,6 +63,14 @@ pub enum Step {
 /// `polling.max_in_flight` bounds requests to the upstream, and a burst of
 /// completions waiting for their group commit does not hold the next GETs.
 pub async fn poll_once<R>(deps: &PollDeps, st: &mut TrackState, request: R) -> Step {
+    let step = poll(deps, st, request).await;
+    // The transfer a signal's read saw stands for this poll only: what the
+    // poll found may have changed the row since.
+    st.known = None;
+    step
+}
+
+async fn poll<R>(deps: &PollDeps, st: &mut TrackState, request: R) -> Step {
     if st.age() > deps.config.max_tracking_time {
         drop(request);
         let reason = format!(
@@ -239,6 +247,7 @@ pub async fn finish(
             raw: &f.raw,
         }),
         polls: Some(st.polls),
+        known: st.known.as_deref(),
     };
     if let Finished::Changed { .. } = deps.lifecycle.finish(&st.id, finish).await? {
         record_finish(st, state, fetched);

@@ -25,14 +25,18 @@ use tokio_util::time::{DelayQueue, delay_queue};
 use super::poll::{PollDeps, Step, fail_auth, poll_once};
 use super::slack::coalesced;
 use super::state::{Phase, TrackState};
-use crate::transfer::TransferId;
+use crate::transfer::{Transfer, TransferId};
 
 pub(super) enum Command {
     /// Start tracking; `None` asks the policy for the first delay.
     Track(TrackState, Option<Duration>),
     Untrack(TransferId),
     /// Poll now with priority; replies whether the transfer is tracked.
-    PollNow(TransferId, oneshot::Sender<Option<u32>>),
+    PollNow(
+        TransferId,
+        Option<Box<Transfer>>,
+        oneshot::Sender<Option<u32>>,
+    ),
     /// Live poll count, for the API.
     Polls(TransferId, oneshot::Sender<Option<u32>>),
 }
@@ -227,8 +231,8 @@ impl Scheduler {
                     self.count(entry.phase, None);
                 }
             }
-            Command::PollNow(id, reply) => {
-                let _ = reply.send(self.poll_now(&id));
+            Command::PollNow(id, known, reply) => {
+                let _ = reply.send(self.poll_now(&id, known));
             }
             Command::Polls(id, reply) => {
                 let _ = reply.send(self.entries.get(&id).map(|e| e.polls));
@@ -258,11 +262,13 @@ impl Scheduler {
     }
 
     /// The transfer's polls so far, `None` when it is not tracked here.
-    fn poll_now(&mut self, id: &TransferId) -> Option<u32> {
+    /// `known` goes with the poll, unless one is in flight already.
+    fn poll_now(&mut self, id: &TransferId, known: Option<Box<Transfer>>) -> Option<u32> {
         let entry = self.entries.get_mut(id)?;
         match (&mut entry.state, entry.key.take()) {
             (Some(state), Some((lane, key))) => {
                 state.signalled_at = Some(Instant::now());
+                state.known = known;
                 // Jump the queue: due now, in the signal lane.
                 match lane {
                     Lane::Signal => self.signal.remove(&key),

@@ -60,6 +60,10 @@ pub struct TrackState {
     pub integration: IntegrationId,
     /// The registration's `returnSignal`, overriding the learned trust.
     pub return_signal: Option<bool>,
+    /// The transfer as the read that answered a signal showed it, until the
+    /// poll the signal brought: if that poll ends it, the ending needs no
+    /// read of its own (see `lifecycle::Finish::known`).
+    pub known: Option<Box<Transfer>>,
 }
 
 impl TrackState {
@@ -75,6 +79,7 @@ impl TrackState {
             signalled_at: None,
             integration: IntegrationId::SHARED,
             return_signal: None,
+            known: None,
         }
     }
 

@@ -1,0 +1,71 @@
+//! A change to end a transfer, as it waits for the group committer, and
+//! the transfers a group's endings take as known instead of reading them.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::{Finish, Seen};
+use crate::store::Conn;
+use crate::transfer::{BridgeState, Transfer, TransferId};
+use crate::upstream::CallTransfer;
+
+/// A [`Finish`] that can wait in the committer's queue.
+pub(super) struct OwnedFinish {
+    state: BridgeState,
+    reason: Option<String>,
+    seen: Option<(CallTransfer, Value)>,
+    polls: Option<u32>,
+    known: Option<Box<Transfer>>,
+}
+
+impl OwnedFinish {
+    pub(super) fn new(f: &Finish<'_>) -> Self {
+        Self {
+            state: f.state,
+            reason: f.reason.map(str::to_owned),
+            seen: f.seen.map(|s| (s.resource.clone(), s.raw.clone())),
+            polls: f.polls,
+            known: f.known.map(|t| Box::new(t.clone())),
+        }
+    }
+
+    /// Whether it came with the transfer it ends (see [`Finish::known`]).
+    pub(super) fn carries_known(&self) -> bool {
+        self.known.is_some()
+    }
+
+    pub(super) fn as_finish(&self) -> Finish<'_> {
+        Finish {
+            state: self.state,
+            reason: self.reason.as_deref(),
+            seen: self
+                .seen
+                .as_ref()
+                .map(|(resource, raw)| Seen { resource, raw }),
+            polls: self.polls,
+            known: self.known.as_deref(),
+        }
+    }
+}
+
+/// The transfers `changes` end, as each change saw them (see
+/// [`Finish::known`]), when every change came with its transfer, still
+/// TRACKING: then the endings need no read. Only where statements queue
+/// (SQLite, see `store::Conn::with_next`), which is where the read is a
+/// hand-off of its own.
+pub(super) fn as_known(
+    changes: &[(&TransferId, Finish<'_>)],
+    tx: &Conn,
+) -> Option<HashMap<String, Transfer>> {
+    if !tx.queues() {
+        return None;
+    }
+    let each = |(id, f): &(&TransferId, Finish<'_>)| {
+        let known = f
+            .known
+            .filter(|t| t.id == **id && t.state == BridgeState::Tracking)?;
+        Some((id.as_str().to_owned(), known.clone()))
+    };
+    changes.iter().map(each).collect()
+}
