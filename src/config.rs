@@ -41,6 +41,9 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub sip: crate::sip::SipConfig,
     pub webhook: crate::delivery::webhook::WebhookConfig,
+    /// Where `serve` runs its threads (see `affinity`).
+    #[serde(default)]
+    pub runtime: crate::affinity::RuntimeConfig,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
 }

@@ -8,6 +8,7 @@
 //! `store`, `upstream`, `delivery` and `sip`; `transfer` (the domain) and
 //! `settings` at the bottom. `config` assembles each module's own section.
 
+pub mod affinity;
 pub mod alloc;
 pub mod api;
 pub mod backoff;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use transfer_bridge::affinity::{self, OneCpu, Placement};
 use transfer_bridge::config::Config;
 use transfer_bridge::{App, demo, simulator, telemetry};
 
@@ -123,9 +124,7 @@ fn main() -> ExitCode {
 /// drain a burst faster still, at more CPU per transfer.
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     use tokio::runtime::Builder;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let told = std::env::var_os("TOKIO_WORKER_THREADS").is_some();
-    let mut builder = match flavour(cores, told) {
+    let mut builder = match this_flavour() {
         Flavour::CurrentThread => Builder::new_current_thread(),
         // tokio reads `TOKIO_WORKER_THREADS` itself.
         Flavour::MultiThread(None) => Builder::new_multi_thread(),
@@ -144,6 +143,13 @@ enum Flavour {
     CurrentThread,
     /// Workers; `None` when `TOKIO_WORKER_THREADS` names the count.
     MultiThread(Option<usize>),
+}
+
+/// The runtime [`runtime`] builds on this machine.
+fn this_flavour() -> Flavour {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let told = std::env::var_os("TOKIO_WORKER_THREADS").is_some();
+    flavour(cores, told)
 }
 
 /// The runtime for a machine of `cores`, `told` whether `TOKIO_WORKER_THREADS`
@@ -270,6 +276,7 @@ async fn serve(config: Option<PathBuf>) -> ExitCode {
         eprintln!("config error: {missing}");
         return ExitCode::from(2);
     }
+    place_threads(config.runtime.one_cpu);
     let bind = config.http.bind;
     let result = async {
         let app = App::build(config).await?;
@@ -282,6 +289,19 @@ async fn serve(config: Option<PathBuf>) -> ExitCode {
             tracing::error!(error = format!("{e:#}"), "transfer-bridge failed");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Before the store and the broker start their threads: keep them on one
+/// CPU where `runtime.one_cpu` says (see `affinity`). `serve` runs on the
+/// async thread itself, which starts them.
+fn place_threads(one_cpu: OneCpu) {
+    let one_async_thread = this_flavour() == Flavour::CurrentThread;
+    match affinity::keep_on_one_cpu(one_cpu, one_async_thread) {
+        Placement::OneCpu { cpu } => {
+            tracing::info!(cpu, "threads kept on one CPU (runtime.one_cpu)");
+        }
+        Placement::Free(why) => tracing::info!(%why, "threads on any CPU"),
     }
 }
 

@@ -23,6 +23,7 @@ mod ids;
 mod kamailio;
 mod lifecycle;
 mod ops;
+mod placement;
 mod receiver;
 mod schema;
 mod sip;

@@ -1,0 +1,188 @@
+//! Where `serve` runs its threads: on a machine that gives it two CPUs, on
+//! one of them (`runtime.one_cpu`).
+//!
+//! On two CPUs the bridge runs one async thread (see `main.rs`) beside
+//! SQLite's connection threads and lapin's I/O thread, and nearly all it
+//! does is hand work between them: every statement, publish and confirm
+//! wakes one thread from another, and most of a signalled transfer's CPU is
+//! those wake-ups (README, "Throughput and CPU"). A wake-up across the two
+//! vCPUs of a VM is an interrupt between processors, which the hypervisor
+//! delivers: on the project's 2-vCPU machine a futex round trip cost 37.6
+//! us across vCPUs and 1.5 us within one (`benches/tools/host_costs.c`).
+//! Kept on one CPU the bridge spent 8-20% less CPU per signalled transfer,
+//! and a burst of 10,000 completions drained as fast. The broker, the
+//! database and the rest of the machine keep both CPUs: the kernel moves
+//! them off the bridge's when it is busy.
+//!
+//! The CPU is the one the kernel started the process on (it starts a new
+//! program on an idle CPU where it has one), so two bridges started one
+//! after the other on one machine tend to take different CPUs.
+
+use serde::{Deserialize, Serialize};
+
+/// `runtime.one_cpu`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OneCpu {
+    /// One CPU when the bridge runs one async thread and may use two CPUs:
+    /// the case measured. With more CPUs it runs more async threads, which
+    /// one CPU would starve.
+    #[default]
+    Auto,
+    /// Every CPU it may use, as the kernel sees fit. (To keep a bridge on
+    /// one CPU elsewhere, start it so: `taskset -c 1`, or a one-CPU cpuset.)
+    Off,
+}
+
+/// The `[runtime]` section.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    pub one_cpu: OneCpu,
+}
+
+/// Where [`keep_on_one_cpu`] left the threads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// This thread, and every thread it starts from now on, runs on `cpu`.
+    OneCpu { cpu: usize },
+    /// Left to the kernel, for this reason.
+    Free(String),
+}
+
+/// Whether `setting` asks for one CPU, for a bridge that runs one async
+/// thread (`one_async_thread`) and may use `allowed` CPUs.
+pub fn wants_one_cpu(setting: OneCpu, one_async_thread: bool, allowed: usize) -> bool {
+    match setting {
+        OneCpu::Off => false,
+        OneCpu::Auto => one_async_thread && allowed == 2,
+    }
+}
+
+/// Keep the calling thread, and so every thread it starts later (SQLite's
+/// connection threads and lapin's I/O thread are started from the async
+/// thread), on one CPU if `setting` asks for it. Call it on the async
+/// thread before the store or the broker is opened. A refusal (a sandbox
+/// that forbids it, say) leaves the threads free, and says why.
+pub fn keep_on_one_cpu(setting: OneCpu, one_async_thread: bool) -> Placement {
+    imp::keep_on_one_cpu(setting, one_async_thread)
+}
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use rustix::thread::{CpuSet, sched_getaffinity, sched_getcpu, sched_setaffinity};
+
+    use super::{OneCpu, Placement, wants_one_cpu};
+
+    pub fn keep_on_one_cpu(setting: OneCpu, one_async_thread: bool) -> Placement {
+        let allowed = match sched_getaffinity(None) {
+            Ok(set) => set,
+            Err(e) => return Placement::Free(format!("cannot read the CPUs allowed: {e}")),
+        };
+        let count = allowed.count() as usize;
+        if !wants_one_cpu(setting, one_async_thread, count) {
+            let why = format!("runtime.one_cpu = {setting:?}, {count} CPUs allowed");
+            return Placement::Free(why.to_lowercase());
+        }
+        on_this_cpu(&allowed)
+    }
+
+    /// Keep the calling thread on the CPU it runs on, or on the next one
+    /// `allowed`.
+    pub fn on_this_cpu(allowed: &CpuSet) -> Placement {
+        let here = sched_getcpu();
+        let Some(cpu) = (here..CpuSet::MAX_CPU)
+            .chain(0..here)
+            .find(|&cpu| allowed.is_set(cpu))
+        else {
+            return Placement::Free("no CPU is allowed".into());
+        };
+        let mut one = CpuSet::new();
+        one.set(cpu);
+        match sched_setaffinity(None, &one) {
+            Ok(()) => Placement::OneCpu { cpu },
+            Err(e) => Placement::Free(format!("cannot keep to one CPU: {e}")),
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    use super::{OneCpu, Placement};
+
+    pub fn keep_on_one_cpu(_: OneCpu, _: bool) -> Placement {
+        Placement::Free("thread placement is only set on Linux".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_keeps_one_async_thread_on_one_of_two_cpus_only() {
+        assert!(wants_one_cpu(OneCpu::Auto, true, 2));
+        assert!(!wants_one_cpu(OneCpu::Auto, true, 1));
+        assert!(!wants_one_cpu(OneCpu::Auto, false, 2));
+        assert!(!wants_one_cpu(OneCpu::Auto, false, 8));
+        assert!(!wants_one_cpu(OneCpu::Auto, true, 3));
+        assert!(!wants_one_cpu(OneCpu::Off, true, 2));
+    }
+
+    #[test]
+    fn the_setting_reads_as_written() {
+        let read: RuntimeConfig = toml::from_str("one_cpu = \"off\"").unwrap();
+        assert_eq!(read.one_cpu, OneCpu::Off);
+        let default: RuntimeConfig = toml::from_str("").unwrap();
+        assert_eq!(default.one_cpu, OneCpu::Auto);
+        assert!(toml::from_str::<RuntimeConfig>("one_cpu = \"on\"").is_err());
+    }
+
+    /// On a thread of its own, so the test runner's threads stay free: the
+    /// thread and a thread it starts afterwards both run on the one CPU.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_kept_thread_and_the_threads_it_starts_share_one_cpu() {
+        use rustix::thread::sched_getaffinity;
+        let allowed = sched_getaffinity(None).unwrap();
+        let placed = std::thread::spawn(move || {
+            let placement = imp::on_this_cpu(&allowed);
+            let own = sched_getaffinity(None).unwrap();
+            let child = std::thread::spawn(|| sched_getaffinity(None).unwrap())
+                .join()
+                .unwrap();
+            (placement, own, child)
+        });
+        let (placement, own, child) = placed.join().unwrap();
+        let Placement::OneCpu { cpu } = placement else {
+            panic!("{placement:?}");
+        };
+        assert!(allowed.is_set(cpu));
+        for set in [own, child] {
+            assert_eq!(set.count(), 1);
+            assert!(set.is_set(cpu));
+        }
+        assert_eq!(sched_getaffinity(None).unwrap(), allowed);
+    }
+
+    /// `auto` on this machine: one CPU exactly where two are allowed.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn auto_acts_on_the_cpus_this_process_may_use() {
+        let allowed = rustix::thread::sched_getaffinity(None).unwrap().count();
+        let placement = std::thread::spawn(|| keep_on_one_cpu(OneCpu::Auto, true))
+            .join()
+            .unwrap();
+        match allowed {
+            2 => assert!(
+                matches!(placement, Placement::OneCpu { .. }),
+                "{placement:?}"
+            ),
+            _ => assert!(matches!(placement, Placement::Free(_)), "{placement:?}"),
+        }
+        let off = std::thread::spawn(|| keep_on_one_cpu(OneCpu::Off, true))
+            .join()
+            .unwrap();
+        assert!(matches!(off, Placement::Free(_)), "{off:?}");
+    }
+}
