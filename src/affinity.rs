@@ -59,6 +59,17 @@ pub fn wants_one_cpu(setting: OneCpu, one_async_thread: bool, allowed: usize) ->
     }
 }
 
+/// Give the calling thread back every CPU the process could use before
+/// [`keep_on_one_cpu`] kept it to one (nothing, if it did not). For tokio's
+/// blocking pool (`main.rs` calls it as each of its threads starts): what
+/// runs there is heavy work moved off the async thread (the adaptive
+/// policy's calibration, milliseconds of maths), which on the async
+/// thread's CPU would hold up the very requests it was moved away from: a
+/// caller's instruction waited 3.6 ms behind one.
+pub fn release_this_thread() {
+    imp::release_this_thread();
+}
+
 /// Keep the calling thread, and so every thread it starts later (SQLite's
 /// connection threads and lapin's I/O thread are started from the async
 /// thread), on one CPU if `setting` asks for it. Call it on the async
@@ -70,9 +81,21 @@ pub fn keep_on_one_cpu(setting: OneCpu, one_async_thread: bool) -> Placement {
 
 #[cfg(target_os = "linux")]
 mod imp {
+    use std::sync::OnceLock;
+
     use rustix::thread::{CpuSet, sched_getaffinity, sched_getcpu, sched_setaffinity};
 
     use super::{OneCpu, Placement, wants_one_cpu};
+
+    /// The CPUs allowed before the process was kept to one.
+    static BEFORE: OnceLock<CpuSet> = OnceLock::new();
+
+    pub fn release_this_thread() {
+        if let Some(all) = BEFORE.get() {
+            // Best effort: a thread that stays on the one CPU still works.
+            let _ = sched_setaffinity(None, all);
+        }
+    }
 
     pub fn keep_on_one_cpu(setting: OneCpu, one_async_thread: bool) -> Placement {
         let allowed = match sched_getaffinity(None) {
@@ -100,7 +123,10 @@ mod imp {
         let mut one = CpuSet::new();
         one.set(cpu);
         match sched_setaffinity(None, &one) {
-            Ok(()) => Placement::OneCpu { cpu },
+            Ok(()) => {
+                let _ = BEFORE.set(*allowed);
+                Placement::OneCpu { cpu }
+            }
             Err(e) => Placement::Free(format!("cannot keep to one CPU: {e}")),
         }
     }
@@ -113,6 +139,8 @@ mod imp {
     pub fn keep_on_one_cpu(_: OneCpu, _: bool) -> Placement {
         Placement::Free("thread placement is only set on Linux".into())
     }
+
+    pub fn release_this_thread() {}
 }
 
 #[cfg(test)]
@@ -139,7 +167,8 @@ mod tests {
     }
 
     /// On a thread of its own, so the test runner's threads stay free: the
-    /// thread and a thread it starts afterwards both run on the one CPU.
+    /// thread and a thread it starts afterwards both run on the one CPU, and
+    /// a thread it starts that is released runs on all of them again.
     #[cfg(target_os = "linux")]
     #[test]
     fn a_kept_thread_and_the_threads_it_starts_share_one_cpu() {
@@ -151,9 +180,13 @@ mod tests {
             let child = std::thread::spawn(|| sched_getaffinity(None).unwrap())
                 .join()
                 .unwrap();
-            (placement, own, child)
+            let released = std::thread::spawn(|| {
+                release_this_thread();
+                sched_getaffinity(None).unwrap()
+            });
+            (placement, own, child, released.join().unwrap())
         });
-        let (placement, own, child) = placed.join().unwrap();
+        let (placement, own, child, released) = placed.join().unwrap();
         let Placement::OneCpu { cpu } = placement else {
             panic!("{placement:?}");
         };
@@ -163,6 +196,7 @@ mod tests {
             assert!(set.is_set(cpu));
         }
         assert_eq!(sched_getaffinity(None).unwrap(), allowed);
+        assert_eq!(released, allowed, "a released thread has every CPU back");
     }
 
     /// `auto` on this machine: one CPU exactly where two are allowed.

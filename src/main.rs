@@ -134,7 +134,11 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
             builder
         }
     };
-    builder.enable_all().build()
+    // tokio's blocking pool runs heavy work off the async thread: not on its CPU.
+    builder
+        .on_thread_start(affinity::release_this_thread)
+        .enable_all()
+        .build()
 }
 
 /// Which runtime [`runtime`] builds.
