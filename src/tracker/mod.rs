@@ -5,6 +5,7 @@ mod adaptive;
 mod config;
 mod durations;
 mod feedback;
+mod gate;
 mod integrations;
 mod learned;
 mod policy;

@@ -5,13 +5,14 @@
 //! No task lives per transfer.
 //!
 //! Returned-call signals have their own wheel and their own in-flight lane,
-//! so a caller who is back is never queued behind routine polls. Routine
+//! so a caller who is back is never queued behind routine polls; a signal's
+//! poll, due at once, skips the wheel (see `Scheduler::now`). Routine
 //! polls start only when the budget's pace admits them; until then they wait
 //! in the wheel, where a signal can still pull them out. While the auth circuit is open, nothing
 //! is polled but one probe at a time; past `auth_fail_after`, transfers that
 //! come due end FAILED without a request.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,9 +23,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::{DelayQueue, delay_queue};
 
+use super::gate::Gate;
 use super::poll::{PollDeps, Step, fail_auth, poll_once};
 use super::slack::coalesced;
-use super::state::{Phase, TrackState};
+use super::state::{Phase, PhaseCounts, TrackState};
 use crate::transfer::{Transfer, TransferId};
 
 pub(super) enum Command {
@@ -49,6 +51,8 @@ enum Lane {
 
 struct Entry {
     key: Option<(Lane, delay_queue::Key)>,
+    /// Waiting in the signal lane's queue of polls due now.
+    now: bool,
     /// `None` while a poll of it is in flight (the poll owns the state).
     state: Option<TrackState>,
     /// A signal arrived mid-poll: poll again right after.
@@ -56,20 +60,6 @@ struct Entry {
     polls: u32,
     /// For the per-status gauge.
     phase: Phase,
-}
-
-/// What the auth circuit allows right now.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Gate {
-    Open,
-    /// One request may go, to find out whether credentials work again.
-    Probe,
-    /// Past `auth_fail_after`: due transfers fail (or probe, when due).
-    Fail {
-        probe: bool,
-    },
-    /// Nothing goes before this instant (or a circuit change).
-    Hold(Instant),
 }
 
 struct Done {
@@ -105,6 +95,10 @@ pub(super) struct Scheduler {
     deps: Arc<PollDeps>,
     routine: DelayQueue<TransferId>,
     signal: DelayQueue<TransferId>,
+    /// Signal-lane polls due at once. Not in the wheel: it rounds every
+    /// deadline up to its next millisecond tick, and a caller on the line
+    /// waited up to a millisecond or two for the GET its signal asked for.
+    now: VecDeque<TransferId>,
     entries: HashMap<TransferId, Entry>,
     inflight: FuturesUnordered<Polling>,
     /// Upstream requests in flight per lane: [signal, routine].
@@ -118,7 +112,7 @@ pub(super) struct Scheduler {
     answered: mpsc::UnboundedReceiver<(Lane, bool)>,
     probing: bool,
     circuit: watch::Receiver<bool>,
-    by_phase: [usize; 3],
+    by_phase: PhaseCounts,
     /// Where the grid of routine due times starts (see `slack`).
     epoch: Instant,
 }
@@ -132,6 +126,7 @@ impl Scheduler {
             deps: Arc::new(deps),
             routine: DelayQueue::new(),
             signal: DelayQueue::new(),
+            now: VecDeque::new(),
             entries: HashMap::new(),
             inflight: FuturesUnordered::new(),
             busy: [0; 2],
@@ -141,7 +136,7 @@ impl Scheduler {
             answered,
             probing: false,
             circuit,
-            by_phase: [0; 3],
+            by_phase: PhaseCounts::default(),
             epoch: Instant::now(),
         }
     }
@@ -153,7 +148,7 @@ impl Scheduler {
         drain: Duration,
     ) {
         loop {
-            let gate = self.gate();
+            let gate = Gate::now(&self.deps, self.probing);
             let go = !matches!(gate, Gate::Hold(_));
             let signal_room = go && self.room(Lane::Signal);
             let mut routine_room = go && self.room(Lane::Routine);
@@ -177,6 +172,7 @@ impl Scheduler {
                     self.probing &= !probe;
                 }
                 Some(done) = self.inflight.next(), if !self.inflight.is_empty() => self.settle(done),
+                () = std::future::ready(()), if signal_room && !self.now.is_empty() => self.start_now(gate),
                 Some(due) = self.signal.next(), if signal_room => self.start(Lane::Signal, due.into_inner(), gate),
                 Some(due) = self.routine.next(), if routine_room => self.start(Lane::Routine, due.into_inner(), gate),
                 Ok(()) = self.circuit.changed() => {}
@@ -200,26 +196,6 @@ impl Scheduler {
             && self.pending[lane] < self.max_in_flight * PENDING_PER_REQUEST
     }
 
-    fn gate(&self) -> Gate {
-        let Some((open_for, probe_at)) = self.deps.upstream.budget().circuit().open_state() else {
-            return Gate::Open;
-        };
-        let probe = !self.probing && probe_at <= Instant::now();
-        if open_for >= self.deps.auth_fail_after {
-            return Gate::Fail { probe };
-        }
-        if probe {
-            return Gate::Probe;
-        }
-        let fail_at = Instant::now() + (self.deps.auth_fail_after - open_for);
-        // A probe in flight settles through `inflight`, which wakes us anyway.
-        Gate::Hold(if self.probing {
-            fail_at
-        } else {
-            probe_at.min(fail_at)
-        })
-    }
-
     fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Track(state, delay) => self.track(state, delay),
@@ -228,7 +204,7 @@ impl Scheduler {
                     if let Some((lane, key)) = entry.key {
                         self.wheel(lane).remove(&key);
                     }
-                    self.count(entry.phase, None);
+                    self.by_phase.moved(entry.phase, None);
                 }
             }
             Command::PollNow(id, known, reply) => {
@@ -250,9 +226,10 @@ impl Scheduler {
         let key = self
             .routine
             .insert_at(id.clone(), coalesced(self.epoch, delay, ceiling));
-        self.count(None, state.phase);
+        self.by_phase.moved(None, state.phase);
         let entry = Entry {
             key: Some((Lane::Routine, key)),
+            now: false,
             polls: state.polls,
             phase: state.phase,
             state: Some(state),
@@ -265,21 +242,48 @@ impl Scheduler {
     /// `known` goes with the poll, unless one is in flight already.
     fn poll_now(&mut self, id: &TransferId, known: Option<Box<Transfer>>) -> Option<u32> {
         let entry = self.entries.get_mut(id)?;
+        let polls = entry.polls;
         match (&mut entry.state, entry.key.take()) {
-            (Some(state), Some((lane, key))) => {
+            (Some(state), key) if key.is_some() || entry.now => {
                 state.signalled_at = Some(Instant::now());
                 state.known = known;
                 // Jump the queue: due now, in the signal lane.
-                match lane {
-                    Lane::Signal => self.signal.remove(&key),
-                    Lane::Routine => self.routine.remove(&key),
-                };
-                let key = self.signal.insert(id.clone(), Duration::ZERO);
-                entry.key = Some((Lane::Signal, key));
+                match key {
+                    Some((Lane::Signal, key)) => drop(self.signal.remove(&key)),
+                    Some((Lane::Routine, key)) => drop(self.routine.remove(&key)),
+                    None => return Some(polls), // already due now
+                }
+                self.due_now(id.clone());
             }
-            _ => entry.again = true,
+            (_, key) => {
+                entry.key = key;
+                entry.again = true;
+            }
         }
-        Some(entry.polls)
+        Some(polls)
+    }
+
+    /// Into the signal lane's queue of polls due at once.
+    fn due_now(&mut self, id: TransferId) {
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.now = true;
+            self.now.push_back(id);
+        }
+    }
+
+    /// The next poll due at once, if it still is (untracked meanwhile, it
+    /// is gone).
+    fn start_now(&mut self, gate: Gate) {
+        let Some(id) = self.now.pop_front() else {
+            return;
+        };
+        let due = self
+            .entries
+            .get_mut(&id)
+            .map(|e| std::mem::take(&mut e.now));
+        if due == Some(true) {
+            self.start(Lane::Signal, id, gate);
+        }
     }
 
     fn start(&mut self, lane: Lane, id: TransferId, gate: Gate) {
@@ -339,7 +343,7 @@ impl Scheduler {
         match step {
             Step::Done => {
                 self.entries.remove(&state.id);
-                self.count(was, None);
+                self.by_phase.moved(was, None);
             }
             Step::Again(delay) => {
                 let delay = if std::mem::take(&mut entry.again) {
@@ -352,6 +356,14 @@ impl Scheduler {
                     true => Lane::Signal,
                     false => Lane::Routine,
                 };
+                if lane == Lane::Signal && delay.is_zero() {
+                    let id = state.id.clone();
+                    entry.state = Some(state);
+                    let now = entry.phase;
+                    self.by_phase.moved(was, now);
+                    self.due_now(id);
+                    return;
+                }
                 let key = match lane {
                     Lane::Signal => self.signal.insert(state.id.clone(), delay),
                     Lane::Routine => {
@@ -363,7 +375,7 @@ impl Scheduler {
                 entry.key = Some((lane, key));
                 entry.state = Some(state);
                 let now = entry.phase;
-                self.count(was, now);
+                self.by_phase.moved(was, now);
             }
         }
     }
@@ -372,24 +384,6 @@ impl Scheduler {
         match lane {
             Lane::Signal => &mut self.signal,
             Lane::Routine => &mut self.routine,
-        }
-    }
-
-    /// Move one transfer between per-status counts and publish them.
-    fn count(&mut self, from: impl Into<Option<Phase>>, to: impl Into<Option<Phase>>) {
-        let (from, to) = (from.into(), to.into());
-        if from == to {
-            return;
-        }
-        if let Some(phase) = from {
-            self.by_phase[phase as usize] -= 1;
-        }
-        if let Some(phase) = to {
-            self.by_phase[phase as usize] += 1;
-        }
-        for phase in [Phase::Unknown, Phase::Active, Phase::Ongoing] {
-            let n = self.by_phase[phase as usize] as f64;
-            metrics::gauge!("bridge_tracked_transfers", "status" => phase.label()).set(n);
         }
     }
 }

@@ -39,6 +39,32 @@ impl Phase {
     }
 }
 
+/// How many tracked transfers are in each [`Phase`], for the
+/// `bridge_tracked_transfers` gauge.
+#[derive(Debug, Default)]
+pub struct PhaseCounts([usize; 3]);
+
+impl PhaseCounts {
+    /// Move one transfer between counts (`None`: in or out of tracking) and
+    /// publish them.
+    pub fn moved(&mut self, from: impl Into<Option<Phase>>, to: impl Into<Option<Phase>>) {
+        let (from, to) = (from.into(), to.into());
+        if from == to {
+            return;
+        }
+        if let Some(phase) = from {
+            self.0[phase as usize] -= 1;
+        }
+        if let Some(phase) = to {
+            self.0[phase as usize] += 1;
+        }
+        for phase in [Phase::Unknown, Phase::Active, Phase::Ongoing] {
+            let n = self.0[phase as usize] as f64;
+            metrics::gauge!("bridge_tracked_transfers", "status" => phase.label()).set(n);
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TrackState {
     pub id: TransferId,
