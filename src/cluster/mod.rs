@@ -219,7 +219,9 @@ impl Cluster {
     pub async fn poll_now(&self, transfer: &Transfer) -> Option<Signalled> {
         let tracker = &self.inner.tracker;
         let here = |polls: u32| Signalled::Here { polls };
-        let known = Some(Box::new(transfer.clone()));
+        // For the ending this poll may bring, which records what the GET
+        // says: the stored resource it replaces need not travel.
+        let known = Some(Box::new(transfer.without_upstream()));
         if let Some(polls) = tracker.poll_now(transfer.id.clone(), known).await {
             return Some(here(polls));
         }

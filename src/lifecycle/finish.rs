@@ -51,7 +51,9 @@ impl OwnedFinish {
 
 /// The transfers `changes` end, as each change saw them (see
 /// [`Finish::known`]), when every change came with its transfer, still
-/// TRACKING: then the endings need no read. Only where statements queue
+/// TRACKING, and records what the upstream said (which replaces the stored
+/// resource the brought transfer leaves out): then the endings need no
+/// read. Only where statements queue
 /// (SQLite, see `store::Conn::with_next`), which is where the read is a
 /// hand-off of its own.
 pub(super) fn as_known(
@@ -62,9 +64,8 @@ pub(super) fn as_known(
         return None;
     }
     let each = |(id, f): &(&TransferId, Finish<'_>)| {
-        let known = f
-            .known
-            .filter(|t| t.id == **id && t.state == BridgeState::Tracking)?;
+        let tracking = |t: &&Transfer| t.id == **id && t.state == BridgeState::Tracking;
+        let known = f.known.filter(tracking).filter(|_| f.seen.is_some())?;
         Some((id.as_str().to_owned(), known.clone()))
     };
     changes.iter().map(each).collect()

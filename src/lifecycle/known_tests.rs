@@ -91,3 +91,33 @@ async fn an_ending_whose_transfer_moved_since_gets_what_a_read_gives() {
         assert_eq!(transfer.state, BridgeState::Cancelled);
     }
 }
+
+/// A transfer brought without its last upstream resource (as a signal's
+/// poll brings it) stands in only for an ending that records a newer one:
+/// one that records none (a failure, say) reads its row, and the stored
+/// resource stays.
+#[tokio::test]
+async fn an_ending_that_records_no_resource_reads_its_row() {
+    for f in fixtures().await {
+        let id = TransferId::parse("t1").unwrap();
+        f.lifecycle.register(&new("t1"), None).await.unwrap();
+        let (ongoing, raw) = resource("t1", "ONGOING", "AGENT");
+        let seen = Seen {
+            resource: &ongoing,
+            raw: &raw,
+        };
+        f.lifecycle.upstream_seen(&id, seen, 1).await.unwrap();
+        let known = read(&f, &id).await.without_upstream();
+        let fail = Finish {
+            reason: Some("tracking time exceeded"),
+            known: Some(&known),
+            ..ended(BridgeState::Failed, None)
+        };
+        let finished = f.lifecycle.finish(&id, fail).await.unwrap();
+        let Finished::Changed { transfer, .. } = finished else {
+            panic!("{finished:?}");
+        };
+        assert_eq!(transfer.upstream.as_ref(), Some(&raw));
+        assert_eq!(transfer, read(&f, &id).await);
+    }
+}

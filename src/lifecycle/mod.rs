@@ -47,10 +47,11 @@ pub struct Finish<'a> {
     /// Upstream GETs so far (the tracker's count); `None` keeps the stored one.
     pub polls: Option<u32>,
     /// The transfer as a read just before showed it (the read that answered
-    /// the PBX's signal). On SQLite the ending takes it instead of reading
-    /// the row again, and its UPDATE checks that the row still says the
-    /// same (see [`store::Ending::expecting`]); if it does not, the group
-    /// runs again, reading.
+    /// the PBX's signal), its last upstream resource left out. On SQLite an
+    /// ending that records what the upstream said (`seen`) takes it instead
+    /// of reading the row again, and its UPDATE checks that the row still
+    /// says the same (see [`store::Ending::expecting`]); if it does not, the
+    /// group runs again, reading.
     pub known: Option<&'a Transfer>,
 }
 

@@ -108,3 +108,27 @@ pub struct Transfer {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
+
+impl Transfer {
+    /// A copy without the last upstream resource, the one part that is a
+    /// tree of allocations: for an ending that records a newer one (see
+    /// `lifecycle::Finish::known`), which has no use for it.
+    pub fn without_upstream(&self) -> Transfer {
+        Transfer {
+            id: self.id.clone(),
+            state: self.state,
+            upstream_status: self.upstream_status.clone(),
+            upstream: None,
+            callback_url: self.callback_url.clone(),
+            metadata: self.metadata.clone(),
+            polls: self.polls,
+            reason: self.reason.clone(),
+            sip: self.sip.clone(),
+            integration: self.integration.clone(),
+            return_signal: self.return_signal,
+            owner: self.owner.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
