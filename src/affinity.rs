@@ -9,8 +9,9 @@
 //! vCPUs of a VM is an interrupt between processors, which the hypervisor
 //! delivers: on the project's 2-vCPU machine a futex round trip cost 37.6
 //! us across vCPUs and 1.5 us within one (`benches/tools/host_costs.c`).
-//! Kept on one CPU the bridge spent 7-20% less CPU per signalled transfer,
-//! and a burst of 10,000 completions drained as fast. The broker, the
+//! Kept on one CPU the bridge spent up to a fifth less CPU per signalled
+//! transfer (1-10% at the medians of the last round's noisy pairs), and a
+//! burst of 10,000 completions drained as fast. The broker, the
 //! database and the rest of the machine keep both CPUs: the kernel moves
 //! them off the bridge's when it is busy.
 //!
