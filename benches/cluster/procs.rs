@@ -61,7 +61,9 @@ pub struct Bridge<'a> {
 
 /// A bridge on the defaults, except: the simulator as upstream, its own
 /// exchange names, a budget and registration rate a benchmark cannot hit,
-/// and fixed 1 s polling (so GETs per transfer compare across runs).
+/// fixed 1 s polling (so GETs per transfer compare across runs), and its
+/// threads on every CPU (several bridges on this machine would otherwise
+/// each keep to the CPU they started on, maybe the same one).
 pub fn bridge(b: &Bridge, sim_port: u16, amqp: &str, prefix: &str) -> Proc {
     std::fs::create_dir_all(b.dir).unwrap();
     let log = std::fs::File::create(b.dir.join(format!("{}.log", b.name))).unwrap();
@@ -72,6 +74,7 @@ pub fn bridge(b: &Bridge, sim_port: u16, amqp: &str, prefix: &str) -> Proc {
         ("BRIDGE_HTTP__REGISTER_RATE_PER_S", "100000".into()),
         ("BRIDGE_HTTP__REGISTER_BURST", "100000".into()),
         ("BRIDGE_CLUSTER__INSTANCE_ID", b.name.into()),
+        ("BRIDGE_RUNTIME__ONE_CPU", "off".into()),
         (
             "BRIDGE_UPSTREAM__BASE_URL",
             format!("http://127.0.0.1:{sim_port}"),
