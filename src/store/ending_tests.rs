@@ -9,6 +9,16 @@ use crate::store::testdb::{self, TestStore};
 use crate::store::{Upstream, now_text, record_upstream, register};
 use crate::transfer::{BridgeState, TransferId};
 
+/// `t1` and `t2`, registered.
+async fn register_two(db: &TestStore) -> (TransferId, TransferId) {
+    let ids = ["t1", "t2"].map(|id| TransferId::parse(id).unwrap());
+    for id in &ids {
+        register_one(db, id.as_str()).await;
+    }
+    let [t1, t2] = ids;
+    (t1, t2)
+}
+
 /// `endings` in a transaction of their own, committed if they went through.
 async fn end_in_tx(db: &TestStore, endings: &[Ending<'_>]) -> Result<(), StoreError> {
     let mut tx = db.store.begin().await?;
@@ -31,13 +41,7 @@ async fn register_one(db: &TestStore, id: &str) {
 async fn endings_that_do_not_all_end_a_transfer_commit_nothing() {
     for db in testdb::each().await {
         let backend = db.backend();
-        let (t1, t2) = (
-            TransferId::parse("t1").unwrap(),
-            TransferId::parse("t2").unwrap(),
-        );
-        for id in [&t1, &t2] {
-            register_one(&db, id.as_str()).await;
-        }
+        let (t1, t2) = register_two(&db).await;
         let mut conn = db.store.writer().await.unwrap();
         let expire = Ending::new(&t2, BridgeState::Expired, None);
         end_many(&mut conn, backend, &[expire], &now_text())
@@ -70,13 +74,7 @@ async fn endings_that_do_not_all_end_a_transfer_commit_nothing() {
 async fn an_ending_expecting_a_row_ends_it_only_if_it_did_not_move() {
     for db in testdb::each().await {
         let backend = db.backend();
-        let (t1, t2) = (
-            TransferId::parse("t1").unwrap(),
-            TransferId::parse("t2").unwrap(),
-        );
-        for id in [&t1, &t2] {
-            register_one(&db, id.as_str()).await;
-        }
+        let (t1, t2) = register_two(&db).await;
         let store = &db.store;
         let read = |id| async move { store.get(id).await.unwrap().unwrap() };
         let (before1, before2) = (read(&t1).await, read(&t2).await);

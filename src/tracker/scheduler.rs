@@ -243,23 +243,21 @@ impl Scheduler {
     fn poll_now(&mut self, id: &TransferId, known: Option<Box<Transfer>>) -> Option<u32> {
         let entry = self.entries.get_mut(id)?;
         let polls = entry.polls;
-        match (&mut entry.state, entry.key.take()) {
-            (Some(state), key) if key.is_some() || entry.now => {
-                state.signalled_at = Some(Instant::now());
-                state.known = known;
-                // Jump the queue: due now, in the signal lane.
-                match key {
-                    Some((Lane::Signal, key)) => drop(self.signal.remove(&key)),
-                    Some((Lane::Routine, key)) => drop(self.routine.remove(&key)),
-                    None => return Some(polls), // already due now
-                }
-                self.due_now(id.clone());
-            }
-            (_, key) => {
-                entry.key = key;
-                entry.again = true;
-            }
+        let waiting = entry.key.is_some() || entry.now;
+        let (Some(state), true) = (&mut entry.state, waiting) else {
+            // In flight: poll again right after.
+            entry.again = true;
+            return Some(polls);
+        };
+        state.signalled_at = Some(Instant::now());
+        state.known = known;
+        // Jump the queue: due now, in the signal lane (unless it already is).
+        match entry.key.take() {
+            Some((Lane::Signal, key)) => drop(self.signal.remove(&key)),
+            Some((Lane::Routine, key)) => drop(self.routine.remove(&key)),
+            None => return Some(polls),
         }
+        self.due_now(id.clone());
         Some(polls)
     }
 
@@ -356,26 +354,22 @@ impl Scheduler {
                     true => Lane::Signal,
                     false => Lane::Routine,
                 };
-                if lane == Lane::Signal && delay.is_zero() {
-                    let id = state.id.clone();
-                    entry.state = Some(state);
-                    let now = entry.phase;
-                    self.by_phase.moved(was, now);
-                    self.due_now(id);
-                    return;
-                }
-                let key = match lane {
-                    Lane::Signal => self.signal.insert(state.id.clone(), delay),
+                entry.key = match lane {
+                    Lane::Signal if delay.is_zero() => None,
+                    Lane::Signal => Some((lane, self.signal.insert(state.id.clone(), delay))),
                     Lane::Routine => {
                         let ceiling = self.deps.policy.ceiling(&state);
                         let at = coalesced(self.epoch, delay, ceiling);
-                        self.routine.insert_at(state.id.clone(), at)
+                        Some((lane, self.routine.insert_at(state.id.clone(), at)))
                     }
                 };
-                entry.key = Some((lane, key));
+                let due_now = entry.key.is_none().then(|| state.id.clone());
                 entry.state = Some(state);
                 let now = entry.phase;
                 self.by_phase.moved(was, now);
+                if let Some(id) = due_now {
+                    self.due_now(id);
+                }
             }
         }
     }
