@@ -59,7 +59,7 @@ pub async fn instruction(
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
     let wait = super::wait::parse(query.wait.as_deref(), app.config.http.max_wait)?;
-    let transfer = super::wait::settle(&app, &id, wait).await?.transfer;
+    let transfer = super::wait::settle_transfer(&app, &id, wait).await?;
     let Some(sip) = transfer.sip else {
         return Err(no_instruction(&transfer, wait));
     };

@@ -6,6 +6,7 @@
 //! change that ends TRACKING wakes it (see `transfer::Waiters`), or when the
 //! wait runs out.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderValue, header};
@@ -82,17 +83,54 @@ fn duration(raw: &str) -> Result<Duration, &'static str> {
     Duration::try_from_secs_f64(seconds * scale).map_err(|_| "out of range")
 }
 
-/// The transfer as it stands after at most `wait`. A TRACKING transfer's
-/// request counts as a returned-call signal and is held until the transfer
-/// leaves TRACKING, the wait runs out (it is then still TRACKING) or the
-/// bridge shuts down (503).
+/// The transfer and its actions as they stand after at most `wait`. A
+/// TRACKING transfer's request counts as a returned-call signal and is held
+/// until the transfer leaves TRACKING, the wait runs out (it is then still
+/// TRACKING) or the bridge shuts down (503).
 pub async fn settle(
     app: &AppState,
     id: &TransferId,
     wait: Option<Duration>,
 ) -> Result<Found, ApiError> {
+    match held(app, id, wait).await? {
+        Settled::Read(found) => Ok(*found),
+        Settled::Ended(_) | Settled::Unread => app.find_full(id).await,
+    }
+}
+
+/// [`settle`] for a request that needs only the transfer (the PBX's SIP
+/// instruction): when the change that ended TRACKING woke it, the transfer
+/// that change committed answers, with no read after it.
+pub async fn settle_transfer(
+    app: &AppState,
+    id: &TransferId,
+    wait: Option<Duration>,
+) -> Result<Transfer, ApiError> {
+    Ok(match held(app, id, wait).await? {
+        Settled::Read(found) => found.transfer,
+        Settled::Ended(ended) => Arc::unwrap_or_clone(ended),
+        Settled::Unread => app.find_full(id).await?.transfer,
+    })
+}
+
+/// What holding a request found.
+enum Settled {
+    /// A read that answers as it is: no wait, already ended, or the tracker
+    /// let go of the transfer.
+    Read(Box<Found>),
+    /// Woken by the change that ended TRACKING, as it committed it.
+    Ended(Arc<Transfer>),
+    /// The wait ran out, or a wake-up came without the transfer: read it.
+    Unread,
+}
+
+async fn held(
+    app: &AppState,
+    id: &TransferId,
+    wait: Option<Duration>,
+) -> Result<Settled, ApiError> {
     let Some(wait) = wait.filter(|w| !w.is_zero()) else {
-        return app.find_full(id).await;
+        return app.find_full(id).await.map(|f| Settled::Read(Box::new(f)));
     };
     if app.draining.is_cancelled() {
         return Err(shutting_down());
@@ -104,24 +142,26 @@ pub async fn settle(
     })?;
     let found = app.find_full(id).await?;
     if found.transfer.state.is_terminal() {
-        return Ok(found);
+        return Ok(Settled::Read(Box::new(found)));
     }
     let transfer = found.transfer;
     if app.cluster.poll_now(&transfer).await.is_none() {
         // The tracker lets go of a transfer once it ended it: read again.
         let found = app.find_full(id).await?;
         return match found.transfer.state.is_terminal() {
-            true => Ok(found),
+            true => Ok(Settled::Read(Box::new(found))),
             false => Err(ApiError::Unavailable("the tracker is not running".into())),
         };
     }
     let outcome = hold(app, &transfer, &mut waiter, wait).await;
+    let ended = waiter.ended();
     drop(waiter);
     metrics::counter!("bridge_held_requests_total", "outcome" => outcome).increment(1);
-    if outcome == "shutdown" {
-        return Err(shutting_down());
+    match (outcome, ended) {
+        ("shutdown", _) => Err(shutting_down()),
+        ("changed", Some(ended)) => Ok(Settled::Ended(ended)),
+        _ => Ok(Settled::Unread),
     }
-    app.find_full(id).await
 }
 
 /// Wait for the change, the deadline or shutdown. While another instance

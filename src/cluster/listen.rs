@@ -57,7 +57,8 @@ impl Listener {
         let Ok(id) = TransferId::parse(payload) else {
             return;
         };
-        self.waiters.wake(&id);
+        // Changed by another instance: the held request reads it.
+        self.waiters.wake(&id, None);
         self.cluster.ended_elsewhere(id).await;
     }
 

@@ -342,7 +342,7 @@ impl Lifecycle {
         metrics::counter!("bridge_transfers_finished_total", "state" => state.as_str())
             .increment(1);
         tracing::info!(call_transfer_id = %id, state = %state, polls = transfer.polls, actions, "transfer finished");
-        self.waiters.wake(id);
+        self.waiters.wake(id, Some(transfer));
     }
 }
 

@@ -2,7 +2,12 @@
 //!
 //! A held request registers here before it reads the store, and the state
 //! change that ends TRACKING fires [`Waiters::wake`] after its commit, so the
-//! request answers the moment the transfer leaves TRACKING. Nothing sleeps in
+//! request answers the moment the transfer leaves TRACKING. The change that
+//! ended it comes with the wake-up, so a request that needs only the
+//! transfer (the PBX's `GET …/sip?wait=`) answers without reading it again:
+//! on SQLite that read is a hand-off to a reader thread and a dozen page
+//! reads of the WAL the commit just wrote, on the path a caller waits on.
+//! Nothing sleeps in
 //! a loop over the store, and a transfer nobody waits for costs nothing here.
 
 use std::collections::HashMap;
@@ -10,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
-use super::TransferId;
+use super::{Transfer, TransferId};
 
 /// Every held request, by transfer; bounded by `http.max_waiters`.
 pub struct Waiters {
@@ -26,7 +31,7 @@ struct Slots {
 
 /// One channel per transfer that has at least one held request.
 struct Slot {
-    tx: watch::Sender<()>,
+    tx: watch::Sender<Ended>,
     holders: usize,
 }
 
@@ -39,8 +44,12 @@ pub struct Full(pub usize);
 pub struct Waiter {
     waiters: Arc<Waiters>,
     id: TransferId,
-    rx: watch::Receiver<()>,
+    rx: watch::Receiver<Ended>,
 }
+
+/// The transfer as the change that ended TRACKING committed it, when the
+/// waker had it (a change made by another instance comes without).
+type Ended = Option<Arc<Transfer>>;
 
 impl Waiters {
     pub fn new(max: usize) -> Arc<Self> {
@@ -59,7 +68,7 @@ impl Waiters {
         }
         slots.held += 1;
         let slot = slots.by_id.entry(id.clone()).or_insert_with(|| Slot {
-            tx: watch::Sender::new(()),
+            tx: watch::Sender::new(None),
             holders: 0,
         });
         slot.holders += 1;
@@ -75,9 +84,10 @@ impl Waiters {
     }
 
     /// The transfer's state changed: every request held for it answers now.
-    pub fn wake(&self, id: &TransferId) {
+    /// `ended`: the transfer as that change committed it, if known.
+    pub fn wake(&self, id: &TransferId, ended: Option<&Transfer>) {
         if let Some(slot) = self.lock().by_id.get(id) {
-            slot.tx.send_replace(());
+            slot.tx.send_replace(ended.map(|t| Arc::new(t.clone())));
         }
     }
 
@@ -96,6 +106,12 @@ impl Waiter {
     pub async fn changed(&mut self) {
         // The sender lives while this waiter does, so this cannot fail.
         let _ = self.rx.changed().await;
+    }
+
+    /// The transfer as the change that woke this waiter committed it; `None`
+    /// before a wake-up, or when the waker did not have it.
+    pub fn ended(&self) -> Ended {
+        self.rx.borrow().clone()
     }
 }
 
@@ -133,11 +149,46 @@ mod tests {
             waiters.hold(&id("t1")).unwrap(),
         );
         let mut other = waiters.hold(&id("t2")).unwrap();
-        waiters.wake(&id("t1"));
+        waiters.wake(&id("t1"), None);
         let soon = Duration::from_millis(200);
         assert!(tokio::time::timeout(soon, a.changed()).await.is_ok());
         assert!(tokio::time::timeout(soon, b.changed()).await.is_ok());
         assert!(tokio::time::timeout(soon, other.changed()).await.is_err());
+    }
+
+    /// The transfer the change committed reaches every waiter with the
+    /// wake-up; a wake-up without one (another instance's change) says so.
+    #[tokio::test]
+    async fn a_wake_brings_the_transfer_it_ended_when_the_waker_had_it() {
+        let waiters = Waiters::new(10);
+        let (mut a, mut b) = (
+            waiters.hold(&id("t1")).unwrap(),
+            waiters.hold(&id("t1")).unwrap(),
+        );
+        assert!(a.ended().is_none(), "nothing before a wake-up");
+        let ended = Transfer {
+            id: id("t1"),
+            state: crate::transfer::BridgeState::Completed,
+            upstream_status: Some("COMPLETED".into()),
+            upstream: None,
+            callback_url: None,
+            metadata: Default::default(),
+            polls: 3,
+            reason: None,
+            sip: None,
+            integration: None,
+            return_signal: Some(true),
+            owner: None,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            updated_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        waiters.wake(&id("t1"), Some(&ended));
+        a.changed().await;
+        assert_eq!(a.ended().as_deref(), Some(&ended));
+        assert_eq!(b.ended().as_deref(), Some(&ended));
+        waiters.wake(&id("t1"), None);
+        b.changed().await;
+        assert!(b.ended().is_none(), "the last wake-up is what counts");
     }
 
     #[tokio::test]
@@ -155,7 +206,7 @@ mod tests {
     #[tokio::test]
     async fn a_wake_before_hold_is_not_seen() {
         let waiters = Waiters::new(10);
-        waiters.wake(&id("t1"));
+        waiters.wake(&id("t1"), None);
         let mut late = waiters.hold(&id("t1")).unwrap();
         let quick = tokio::time::timeout(Duration::from_millis(50), late.changed());
         assert!(quick.await.is_err());
