@@ -7,8 +7,8 @@
 //! transfer (the PBX's `GET …/sip?wait=`) answers without reading it again:
 //! on SQLite that read is a hand-off to a reader thread and a dozen page
 //! reads of the WAL the commit just wrote, on the path a caller waits on.
-//! Nothing sleeps in
-//! a loop over the store, and a transfer nobody waits for costs nothing here.
+//! Nothing sleeps in a loop over the store, and a transfer nobody waits for
+//! costs nothing here.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
