@@ -92,7 +92,7 @@ pub async fn settle(
     id: &TransferId,
     wait: Option<Duration>,
 ) -> Result<Found, ApiError> {
-    match held(app, id, wait).await? {
+    match settled(app, id, wait).await? {
         Settled::Read(found) => Ok(*found),
         Settled::Ended(_) | Settled::Unread => app.find_full(id).await,
     }
@@ -106,14 +106,14 @@ pub async fn settle_transfer(
     id: &TransferId,
     wait: Option<Duration>,
 ) -> Result<Transfer, ApiError> {
-    Ok(match held(app, id, wait).await? {
+    Ok(match settled(app, id, wait).await? {
         Settled::Read(found) => found.transfer,
         Settled::Ended(ended) => Arc::unwrap_or_clone(ended),
         Settled::Unread => app.find_full(id).await?.transfer,
     })
 }
 
-/// What holding a request found.
+/// What [`settled`] found.
 enum Settled {
     /// A read that answers as it is: no wait, already ended, or the tracker
     /// let go of the transfer.
@@ -124,7 +124,9 @@ enum Settled {
     Unread,
 }
 
-async fn held(
+/// Read the transfer, and while it is TRACKING signal it and hold the
+/// request until it ends, the wait runs out or the bridge shuts down.
+async fn settled(
     app: &AppState,
     id: &TransferId,
     wait: Option<Duration>,

@@ -112,7 +112,8 @@ pub struct Transfer {
 impl Transfer {
     /// A copy without the last upstream resource, the one part that is a
     /// tree of allocations: for an ending that records a newer one (see
-    /// `lifecycle::Finish::known`), which has no use for it.
+    /// `lifecycle::Finish::known`), which has no use for it. Field by field:
+    /// `..self.clone()` would clone the very resource it leaves out.
     pub fn without_upstream(&self) -> Transfer {
         Transfer {
             id: self.id.clone(),

@@ -141,13 +141,18 @@ mod tests {
         TransferId::parse(raw).unwrap()
     }
 
+    /// Two requests held for the same transfer.
+    fn two_held(waiters: &Arc<Waiters>, raw: &str) -> (Waiter, Waiter) {
+        (
+            waiters.hold(&id(raw)).unwrap(),
+            waiters.hold(&id(raw)).unwrap(),
+        )
+    }
+
     #[tokio::test]
     async fn a_wake_after_hold_reaches_every_waiter_of_that_transfer_only() {
         let waiters = Waiters::new(10);
-        let (mut a, mut b) = (
-            waiters.hold(&id("t1")).unwrap(),
-            waiters.hold(&id("t1")).unwrap(),
-        );
+        let (mut a, mut b) = two_held(&waiters, "t1");
         let mut other = waiters.hold(&id("t2")).unwrap();
         waiters.wake(&id("t1"), None);
         let soon = Duration::from_millis(200);
@@ -161,10 +166,7 @@ mod tests {
     #[tokio::test]
     async fn a_wake_brings_the_transfer_it_ended_when_the_waker_had_it() {
         let waiters = Waiters::new(10);
-        let (mut a, mut b) = (
-            waiters.hold(&id("t1")).unwrap(),
-            waiters.hold(&id("t1")).unwrap(),
-        );
+        let (mut a, mut b) = two_held(&waiters, "t1");
         assert!(a.ended().is_none(), "nothing before a wake-up");
         let ended = Transfer {
             id: id("t1"),
