@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use transfer_bridge::affinity::{self, OneCpu, Placement};
+use transfer_bridge::affinity::{self, Placement, RuntimeConfig, SchedBatch};
 use transfer_bridge::config::Config;
 use transfer_bridge::{App, demo, simulator, telemetry};
 
@@ -280,7 +280,7 @@ async fn serve(config: Option<PathBuf>) -> ExitCode {
         eprintln!("config error: {missing}");
         return ExitCode::from(2);
     }
-    place_threads(config.runtime.one_cpu);
+    place_threads(config.runtime);
     let bind = config.http.bind;
     let result = async {
         let app = App::build(config).await?;
@@ -297,13 +297,20 @@ async fn serve(config: Option<PathBuf>) -> ExitCode {
 }
 
 /// Before the store and the broker start their threads: keep them on one
-/// CPU where `runtime.one_cpu` says (see `affinity`). `serve` runs on the
-/// async thread itself, which starts them.
-fn place_threads(one_cpu: OneCpu) {
+/// CPU where `runtime.one_cpu` says, and there under SCHED_BATCH unless
+/// `runtime.sched_batch` is off (see `affinity`). `serve` runs on the async
+/// thread itself, which starts them.
+fn place_threads(runtime: RuntimeConfig) {
     let one_async_thread = this_flavour() == Flavour::CurrentThread;
-    match affinity::keep_on_one_cpu(one_cpu, one_async_thread) {
+    match affinity::keep_on_one_cpu(runtime.one_cpu, one_async_thread) {
         Placement::OneCpu { cpu } => {
             tracing::info!(cpu, "threads kept on one CPU (runtime.one_cpu)");
+            if runtime.sched_batch == SchedBatch::Auto {
+                match affinity::batch_this_thread() {
+                    Ok(()) => tracing::info!("threads run under SCHED_BATCH (runtime.sched_batch)"),
+                    Err(e) => tracing::warn!(error = %e, "SCHED_BATCH refused; default policy"),
+                }
+            }
         }
         Placement::Free(why) => tracing::info!(%why, "threads on any CPU"),
     }
