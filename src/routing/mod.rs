@@ -148,22 +148,9 @@ impl Router {
     /// resource produces under the active routes.
     pub fn instruction_for(&self, resource: &CallTransfer) -> Result<SipInstruction, String> {
         let id = crate::transfer::TransferId::parse(&resource.id).map_err(|e| e.to_string())?;
-        let now = time::OffsetDateTime::now_utc();
         let transfer = Transfer {
-            id,
-            state: BridgeState::Tracking,
             upstream_status: Some(resource.status.to_string()),
-            upstream: None,
-            callback_url: None,
-            metadata: Default::default(),
-            polls: 0,
-            reason: None,
-            sip: None,
-            integration: None,
-            return_signal: None,
-            owner: None,
-            created_at: now,
-            updated_at: now,
+            ..Transfer::tracking(id, time::OffsetDateTime::now_utc())
         };
         let plan = self.plan(&transfer, BridgeState::Completed, Some(resource));
         match (plan.event.sip, plan.event.reason, plan.event.route) {

@@ -12,22 +12,14 @@ fn config() -> Config {
 }
 
 fn transfer() -> Transfer {
-    let now = time::OffsetDateTime::now_utc();
     Transfer {
-        id: TransferId::parse("ct-1").unwrap(),
-        state: BridgeState::Tracking,
         upstream_status: Some("ONGOING".into()),
-        upstream: None,
-        callback_url: None,
         metadata: [("queue".to_string(), "gold".to_string())].into(),
         polls: 3,
-        reason: None,
-        sip: None,
-        integration: None,
-        owner: None,
-        return_signal: None,
-        created_at: now,
-        updated_at: now,
+        ..Transfer::tracking(
+            TransferId::parse("ct-1").unwrap(),
+            time::OffsetDateTime::now_utc(),
+        )
     }
 }
 

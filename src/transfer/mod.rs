@@ -110,6 +110,28 @@ pub struct Transfer {
 }
 
 impl Transfer {
+    /// A TRACKING transfer of `id` as of `at`, with nothing else known yet
+    /// (no upstream status, callback, metadata, polls or owner): the base
+    /// that `sip render` and tests fill in with struct update syntax.
+    pub fn tracking(id: TransferId, at: OffsetDateTime) -> Transfer {
+        Transfer {
+            id,
+            state: BridgeState::Tracking,
+            upstream_status: None,
+            upstream: None,
+            callback_url: None,
+            metadata: Default::default(),
+            polls: 0,
+            reason: None,
+            sip: None,
+            integration: None,
+            return_signal: None,
+            owner: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
     /// A copy without the last upstream resource, the one part that is a
     /// tree of allocations: for an ending that records a newer one (see
     /// `lifecycle::Finish::known`), which has no use for it. Field by field:

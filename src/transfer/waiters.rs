@@ -169,20 +169,11 @@ mod tests {
         let (mut a, mut b) = two_held(&waiters, "t1");
         assert!(a.ended().is_none(), "nothing before a wake-up");
         let ended = Transfer {
-            id: id("t1"),
             state: crate::transfer::BridgeState::Completed,
             upstream_status: Some("COMPLETED".into()),
-            upstream: None,
-            callback_url: None,
-            metadata: Default::default(),
             polls: 3,
-            reason: None,
-            sip: None,
-            integration: None,
             return_signal: Some(true),
-            owner: None,
-            created_at: time::OffsetDateTime::UNIX_EPOCH,
-            updated_at: time::OffsetDateTime::UNIX_EPOCH,
+            ..Transfer::tracking(id("t1"), time::OffsetDateTime::UNIX_EPOCH)
         };
         waiters.wake(&id("t1"), Some(&ended));
         a.changed().await;
