@@ -226,3 +226,70 @@ fn a_fast_stream_of_completions_recalibrates_at_doublings_only() {
     let replayed = learned(&polling(1.0), &calls);
     assert_eq!(replayed.calibrating.started(), 17);
 }
+
+thread_local! {
+    /// Predictions made on this thread (`predicted_p95` counts itself).
+    pub(super) static PREDICTIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The scale and the predictions it took.
+fn counted(calibration: impl FnOnce() -> f64) -> (f64, usize) {
+    PREDICTIONS.with(|n| n.set(0));
+    let scale = calibration();
+    (scale, PREDICTIONS.with(|n| n.get()))
+}
+
+/// The calibration as it was: bisection of the scale's logarithm, 24
+/// halvings, or 12 within a factor of 4 of `near`.
+fn bisected(d: &Durations, b: &Bounds, near: Option<f64>) -> f64 {
+    let too_long = |ln_scale: f64| predicted_p95(d, ln_scale.exp(), b) > b.target_lag;
+    let (mut lo, mut hi, mut halvings) = (1e-4_f64.ln(), 1e4_f64.ln(), 24);
+    if let Some(near) = near {
+        let (l, h) = (near.ln() - 4f64.ln(), near.ln() + 4f64.ln());
+        if !too_long(l) && too_long(h) {
+            (lo, hi, halvings) = (l, h, 12);
+        }
+    }
+    for _ in 0..halvings {
+        let mid = (lo + hi) / 2.0;
+        if too_long(mid) { hi = mid } else { lo = mid }
+    }
+    lo.exp()
+}
+
+/// The secant search lands where bisection did, within the tolerance, in
+/// fewer predictions: from the prior alone, after the signalled bench's
+/// one-second calls (the answer far from the prior's), and recalibrating
+/// near the last answer. The counts are the figures the docs quote.
+#[test]
+fn calibration_meets_bisection_in_fewer_predictions() {
+    let cfg = polling(5.0);
+    let policy = AdaptivePolicy::from_config(&cfg);
+    let b = policy.bounds;
+    let prior = policy.read().durations.clone();
+    let mut fast = prior.clone();
+    for length in population(1.0, 0.3, 2000) {
+        fast.observe(Duration::from_secs_f64(length));
+    }
+    let near_prior = calibrate(&prior, &b, None);
+    let cases = [
+        ("prior, no hint", &prior, None),
+        (
+            "one-second calls, hint from the prior",
+            &fast,
+            Some(near_prior),
+        ),
+        ("prior, hint off by 10%", &prior, Some(near_prior * 1.1)),
+    ];
+    for (case, d, near) in cases {
+        let (old, old_n) = counted(|| bisected(d, &b, near));
+        let (new, new_n) = counted(|| calibrate(d, &b, near));
+        assert!(
+            (new / old).ln().abs() <= TOLERANCE,
+            "{case}: {new} vs {old}"
+        );
+        assert!(predicted_p95(d, new, &b) <= b.target_lag, "{case}");
+        assert!(new_n < old_n, "{case}: {new_n} predictions vs {old_n}");
+        eprintln!("{case}: {new_n} predictions against bisection's {old_n}");
+    }
+}

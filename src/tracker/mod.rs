@@ -3,6 +3,7 @@
 
 mod adaptive;
 mod config;
+mod crossing_point;
 mod durations;
 mod feedback;
 mod gate;
