@@ -76,6 +76,24 @@ macro_rules! adopt_sql {
     };
 }
 
+/// On SQLite, adoption from a dead instance, and of rows no one owned.
+pub(super) const ADOPT_SQLITE: &str = adopt_sql!("owner = $2", "");
+pub(super) const ADOPT_UNOWNED_SQLITE: &str = adopt_sql!("owner IS NULL", "");
+
+/// Whether instance `$1` still holds a TRACKING transfer or a claimed action.
+pub(super) const HOLDS: &str = "SELECT owner AS held FROM transfers WHERE owner = $1 AND state = 'TRACKING' \
+     UNION ALL SELECT claimed_by AS held FROM actions WHERE status = 'pending' \
+     AND claimed_by = $1 AND claimed_until IS NOT NULL LIMIT 1";
+
+/// Lease rows older than `$1` whose instance holds nothing.
+pub(super) const PRUNE: &str = "DELETE FROM instances WHERE expires_at < $1 AND NOT EXISTS ( \
+       SELECT 1 FROM transfers t WHERE t.owner = instances.id AND t.state = 'TRACKING') \
+     AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.claimed_by = instances.id \
+       AND a.status = 'pending')";
+
+/// Every TRACKING transfer to `$1` (SQLite: one instance owns them all).
+pub(super) const OWN_ALL: &str = "UPDATE transfers SET owner = $1 WHERE state = 'TRACKING'";
+
 impl Store {
     /// Take (or take back) this instance's lease until now + `ttl_ms`.
     pub async fn join(&self, instance: &str, ttl_ms: i64) -> Result<(), StoreError> {
@@ -146,15 +164,11 @@ impl Store {
                 .await?;
         let mut dead = Vec::new();
         for id in expired {
-            let holds = sqlx::query(
-                "SELECT owner AS held FROM transfers WHERE owner = $1 AND state = 'TRACKING' \
-                 UNION ALL SELECT claimed_by AS held FROM actions WHERE status = 'pending' \
-                 AND claimed_by = $1 AND claimed_until IS NOT NULL LIMIT 1",
-            )
-            .bind(&id)
-            .persistent(false)
-            .fetch_optional(self.pool())
-            .await?;
+            let holds = sqlx::query(HOLDS)
+                .bind(&id)
+                .persistent(false)
+                .fetch_optional(self.pool())
+                .await?;
             if holds.is_some() {
                 dead.push(id);
             }
@@ -166,15 +180,10 @@ impl Store {
     /// start with a generated id adds one.
     pub async fn prune_instances(&self) -> Result<u64, StoreError> {
         const DAY_MS: i64 = 24 * 3600 * 1000;
-        let done = sqlx::query(
-            "DELETE FROM instances WHERE expires_at < $1 AND NOT EXISTS ( \
-               SELECT 1 FROM transfers t WHERE t.owner = instances.id AND t.state = 'TRACKING') \
-             AND NOT EXISTS (SELECT 1 FROM actions a WHERE a.claimed_by = instances.id \
-               AND a.status = 'pending')",
-        )
-        .bind(now_unix_ms() - DAY_MS)
-        .execute(self.pool())
-        .await?;
+        let done = sqlx::query(PRUNE)
+            .bind(now_unix_ms() - DAY_MS)
+            .execute(self.pool())
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -203,8 +212,8 @@ pub async fn adopt_from(
     limit: u32,
 ) -> Result<Vec<Adopted>, StoreError> {
     let sql = match (backend, from.is_some()) {
-        (Backend::Sqlite, true) => adopt_sql!("owner = $2", ""),
-        (Backend::Sqlite, false) => adopt_sql!("owner IS NULL", ""),
+        (Backend::Sqlite, true) => ADOPT_SQLITE,
+        (Backend::Sqlite, false) => ADOPT_UNOWNED_SQLITE,
         (Backend::Postgres, true) => adopt_sql!("owner = $2", " FOR UPDATE SKIP LOCKED"),
         (Backend::Postgres, false) => {
             adopt_sql!(
@@ -229,10 +238,7 @@ pub async fn adopt_all(conn: &mut Conn, me: &str) -> Result<Vec<Adopted>, StoreE
     let rows = sqlx::query(select!("WHERE state = 'TRACKING' ORDER BY seq"))
         .fetch_all(&mut *conn)
         .await?;
-    sqlx::query("UPDATE transfers SET owner = $1 WHERE state = 'TRACKING'")
-        .bind(me)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(OWN_ALL).bind(me).execute(&mut *conn).await?;
     rows.iter()
         .map(|row| {
             let transfer = from_row(row)?;

@@ -1,11 +1,16 @@
 //! The group commit's PostgreSQL statements look their rows up by id, with
 //! statistics or without (see `testdb::postgres_unanalysed`): a small
 //! table, where reading all of it looks cheap to the planner, and a new
-//! one, where it guesses.
+//! one, where it guesses. On SQLite, the lookups of TRACKING rows read the
+//! indexes that hold only those.
+
+use sqlx::Row;
 
 use super::ending::END_MANY_POSTGRES;
+use super::instances::{ADOPT_SQLITE, ADOPT_UNOWNED_SQLITE, HOLDS, OWN_ALL, PRUNE};
 use super::seen::RECORD_UPSTREAM_POSTGRES;
 use super::testdb::{self, TestStore};
+use super::transfers::select;
 
 /// Eighteen rows for the 10,000 tracked transfers, as the statements bind
 /// them: the ending's columns and the status's.
@@ -36,4 +41,56 @@ async fn endings_and_statuses_look_each_transfer_up_by_id() {
         looks_up_by_id(&db, RECORD_UPSTREAM_POSTGRES, when).await;
     })
     .await;
+}
+
+/// SQLite's plan for `sql`, its parameters unbound (NULL): one line per step.
+async fn sqlite_plan(db: &TestStore, sql: &str) -> String {
+    let explain = format!("EXPLAIN QUERY PLAN {sql}");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(explain))
+        .fetch_all(db.store.pool())
+        .await
+        .unwrap();
+    let lines: Vec<String> = rows.iter().map(|row| row.get::<String, _>(3)).collect();
+    lines.join("\n")
+}
+
+/// On SQLite the indexes on state and owner hold only TRACKING rows
+/// (migration 0009), and every lookup by state or owner still reads them:
+/// resuming, adopting, the lease checks. 2,000 rows, one in ten TRACKING.
+#[tokio::test]
+async fn tracking_lookups_read_the_tracking_only_indexes_on_sqlite() {
+    let db = testdb::sqlite().await;
+    sqlx::query(
+        "INSERT INTO transfers (id, state, request_json, created_at, updated_at, owner) \
+         WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 2000) \
+         SELECT 'plan' || n, CASE WHEN n % 10 = 0 THEN 'TRACKING' ELSE 'COMPLETED' END, \
+         '{}', 'x', 'x', 'i1' FROM g",
+    )
+    .execute(db.store.pool())
+    .await
+    .unwrap();
+    for index in ["transfers_state", "transfers_owner"] {
+        let sql: String = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = $1")
+            .bind(index)
+            .fetch_one(db.store.pool())
+            .await
+            .unwrap();
+        assert!(sql.ends_with("WHERE state = 'TRACKING'"), "{sql}");
+    }
+    let cases = [
+        (
+            select!("WHERE state = 'TRACKING' ORDER BY seq"),
+            "transfers_state",
+        ),
+        (OWN_ALL, "transfers_state"),
+        (ADOPT_SQLITE, "transfers_owner"),
+        (ADOPT_UNOWNED_SQLITE, "transfers_owner"),
+        (HOLDS, "transfers_owner"),
+        (PRUNE, "transfers_owner"),
+    ];
+    for (sql, index) in cases {
+        let plan = sqlite_plan(&db, sql).await;
+        assert!(plan.contains(index), "{sql}:\n{plan}");
+        assert!(!plan.contains("SCAN t"), "{sql}:\n{plan}");
+    }
 }
