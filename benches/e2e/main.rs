@@ -8,7 +8,9 @@
 //! memory stage. `E2E_ONLY=pull,held` picks stages; `E2E_ONLY=burst,polling,signalled`
 //! the throughput and CPU figures, each against a bare baseline (`E2E_BURST`,
 //! 10000, and `E2E_SIGNALLED`, 2000, size them; `E2E_BRIDGE_BIN` runs another
-//! `transfer-bridge` binary as the bridge process; `E2E_STORE=postgres` runs it
+//! `transfer-bridge` binary as the bridge process of the stages that start one
+//! (not `memory`, `frontier`, `signals` or `pull`, which run this build in
+//! process); `E2E_STORE=postgres` runs it
 //! on a scratch PostgreSQL database from `DATABASE_URL`). `E2E_ONLY=returns`:
 //! `E2E_RETURNS` (2000) headers-only SIP returns, 64 at a time.
 
@@ -64,6 +66,7 @@ fn main() -> anyhow::Result<()> {
     let harness = Builder::new_current_thread().enable_all().build()?;
     let only = std::env::var("E2E_ONLY").unwrap_or_default();
     let wanted = |part: &str| only.is_empty() || only.split(',').any(|p| p == part);
+    warn_in_process(&wanted);
     harness.block_on(async {
         let env = Env::new(
             sim_rt.handle().clone(),
@@ -187,5 +190,25 @@ fn scenario(
         seconds,
         signals,
         concurrency,
+    }
+}
+
+/// Stages that run the bridge in this process, on this bench's own build.
+const IN_PROCESS: [&str; 4] = ["memory", "frontier", "signals", "pull"];
+
+/// `E2E_BRIDGE_BIN` chooses the bridge of the stages that start it as a
+/// process only; a before/after of an in-process stage needs two bench
+/// builds. Say so, rather than let two runs of one build pass for a pair.
+fn warn_in_process(wanted: &dyn Fn(&str) -> bool) {
+    let Some(bin) = std::env::var_os("E2E_BRIDGE_BIN") else {
+        return;
+    };
+    let stages: Vec<&str> = IN_PROCESS.into_iter().filter(|s| wanted(s)).collect();
+    if !stages.is_empty() {
+        eprintln!(
+            "note: E2E_BRIDGE_BIN={} does not apply to {}: they run this bench's own build",
+            bin.to_string_lossy(),
+            stages.join(", ")
+        );
     }
 }
