@@ -4,8 +4,6 @@
 //! one, where it guesses. On SQLite, the lookups of TRACKING rows read the
 //! indexes that hold only those.
 
-use sqlx::Row;
-
 use super::ending::END_MANY_POSTGRES;
 use super::instances::{ADOPT_SQLITE, ADOPT_UNOWNED_SQLITE, HOLDS, OWN_ALL, PRUNE};
 use super::seen::RECORD_UPSTREAM_POSTGRES;
@@ -43,17 +41,6 @@ async fn endings_and_statuses_look_each_transfer_up_by_id() {
     .await;
 }
 
-/// SQLite's plan for `sql`, its parameters unbound (NULL): one line per step.
-async fn sqlite_plan(db: &TestStore, sql: &str) -> String {
-    let explain = format!("EXPLAIN QUERY PLAN {sql}");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(explain))
-        .fetch_all(db.store.pool())
-        .await
-        .unwrap();
-    let lines: Vec<String> = rows.iter().map(|row| row.get::<String, _>(3)).collect();
-    lines.join("\n")
-}
-
 /// On SQLite the indexes on state and owner hold only TRACKING rows
 /// (migration 0009), and every lookup by state or owner still reads them:
 /// resuming, adopting, the lease checks. 2,000 rows, one in ten TRACKING.
@@ -89,7 +76,7 @@ async fn tracking_lookups_read_the_tracking_only_indexes_on_sqlite() {
         (PRUNE, "transfers_owner"),
     ];
     for (sql, index) in cases {
-        let plan = sqlite_plan(&db, sql).await;
+        let plan = testdb::plan(&db.store, sql, &[]).await;
         assert!(plan.contains(index), "{sql}:\n{plan}");
         // No step reads the whole table: `SCAN transfers`, or `SCAN t` under
         // the alias the prune's subquery gives it.

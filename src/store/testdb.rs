@@ -119,10 +119,14 @@ pub async fn without_and_with_statistics(store: &Store, mut check: impl AsyncFnM
     check("analysed").await;
 }
 
-/// The plan PostgreSQL makes for `sql` with `binds` (all text): the rows of
-/// `EXPLAIN`, one line each.
+/// The plan the store's backend makes for `sql` with `binds` (all text; on
+/// SQLite, parameters left out are NULL), one line per step: PostgreSQL's
+/// `EXPLAIN`, SQLite's `EXPLAIN QUERY PLAN` (its `detail` column).
 pub async fn plan(store: &Store, sql: &str, binds: &[&str]) -> String {
-    let explain = format!("EXPLAIN {sql}");
+    let (explain, column) = match store.backend() {
+        Backend::Postgres => (format!("EXPLAIN {sql}"), 0),
+        Backend::Sqlite => (format!("EXPLAIN QUERY PLAN {sql}"), 3),
+    };
     let mut query = sqlx::query(sqlx::AssertSqlSafe(explain));
     for bind in binds {
         query = query.bind(*bind);
@@ -130,7 +134,7 @@ pub async fn plan(store: &Store, sql: &str, binds: &[&str]) -> String {
     let rows = query.fetch_all(store.pool()).await.unwrap();
     let lines: Vec<String> = rows
         .iter()
-        .map(|row| sqlx::Row::get::<String, _>(row, 0))
+        .map(|row| sqlx::Row::get::<String, _>(row, column))
         .collect();
     lines.join("\n")
 }

@@ -111,9 +111,9 @@ fn threads(pid: u32) -> Vec<(String, String, u32)> {
         .collect()
 }
 
-/// Whether every thread in `seen` runs under `policy`.
-fn all_under(seen: &[(String, String, u32)], wanted: u32) -> bool {
-    seen.iter().all(|(_, _, policy)| *policy == wanted)
+/// Whether every thread in `seen` runs under `wanted`.
+fn all_under<'a>(seen: impl IntoIterator<Item = &'a (String, String, u32)>, wanted: u32) -> bool {
+    seen.into_iter().all(|(_, _, policy)| *policy == wanted)
 }
 
 #[tokio::test]
@@ -147,8 +147,7 @@ async fn serve_keeps_every_thread_on_one_of_two_cpus_under_sched_batch_unless_to
             assert_eq!(lists.len(), 1, "{seen:?}");
             let one = lists.first().unwrap();
             assert!(one.parse::<usize>().is_ok(), "not one CPU: {seen:?}");
-            let kept: Vec<_> = kept.into_iter().cloned().collect();
-            assert!(all_under(&kept, SCHED_BATCH), "{seen:?}");
+            assert!(all_under(kept, SCHED_BATCH), "{seen:?}");
         }
         _ => {
             assert_eq!(lists, BTreeSet::from([mine.as_str()]), "{seen:?}");
