@@ -40,6 +40,29 @@ pub async fn linger<T>(rx: &mut impl RecvMany<T>, batch: &mut Vec<T>, max: usize
     }
 }
 
+/// As [`linger`], but stop as soon as an item for which `stop` holds has
+/// arrived: a batch that waits for a particular kind of company goes the
+/// moment it comes.
+pub async fn linger_until<T>(
+    rx: &mut impl RecvMany<T>,
+    batch: &mut Vec<T>,
+    max: usize,
+    wait: Duration,
+    stop: impl Fn(&T) -> bool,
+) {
+    let until = Instant::now() + wait;
+    while batch.len() < max {
+        let (room, before) = (max - batch.len(), batch.len());
+        tokio::select! {
+            n = rx.recv_many(batch, room) => if n == 0 { return },
+            _ = tokio::time::sleep_until(until) => return,
+        }
+        if batch[before..].iter().any(&stop) {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +86,38 @@ mod tests {
         linger(&mut rx, &mut batch, 4, Duration::from_millis(20)).await;
         assert_eq!(batch, [1], "the late one waits for the next batch");
         late.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stops_lingering_when_the_awaited_kind_arrives() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let senders = tokio::spawn(async move {
+            for (after, item) in [(1, 2), (1, 4), (1, 7), (1, 8)] {
+                tokio::time::sleep(Duration::from_millis(after)).await;
+                tx.send(item).unwrap();
+            }
+        });
+        let (mut batch, start) = (vec![0], Instant::now());
+        linger_until(&mut rx, &mut batch, 16, Duration::from_millis(20), |i| {
+            i % 2 == 1
+        })
+        .await;
+        assert_eq!(batch, [0, 2, 4, 7], "stops at the first odd one");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(3),
+            "without waiting out the 20 ms"
+        );
+        senders.await.unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tx.send(8).unwrap();
+        let (mut batch, start) = (vec![], Instant::now());
+        linger_until(&mut rx, &mut batch, 16, Duration::from_millis(20), |i| {
+            i % 2 == 1
+        })
+        .await;
+        assert_eq!(batch, [8], "no odd one came: the whole wait");
+        assert_eq!(start.elapsed(), Duration::from_millis(20));
+        drop(tx);
     }
 }

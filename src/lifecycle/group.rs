@@ -39,12 +39,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::finish::{OwnedFinish, as_known};
+use super::pace::{PATIENCE, Pace};
 use super::register::{self, Registration};
 use super::sip_return::{self, SipReturned};
 use super::{Finish, Finished, Lifecycle, Returned, Seen};
-use crate::linger::linger;
+use crate::linger::{linger, linger_until};
 use crate::outbox::ActionView;
 use crate::outbox::repo;
 use crate::store::{self, Conn, NewTransfer, StoreError, Upstream};
@@ -125,16 +127,34 @@ pub(super) async fn submit<T>(
     answer.await.ok()
 }
 
-/// Commit groups until every sender is gone.
+/// Commit groups until every sender is gone. Registrations alone wait for
+/// another change to ride on when one is due (see `pace`); other groups
+/// linger for company only under load.
 pub(super) async fn run(lifecycle: Lifecycle, mut rx: mpsc::Receiver<Job>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
-    let mut busy = false;
+    let (mut busy, mut pace) = (false, Pace::default());
     while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
-        if busy && group.len() < MAX_GROUP {
+        let patient = !group.iter().any(Job::prompt) && pace.due(Instant::now());
+        if patient {
+            linger_until(&mut rx, &mut group, MAX_GROUP, PATIENCE, Job::prompt).await;
+        } else if busy && group.len() < MAX_GROUP {
             linger(&mut rx, &mut group, MAX_GROUP, LINGER).await;
         }
-        busy = group.len() > 1;
+        // A registration that waited and the change it rode on are not load.
+        busy = !patient && group.len() > 1;
+        pace.saw(
+            group.iter().filter(|job| job.prompt()).count(),
+            Instant::now(),
+        );
         commit(&lifecycle, std::mem::take(&mut group)).await;
+    }
+}
+
+impl Job {
+    /// Everything but a registration commits without waiting for company
+    /// of its own kind (see `pace`).
+    fn prompt(&self) -> bool {
+        !matches!(self, Job::Register(_))
     }
 }
 

@@ -9,6 +9,7 @@
 mod adopt;
 mod finish;
 mod group;
+mod pace;
 mod register;
 mod sip_return;
 
@@ -361,3 +362,7 @@ mod group_tests;
 #[cfg(test)]
 #[path = "known_tests.rs"]
 mod known_tests;
+
+#[cfg(test)]
+#[path = "pace_tests.rs"]
+mod pace_tests;
