@@ -137,12 +137,18 @@ pub fn throughput(burst: Option<&Burst>, polling: Option<&Polling>, signalled: O
     }
     if let Some(s) = signalled {
         println!(
-            "signalled: {} transfers, {:.2} GETs each: {:.3} ms CPU per transfer (registration, signal, GET, state change, 3 confirmed publishes) = {:.2}x a bare loop of the same pace ({:.3} ms per transfer: two SQLite transactions with FULL sync, one reqwest GET, three confirmed lapin publishes; no HTTP server, no marks)",
+            "signalled: {} transfers, {:.2} GETs each: {:.3} ms CPU per transfer (registration, signal, GET, state change, 3 confirmed publishes) = {:.2}x a bare loop of the same pace ({:.3} ms per transfer: two SQLite transactions with FULL sync, one reqwest GET, three confirmed lapin publishes; no HTTP server, no marks); answered in p50 / p95 / p99: registration {:.1} / {:.1} / {:.1} ms, /returned {:.1} / {:.1} / {:.1} ms",
             s.transfers,
             s.gets_per_transfer,
             s.cpu_ms_per_transfer,
             s.cpu_ms_per_transfer / s.bare.cpu_ms_per_transfer,
             s.bare.cpu_ms_per_transfer,
+            s.register_ms[0],
+            s.register_ms[1],
+            s.register_ms[2],
+            s.returned_ms[0],
+            s.returned_ms[1],
+            s.returned_ms[2],
         );
     }
 }

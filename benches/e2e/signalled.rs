@@ -17,6 +17,7 @@ use transfer_bridge::simulator::{Script, Step};
 use crate::bare_signalled::{self, BareSignalled};
 use crate::burst::{count_agent_messages, settled};
 use crate::polling::all_done;
+use crate::proc::quantile;
 use crate::process::BridgeProcess;
 use crate::stand::Env;
 
@@ -38,6 +39,10 @@ pub struct Signalled {
     pub transfers: usize,
     pub gets_per_transfer: f64,
     pub cpu_ms_per_transfer: f64,
+    /// Answered in, ms, p50 / p95 / p99: the registration's 201 (it may
+    /// wait a few ms under load to share a commit), the `/returned`.
+    pub register_ms: [f64; 3],
+    pub returned_ms: [f64; 3],
     /// The same pace of transfers through a plain loop, just before.
     pub bare: BareSignalled,
 }
@@ -70,8 +75,11 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Signalled> {
             done_at,
         ));
     }
+    let (mut register_ms, mut returned_ms) = (Vec::with_capacity(n), Vec::with_capacity(n));
     while let Some(result) = tasks.join_next().await {
-        result??;
+        let (register, returned) = result??;
+        register_ms.push(register);
+        returned_ms.push(returned);
     }
     all_done(&store).await?;
     settled(&store).await?;
@@ -84,26 +92,39 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Signalled> {
         transfers: n,
         gets_per_transfer: gets as f64 / n as f64,
         cpu_ms_per_transfer: cpu * 1000.0 / n as f64,
+        register_ms: quantiles(register_ms),
+        returned_ms: quantiles(returned_ms),
         bare,
     })
 }
 
-/// Register now; signal at `done_at`.
+/// Register now; signal at `done_at`. How long each took to answer, ms.
 async fn transfer(
     http: reqwest::Client,
     base: String,
     id: String,
     done_at: Instant,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(f64, f64)> {
     let body = json!({"callTransferId": id, "returnSignal": true});
-    let r = http.post(format!("{base}/v1/transfers")).json(&body);
+    let (r, at) = (
+        http.post(format!("{base}/v1/transfers")).json(&body),
+        Instant::now(),
+    );
     let status = r.send().await?.status();
+    let register = at.elapsed().as_secs_f64() * 1000.0;
     anyhow::ensure!(status == 201, "register {id}: {status}");
     tokio::time::sleep_until(done_at).await;
-    let url = format!("{base}/v1/transfers/{id}/returned");
+    let (url, at) = (format!("{base}/v1/transfers/{id}/returned"), Instant::now());
     let status = http.post(url).send().await?.status();
+    let returned = at.elapsed().as_secs_f64() * 1000.0;
     anyhow::ensure!(status.is_success(), "returned {id}: {status}");
-    Ok(())
+    Ok((register, returned))
+}
+
+/// p50 / p95 / p99.
+fn quantiles(mut ms: Vec<f64>) -> [f64; 3] {
+    ms.sort_by(f64::total_cmp);
+    [0.5, 0.95, 0.99].map(|q| quantile(&ms, q))
 }
 
 /// A transfer the upstream shows COMPLETED from the start: the bare loop's
