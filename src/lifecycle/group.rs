@@ -13,7 +13,8 @@
 //! not new is then told a repeat or a conflict) and one of their actions, one UPDATE
 //! of the statuses seen (see `store::seen`), and for the endings one read,
 //! one UPDATE and one INSERT of their actions (see `store::ending`). An idle
-//! bridge commits a lone change at once.
+//! bridge commits a lone change at once. Under a steady pace, registrations
+//! alone wait a few milliseconds for another change to ride on (see `pace`).
 //!
 //! On SQLite every statement is a hand-off to the writer's thread and back,
 //! so the statements whose answers the group does not wait for go with the

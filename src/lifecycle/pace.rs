@@ -41,13 +41,16 @@ impl Pace {
         if n == 0 {
             return;
         }
-        let gap = match self.last {
-            Some(last) => now.saturating_duration_since(last) / n,
+        self.gap = match self.last {
+            // A quarter of the newest gap: a few groups to follow a change
+            // of pace, not one group's chance.
+            Some(last) => {
+                let gap = now.saturating_duration_since(last) / n;
+                (self.gap.saturating_mul(3) + gap) / 4
+            }
+            // The first: not due until a few more have come.
             None => DUE.saturating_mul(2),
         };
-        // A quarter of the newest gap: a few groups to follow a change of
-        // pace, not one group's chance.
-        self.gap = (self.gap.saturating_mul(3) + gap) / 4;
         self.last = Some(now);
     }
 
@@ -74,6 +77,8 @@ mod tests {
     fn due_while_changes_come_often_and_lately() {
         let start = Instant::now();
         assert!(!Pace::default().due(start), "nothing seen yet");
+        let (pace, last) = paced(Duration::from_millis(5), 1, start);
+        assert!(!pace.due(last), "one alone is no pace");
         let (pace, last) = paced(Duration::from_millis(5), 20, start);
         assert!(pace.due(last + Duration::from_millis(3)));
         assert!(pace.due(last + DUE));
