@@ -30,14 +30,7 @@ impl<T: Send> RecvMany<T> for mpsc::UnboundedReceiver<T> {
 
 /// Add to `batch` what arrives within `wait`, until it holds `max`.
 pub async fn linger<T>(rx: &mut impl RecvMany<T>, batch: &mut Vec<T>, max: usize, wait: Duration) {
-    let until = Instant::now() + wait;
-    while batch.len() < max {
-        let room = max - batch.len();
-        tokio::select! {
-            n = rx.recv_many(batch, room) => if n == 0 { return },
-            _ = tokio::time::sleep_until(until) => return,
-        }
-    }
+    linger_until(rx, batch, max, wait, |_| false).await
 }
 
 /// As [`linger`], but stop as soon as an item for which `stop` holds has

@@ -174,6 +174,12 @@ fn status_field(status: &str, key: &str) -> Option<u64> {
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
 }
 
+/// p50 / p95 / p99 of `values` (sorted here).
+pub fn p50_p95_p99(values: &mut [f64]) -> [f64; 3] {
+    values.sort_by(f64::total_cmp);
+    [0.5, 0.95, 0.99].map(|q| quantile(values, q))
+}
+
 /// The `q` quantile of sorted values (nearest rank).
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {

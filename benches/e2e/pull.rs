@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use transfer_bridge::simulator::{Script, Step};
 
-use crate::proc::quantile;
+use crate::proc::p50_p95_p99;
 use crate::stand::{Env, SIM_ID, SIM_SECRET, Stand};
 
 /// The PBX acts this long after the upstream shows COMPLETED.
@@ -85,8 +85,8 @@ pub async fn run(env: &Env, n: usize, mode: Mode) -> anyhow::Result<PullOutcome>
         mode,
         transfers: n,
         gets_per_transfer: gets as f64 / n as f64,
-        answer_ms: q3(&mut answers),
-        upstream_ms: q3(&mut floors),
+        answer_ms: p50_p95_p99(&mut answers),
+        upstream_ms: p50_p95_p99(&mut floors),
     })
 }
 
@@ -168,9 +168,4 @@ fn gets(stand: &Stand, n: usize) -> u64 {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn q3(v: &mut [f64]) -> [f64; 3] {
-    v.sort_by(f64::total_cmp);
-    [quantile(v, 0.5), quantile(v, 0.95), quantile(v, 0.99)]
 }

@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::burst::{CONCURRENCY, count_agent_messages, settled};
-use crate::proc::quantile;
+use crate::proc::p50_p95_p99;
 use crate::process::BridgeProcess;
 use crate::stand::Env;
 
@@ -103,7 +103,5 @@ async fn timed(
         ms.push(result?);
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
-    ms.sort_by(f64::total_cmp);
-    let q = |p| quantile(&ms, p);
-    Ok((rate, [q(0.5), q(0.95), q(0.99)]))
+    Ok((rate, p50_p95_p99(&mut ms)))
 }

@@ -17,7 +17,7 @@ use transfer_bridge::simulator::{Script, Step};
 use crate::bare_signalled::{self, BareSignalled};
 use crate::burst::{count_agent_messages, settled};
 use crate::polling::all_done;
-use crate::proc::quantile;
+use crate::proc::p50_p95_p99;
 use crate::process::BridgeProcess;
 use crate::stand::Env;
 
@@ -92,8 +92,8 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Signalled> {
         transfers: n,
         gets_per_transfer: gets as f64 / n as f64,
         cpu_ms_per_transfer: cpu * 1000.0 / n as f64,
-        register_ms: quantiles(register_ms),
-        returned_ms: quantiles(returned_ms),
+        register_ms: p50_p95_p99(&mut register_ms),
+        returned_ms: p50_p95_p99(&mut returned_ms),
         bare,
     })
 }
@@ -119,12 +119,6 @@ async fn transfer(
     let returned = at.elapsed().as_secs_f64() * 1000.0;
     anyhow::ensure!(status.is_success(), "returned {id}: {status}");
     Ok((register, returned))
-}
-
-/// p50 / p95 / p99.
-fn quantiles(mut ms: Vec<f64>) -> [f64; 3] {
-    ms.sort_by(f64::total_cmp);
-    [0.5, 0.95, 0.99].map(|q| quantile(&ms, q))
 }
 
 /// A transfer the upstream shows COMPLETED from the start: the bare loop's

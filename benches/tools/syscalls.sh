@@ -11,13 +11,10 @@
 set -euo pipefail
 stage=${1:-signalled}
 cd "$(dirname "$0")/../.."
-bin=$(realpath "${2:-target/release/transfer-bridge}")
-export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
-export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 out=$(mktemp)
 counts=$(mktemp)
 source benches/tools/stage.sh
-start_stage "$out" "$bin" E2E_ONLY="$stage"
+begin_stage "$out" "${2:-}" E2E_ONLY="$stage"
 events=syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync
 events=$events,syscalls:sys_enter_pwrite64,syscalls:sys_enter_pread64
 # perf stat ends with the process it follows.

@@ -11,12 +11,9 @@
 set -euo pipefail
 stage=${1:-signalled}
 cd "$(dirname "$0")/../.."
-bin=$(realpath "${2:-target/release/transfer-bridge}")
-export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
-export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 out=$(mktemp)
 source benches/tools/stage.sh
-start_stage "$out" "$bin" E2E_ONLY="$stage"
+begin_stage "$out" "${2:-}" E2E_ONLY="$stage"
 # name|user|system|voluntary switches, one line per thread
 snapshot() {
   for task in /proc/"$pid"/task/*; do

@@ -14,12 +14,10 @@
 set -euo pipefail
 stage=${1:-signalled}
 cd "$(dirname "$0")/../.."
-bin=$(realpath "${2:-target/release/transfer-bridge}")
 n=${3:-$([ "$stage" = burst ] && echo 10000 || echo 2000)}
-export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 work=$(mktemp -d)
 source benches/tools/stage.sh
-start_stage "$work/out" "$bin" E2E_ONLY="$stage" E2E_SIGNALLED="$n" E2E_BURST="$n"
+begin_stage "$work/out" "${2:-}" E2E_ONLY="$stage" E2E_SIGNALLED="$n" E2E_BURST="$n"
 perf record -q -e sched:sched_wakeup -g -a -o "$work/perf.data" -- \
   bash -c "while kill -0 $pid 2>/dev/null; do ls /proc/$pid/task >>'$work/tids' 2>/dev/null; sleep 0.5; done"
 wait "$runner" || { echo "the bench failed:"; cat "$work/out"; exit 1; }
