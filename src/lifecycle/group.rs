@@ -38,21 +38,19 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::finish::{OwnedFinish, as_known};
+use super::finish::as_known;
+use super::job::{FinishJob, Job, RegisterJob, ReturnJob, SeenJob};
 use super::pace::{PATIENCE, Pace};
 use super::register::{self, Registration};
 use super::sip_return::{self, SipReturned};
-use super::{Finish, Finished, Lifecycle, Returned, Seen};
+use super::{Finish, Finished, Lifecycle, Returned};
 use crate::linger::{linger, linger_until};
-use crate::outbox::ActionView;
-use crate::outbox::repo;
-use crate::store::{self, Conn, NewTransfer, StoreError, Upstream};
+use crate::outbox::{ActionView, Slot, repo};
+use crate::store::{self, Conn, StoreError};
 use crate::transfer::{Action, TransferId};
-use crate::upstream::CallTransfer;
 
 /// How long a group waits for company under load.
 const LINGER: Duration = Duration::from_millis(2);
@@ -66,67 +64,6 @@ const LINGER: Duration = Duration::from_millis(2);
 const MAX_GROUP: usize = 128;
 /// Changes waiting for the committer; callers wait when it is full.
 pub(super) const QUEUE: usize = 4096;
-
-/// A change waiting for the committer.
-pub(super) enum Job {
-    /// Boxed: it holds the whole upstream resource, a status needs a tenth.
-    Finish(Box<FinishJob>),
-    Seen(SeenJob),
-    Register(Box<RegisterJob>),
-    Return(Box<ReturnJob>),
-}
-
-/// A headers-only SIP return (see `sip_return`).
-pub(super) struct ReturnJob {
-    pub new: NewTransfer,
-    /// The completed resource the return stands for, and its JSON.
-    pub resource: CallTransfer,
-    pub raw: Value,
-    pub reply: oneshot::Sender<Result<SipReturned, StoreError>>,
-}
-
-impl ReturnJob {
-    fn seen(&self) -> Seen<'_> {
-        Seen {
-            resource: &self.resource,
-            raw: &self.raw,
-        }
-    }
-}
-
-/// A registration.
-pub(super) struct RegisterJob {
-    pub new: NewTransfer,
-    /// The upstream's answer when the bridge created the transfer upstream.
-    pub created: Option<CallTransfer>,
-    pub reply: oneshot::Sender<Result<Registration, StoreError>>,
-}
-
-/// A transfer leaving TRACKING.
-pub(super) struct FinishJob {
-    pub id: TransferId,
-    pub finish: OwnedFinish,
-    pub reply: oneshot::Sender<Result<Finished, StoreError>>,
-}
-
-/// A new upstream status that does not end tracking.
-pub(super) struct SeenJob {
-    pub row: Upstream,
-    pub reply: oneshot::Sender<Result<(), StoreError>>,
-}
-
-/// Hand a change to the committer and wait for its answer; `None` when
-/// there is no committer, or it is gone or stopped without answering: then
-/// nothing was committed, and the caller runs the change alone.
-pub(super) async fn submit<T>(
-    committer: Option<&mpsc::Sender<Job>>,
-    job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
-) -> Option<Result<T, StoreError>> {
-    let committer = committer?;
-    let (reply, answer) = oneshot::channel();
-    committer.send(job(reply)).await.ok()?;
-    answer.await.ok()
-}
 
 /// Commit groups until every sender is gone. Registrations alone wait for
 /// another change to ride on when one is due (see `pace`); other groups
@@ -148,14 +85,6 @@ pub(super) async fn run(lifecycle: Lifecycle, mut rx: mpsc::Receiver<Job>) {
             Instant::now(),
         );
         commit(&lifecycle, std::mem::take(&mut group)).await;
-    }
-}
-
-impl Job {
-    /// Everything but a registration commits without waiting for company
-    /// of its own kind (see `pace`).
-    fn prompt(&self) -> bool {
-        !matches!(self, Job::Register(_))
     }
 }
 
@@ -277,36 +206,19 @@ async fn alone(lifecycle: &Lifecycle, group: Group) {
     }
 }
 
-/// One transaction for the whole group: the registrations, the transfers
-/// returns complete (registered when new), the statuses seen, the
-/// registrations' actions, then every ending (the returns' completions
-/// last).
+/// One transaction for the whole group (see [`write_in`]). A group that
+/// took a repeat registration for new fails at its end: rolled back, its
+/// connection kept for the try that reads (see `Conn::commit_if`).
 async fn write_group(
     lifecycle: &Lifecycle,
     group: &Group,
     taken: Taken,
 ) -> Result<Outcomes, StoreError> {
-    let changes = group.changes();
     let slot = lifecycle.outbox.slot();
     let claimed = slot.claim().is_some();
     let mut tx = lifecycle.store.begin().await?;
-    let backend = lifecycle.store.backend();
-    let (registered, mut actions) = register_all(lifecycle, &mut tx, group, claimed, taken).await?;
-    let news: Vec<_> = group.returns.iter().map(|job| &job.new).collect();
-    let returned = lifecycle.returns_in(&mut tx, &news).await?;
-    store::record_upstream(&mut tx, backend, group.seen.iter().map(|job| &job.row)).await?;
-    repo::enqueue(&mut tx, backend, &actions, slot.claim()).await?;
-    let (mut finished, ended) = match changes.is_empty() {
-        true => Default::default(),
-        false => {
-            let known = match taken {
-                Taken::AsGiven => as_known(&changes, &tx),
-                Taken::AsStored => None,
-            };
-            lifecycle.finish_in(&mut tx, &changes, &slot, known).await?
-        }
-    };
-    tx.commit().await?;
+    let written = write_in(lifecycle, &mut tx, group, &slot, taken).await;
+    let (registered, mut actions, returned, mut finished, ended) = tx.commit_if(written).await?;
     let completed = finished.split_off(group.finishes.len());
     // The endings' actions come in the order of the changes, the returns'
     // completions last.
@@ -319,6 +231,47 @@ async fn write_group(
         finished,
         returned,
     })
+}
+
+/// What a group's statements gave, before its commit: the registrations
+/// and their actions, the returns, the endings and theirs.
+type Written = (
+    Vec<Registration>,
+    Vec<Action>,
+    Vec<Returned>,
+    Vec<Finished>,
+    Vec<Action>,
+);
+
+/// The group's statements: the registrations, the transfers returns
+/// complete (registered when new), the statuses seen, the registrations'
+/// actions, then every ending (the returns' completions last).
+async fn write_in(
+    lifecycle: &Lifecycle,
+    tx: &mut Conn,
+    group: &Group,
+    slot: &Slot,
+    taken: Taken,
+) -> Result<Written, StoreError> {
+    let backend = lifecycle.store.backend();
+    let claimed = slot.claim().is_some();
+    let (registered, actions) = register_all(lifecycle, tx, group, claimed, taken).await?;
+    let news: Vec<_> = group.returns.iter().map(|job| &job.new).collect();
+    let returned = lifecycle.returns_in(tx, &news).await?;
+    store::record_upstream(tx, backend, group.seen.iter().map(|job| &job.row)).await?;
+    repo::enqueue(tx, backend, &actions, slot.claim()).await?;
+    let changes = group.changes();
+    let (finished, ended) = match changes.is_empty() {
+        true => Default::default(),
+        false => {
+            let known = match taken {
+                Taken::AsGiven => as_known(&changes, tx),
+                Taken::AsStored => None,
+            };
+            lifecycle.finish_in(tx, &changes, slot, known).await?
+        }
+    };
+    Ok((registered, actions, returned, finished, ended))
 }
 
 /// How a group's registrations are inserted and its endings' transfers

@@ -351,3 +351,39 @@ async fn a_group_that_fails_runs_each_change_alone() {
         }
     }
 }
+
+/// A repeat registration fails the group that took it for new (see
+/// `Taken::AsGiven`), alone or beside an ending; the group runs again on
+/// the same writer connection, rolled back, not closed and opened anew.
+#[tokio::test]
+async fn a_repeat_registration_keeps_the_writer_connection() {
+    for f in fixtures().await {
+        let store = &f.lifecycle.store;
+        for id in ["k0", "k1"] {
+            f.lifecycle.register(&new(id), None).await.unwrap();
+        }
+        // A temporary table lives and dies with its connection (SQLite's
+        // writer pool holds one; PostgreSQL's sixteen, so only SQLite says).
+        let sqlite = store.backend() == Backend::Sqlite;
+        let mark = "CREATE TEMP TABLE writer_mark (x INTEGER)";
+        let mut writer = store.writer().await.unwrap();
+        sqlx::query(mark).execute(&mut writer).await.unwrap();
+        drop(writer);
+        let again = new("k0");
+        let repeat = f.lifecycle.register(&again, None);
+        let cancel = Finish {
+            reason: Some("repeat beside"),
+            ..ended(BridgeState::Cancelled, None)
+        };
+        let id = TransferId::parse("k1").unwrap();
+        let (repeat, ending) = tokio::join!(repeat, f.lifecycle.finish(&id, cancel));
+        assert!(matches!(repeat.unwrap(), Registered::Identical(_)));
+        assert!(matches!(ending.unwrap(), Finished::Changed { .. }));
+        let alone = f.lifecycle.register(&new("k0"), None).await.unwrap();
+        assert!(matches!(alone, Registered::Identical(_)));
+        let mut writer = store.writer().await.unwrap();
+        let marked = sqlx::query("SELECT count(*) FROM temp.writer_mark");
+        let kept = marked.execute(&mut writer).await.is_ok();
+        assert!(!sqlite || kept, "the writer connection was replaced");
+    }
+}

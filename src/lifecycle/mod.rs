@@ -9,6 +9,7 @@
 mod adopt;
 mod finish;
 mod group;
+mod job;
 mod pace;
 mod register;
 mod sip_return;
@@ -91,7 +92,7 @@ pub struct Lifecycle {
     reads: outbox::ViewReads,
     /// The group committer's queue (`None` in the committer's own copy, so
     /// it stops once every other copy is gone).
-    committer: Option<tokio::sync::mpsc::Sender<group::Job>>,
+    committer: Option<tokio::sync::mpsc::Sender<job::Job>>,
 }
 
 impl Lifecycle {
@@ -128,12 +129,12 @@ impl Lifecycle {
     ) -> Result<(), StoreError> {
         let row = Upstream::new(id, seen.resource.status.as_str(), seen.raw, polls);
         let job = |reply| {
-            group::Job::Seen(group::SeenJob {
+            job::Job::Seen(job::SeenJob {
                 row: row.clone(),
                 reply,
             })
         };
-        match group::submit(self.committer.as_ref(), job).await {
+        match job::submit(self.committer.as_ref(), job).await {
             Some(result) => result,
             None => self.seen_alone(&row).await,
         }
@@ -154,13 +155,13 @@ impl Lifecycle {
         finish: Finish<'_>,
     ) -> Result<Finished, StoreError> {
         let job = |reply| {
-            group::Job::Finish(Box::new(group::FinishJob {
+            job::Job::Finish(Box::new(job::FinishJob {
                 id: id.clone(),
                 finish: finish::OwnedFinish::new(&finish),
                 reply,
             }))
         };
-        match group::submit(self.committer.as_ref(), job).await {
+        match job::submit(self.committer.as_ref(), job).await {
             Some(result) => result,
             None => self.finish_alone(id, &finish).await,
         }

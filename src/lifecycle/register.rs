@@ -4,7 +4,7 @@
 //! peak many calls are handed over at once, and each registration was a
 //! FULL commit of its own, queued on the store's one writer.
 
-use super::{Lifecycle, group};
+use super::{Lifecycle, job};
 use crate::outbox::{ActionView, repo};
 use std::collections::HashMap;
 
@@ -35,13 +35,13 @@ impl Lifecycle {
         created: Option<&CallTransfer>,
     ) -> Result<Registration, StoreError> {
         let job = |reply| {
-            group::Job::Register(Box::new(group::RegisterJob {
+            job::Job::Register(Box::new(job::RegisterJob {
                 new: new.clone(),
                 created: created.cloned(),
                 reply,
             }))
         };
-        match group::submit(self.committer.as_ref(), job).await {
+        match job::submit(self.committer.as_ref(), job).await {
             Some(result) => result,
             None => self.register_alone(new, created).await,
         }

@@ -8,7 +8,7 @@
 //! return new to the bridge is answered from its commit, with no read:
 //! 11-13 ms (README, "Throughput and CPU").
 
-use super::{Finish, Finished, Lifecycle, Returned, Seen, group, register};
+use super::{Finish, Finished, Lifecycle, Returned, Seen, job, register};
 use crate::outbox::ActionView;
 use crate::store::{Conn, NewTransfer, StoreError};
 use crate::transfer::{BridgeState, Transfer};
@@ -56,14 +56,14 @@ impl Lifecycle {
         seen: Seen<'_>,
     ) -> Result<SipReturned, StoreError> {
         let job = |reply| {
-            group::Job::Return(Box::new(group::ReturnJob {
+            job::Job::Return(Box::new(job::ReturnJob {
                 new: new.clone(),
                 resource: seen.resource.clone(),
                 raw: seen.raw.clone(),
                 reply,
             }))
         };
-        match group::submit(self.committer.as_ref(), job).await {
+        match job::submit(self.committer.as_ref(), job).await {
             Some(result) => result,
             None => self.sip_return_alone(new, seen).await,
         }

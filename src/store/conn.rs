@@ -18,7 +18,11 @@
 //! connection rather than returning it to the pool: closing rolls back,
 //! and no later user can find itself inside it (sqlx's, on PostgreSQL,
 //! queue a ROLLBACK as they always did). Paths that end a transaction on
-//! purpose without a commit call [`Conn::rollback`].
+//! purpose without a commit call [`Conn::rollback`], and so does a failed
+//! COMMIT, and [`Conn::commit_if`] for a transaction whose statements
+//! failed: a connection closed is a new one opened, its statements prepared
+//! again, and a group commit that took a repeat registration for new (see
+//! `lifecycle::group`) paid that on every repeat.
 
 mod wrap;
 
@@ -120,19 +124,38 @@ impl Conn {
 
     /// Commit what the transaction wrote, with the statements still queued
     /// (see [`Conn::with_next`]). A transaction that ran no statement has
-    /// nothing to commit.
+    /// nothing to commit. When the commit fails (a queued statement's check,
+    /// a full disk), the transaction is rolled back on its connection.
     pub async fn commit(mut self) -> Result<(), StoreError> {
         if let Some(tx) = self.sqlx() {
             return Ok(tx.commit().await?);
         }
-        if !self.ahead.is_empty() {
+        let committed = match self.ahead.is_empty() {
+            true => self.end("COMMIT").await,
             // The statements still queued go in front of the COMMIT (and the
             // BEGIN in front of them, when nothing was sent yet).
-            self.execute("COMMIT").await?;
-            self.state = State::Plain;
-            return Ok(());
+            false => self.execute("COMMIT").await.map(drop).map_err(Into::into),
+        };
+        match committed {
+            Ok(()) => self.state = State::Plain,
+            Err(_) => self.abandon().await,
         }
-        self.end("COMMIT").await
+        committed
+    }
+
+    /// Commit when `written` holds what the transaction's statements gave,
+    /// else roll back: for a transaction whose failure is an answer (a
+    /// group that took its changes as given, see `lifecycle::group`), so
+    /// the connection goes on, statements prepared, rather than closing.
+    pub async fn commit_if<T>(self, written: Result<T, StoreError>) -> Result<T, StoreError> {
+        match written {
+            Ok(written) => self.commit().await.map(|()| written),
+            Err(e) => {
+                // Its own failure closes the connection (see `Drop`).
+                let _ = self.rollback().await;
+                Err(e)
+            }
+        }
     }
 
     /// End the transaction without its writes, or those of the statements
@@ -154,6 +177,15 @@ impl Conn {
                 None
             }
         }
+    }
+
+    /// After a failed statement or COMMIT: a ROLLBACK on the same
+    /// connection. Where SQLite already ended the transaction itself
+    /// (SQLITE_FULL, SQLITE_IOERR) the ROLLBACK fails, the state stays open,
+    /// and the drop closes the connection as before.
+    async fn abandon(&mut self) {
+        self.ahead.clear();
+        let _ = self.end("ROLLBACK").await;
     }
 
     /// The end of a transaction of the store's own, with nothing queued.

@@ -214,3 +214,73 @@ async fn a_queued_statement_that_fails_fails_its_transaction() {
         assert_eq!(committed(&db).await, [3], "{backend:?}");
     }
 }
+
+/// On SQLite, a mark on the one writer connection: a temporary table lives
+/// and dies with its connection. Whether the mark is still there says
+/// whether the writer is the connection it was.
+async fn mark_writer(db: &TestStore) {
+    let mut plain = db.store.writer().await.unwrap();
+    sqlx::query("CREATE TEMP TABLE writer_mark (x INTEGER)")
+        .execute(&mut plain)
+        .await
+        .unwrap();
+}
+
+async fn writer_is_marked(db: &TestStore) -> bool {
+    let mut plain = db.store.writer().await.unwrap();
+    let mark = sqlx::query("SELECT count(*) FROM temp.writer_mark");
+    mark.execute(&mut plain).await.is_ok()
+}
+
+#[tokio::test]
+async fn a_failed_commit_rolls_back_and_keeps_its_connection() {
+    for db in each().await {
+        let sqlite = db.backend() == Backend::Sqlite;
+        if sqlite {
+            mark_writer(&db).await;
+        }
+        let mut tx = db.store.begin().await.unwrap();
+        insert(&mut tx, 1).await.unwrap();
+        let failed = match tx.with_next(insert_query(1, "again")).await {
+            // SQLite queued it: it fails with the COMMIT it rides on.
+            Ok(_) => tx.commit().await,
+            // PostgreSQL ran it at once.
+            Err(e) => Err(e),
+        };
+        assert!(failed.is_err(), "{:?}", db.backend());
+        assert!(committed(&db).await.is_empty(), "{:?}", db.backend());
+        // Closed, the connection would have taken its mark with it.
+        assert!(
+            !sqlite || writer_is_marked(&db).await,
+            "the writer was replaced"
+        );
+        let mut tx = db.store.begin().await.unwrap();
+        insert(&mut tx, 2).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(committed(&db).await, [2], "{:?}", db.backend());
+    }
+}
+
+#[tokio::test]
+async fn commit_if_commits_what_succeeded_and_rolls_back_what_failed() {
+    for db in each().await {
+        let sqlite = db.backend() == Backend::Sqlite;
+        if sqlite {
+            mark_writer(&db).await;
+        }
+        let mut tx = db.store.begin().await.unwrap();
+        insert(&mut tx, 1).await.unwrap();
+        let failed = insert(&mut tx, 1).await.map_err(StoreError::from);
+        let ended = tx.commit_if(failed).await;
+        assert!(ended.is_err(), "{:?}", db.backend());
+        assert!(committed(&db).await.is_empty(), "{:?}", db.backend());
+        assert!(
+            !sqlite || writer_is_marked(&db).await,
+            "the writer was replaced"
+        );
+        let mut tx = db.store.begin().await.unwrap();
+        let written = insert(&mut tx, 2).await.map_err(StoreError::from);
+        assert_eq!(tx.commit_if(written).await.unwrap(), 1);
+        assert_eq!(committed(&db).await, [2], "{:?}", db.backend());
+    }
+}

@@ -57,7 +57,7 @@ async fn a_registration_taken_as_new_that_was_not_fails_its_transaction() {
     let e = tx.commit().await.unwrap_err();
     assert!(e.to_string().contains("was not new"), "{e}");
     assert!(db.store.get(&fresh.id).await.unwrap().is_none());
-    // The writer connection was replaced: the next transaction works.
+    // Rolled back on its connection: the next transaction works.
     let mut tx = db.store.begin().await.unwrap();
     register(&mut tx, backend, &fresh, "i1").await.unwrap();
     tx.commit().await.unwrap();
