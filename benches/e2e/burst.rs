@@ -47,6 +47,9 @@ pub struct Burst {
     /// The registrations before the burst, 64 at a time: seconds, and
     /// bridge CPU per registration.
     pub registered: (f64, f64),
+    /// Then each registration again, the same body (an IVR retrying): 200,
+    /// seconds, and bridge CPU per repeat.
+    pub repeated: (f64, f64),
     /// The plain lapin loop, same number of messages, same run, all to one
     /// transient queue.
     pub bare: BareLapin,
@@ -91,6 +94,12 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
     );
     // Their `transfer.tracking` audit records go out before the burst.
     settled(&store).await?;
+    let (cpu, at) = (bridge.cpu_seconds(), Instant::now());
+    each(&bridge, &ids, "/v1/transfers", register, 200).await?;
+    let repeated = (
+        at.elapsed().as_secs_f64(),
+        (bridge.cpu_seconds() - cpu) * 1000.0 / n as f64,
+    );
     let completed = script("COMPLETED");
     for id in &ids {
         sim.script(id, completed.clone());
@@ -134,6 +143,7 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
         cpu_ms_per_completion: cpu * 1000.0 / n as f64,
         machine,
         registered,
+        repeated,
         bare,
         bare_as_bridge,
     })
