@@ -52,7 +52,12 @@ pub async fn create(
     let view = match register(&app, body, integration).await? {
         // New: its answer is what the commit recorded (no second read).
         (status, transfer, Some(actions)) => (status, TransferView::enqueued(transfer, actions)),
-        (status, transfer, None) => (status, app.view(transfer).await?),
+        // A repeat: read with its actions, beside whatever other reads
+        // arrive with it (an IVR retrying a batch; see `outbox::view_reads`).
+        (status, transfer, None) => (
+            status,
+            app.view_of(app.find_full(&transfer.id).await?).await,
+        ),
     };
     Ok((view.0, Json(view.1)).into_response())
 }

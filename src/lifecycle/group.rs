@@ -308,9 +308,14 @@ async fn register_all(
         Some(inserted) => inserted,
         None => lifecycle.insert_new(tx, &news).await?,
     };
+    let not_new: Vec<_> = (news.iter().copied())
+        .filter(|n| !inserted.contains_key(n.id.as_str()))
+        .collect();
+    let mut repeats = store::repeats(tx, lifecycle.store.backend(), &not_new).await?;
     for job in &group.registers {
+        let taken = (&mut inserted, &mut repeats);
         let (outcome, planned) = lifecycle
-            .register_in(tx, &job.new, job.created.as_ref(), &mut inserted)
+            .register_in(tx, &job.new, job.created.as_ref(), taken)
             .await?;
         registered.push((outcome, register::views(&planned, claimed)));
         actions.extend(planned);

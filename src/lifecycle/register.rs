@@ -16,6 +16,13 @@ use crate::upstream::CallTransfer;
 /// a repeat), so its answer needs no second read.
 pub type Registration = (Registered, Vec<ActionView>);
 
+/// What a transaction's registrations found, by id: the transfers inserted
+/// now, and the repeats read (see `store::repeats`).
+pub(super) type Taken<'a> = (
+    &'a mut HashMap<String, Transfer>,
+    &'a mut HashMap<String, Registered>,
+);
+
 impl Lifecycle {
     /// Registered: insert it (or recognise a repeat) and, when new, enqueue
     /// its `transfer.tracking` audit record. `created` is the upstream's
@@ -56,9 +63,8 @@ impl Lifecycle {
         let slot = self.outbox.slot();
         let mut tx = self.store.begin().await?;
         let mut inserted = self.insert_new(&mut tx, &[new]).await?;
-        let (registered, actions) = self
-            .register_in(&mut tx, new, created, &mut inserted)
-            .await?;
+        let taken = (&mut inserted, &mut HashMap::new());
+        let (registered, actions) = self.register_in(&mut tx, new, created, taken).await?;
         repo::enqueue(&mut tx, self.store.backend(), &actions, slot.claim()).await?;
         tx.commit().await?;
         let views = views(&actions, slot.claim().is_some());
@@ -91,18 +97,21 @@ impl Lifecycle {
 
     /// `new` as [`Self::insert_new`] left it, in the caller's transaction:
     /// inserted now (taken from `inserted`, so an id named twice is new
-    /// once), or a repeat to tell from a conflicting body. The actions a
-    /// new transfer causes, for the caller to enqueue.
+    /// once), or a repeat to tell from a conflicting body (taken from
+    /// `repeats`, read beforehand, else read now). The actions a new
+    /// transfer causes, for the caller to enqueue.
     pub(super) async fn register_in(
         &self,
         tx: &mut Conn,
         new: &NewTransfer,
         created: Option<&CallTransfer>,
-        inserted: &mut HashMap<String, Transfer>,
+        (inserted, repeats): Taken<'_>,
     ) -> Result<(Registered, Vec<Action>), StoreError> {
-        let registered = match inserted.remove(new.id.as_str()) {
-            Some(transfer) => Registered::Created(transfer),
-            None => store::repeat(tx, new).await?,
+        let id = new.id.as_str();
+        let registered = match (inserted.remove(id), repeats.remove(id)) {
+            (Some(transfer), _) => Registered::Created(transfer),
+            (None, Some(repeat)) => repeat,
+            (None, None) => store::repeat(tx, new).await?,
         };
         let actions = match &registered {
             Registered::Created(transfer) => {

@@ -37,7 +37,7 @@ pub use instances::{
 };
 pub use outage::while_unavailable;
 pub use registration::{
-    NewTransfer, Registered, insert_many, insert_taken_as_new, register, repeat,
+    NewTransfer, Registered, insert_many, insert_taken_as_new, register, repeat, repeats,
 };
 pub use scratch::scratch_database;
 pub use seen::{Upstream, record_upstream};

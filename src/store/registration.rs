@@ -8,7 +8,7 @@ use serde_json::Value;
 use sqlx::Row as _;
 
 use super::batch::changed_exactly;
-use super::transfers::{as_inserted, columns, from_row, select};
+use super::transfers::{as_inserted, as_json_array, columns, from_row, read_json_array, select};
 use super::{Backend, Conn, StoreError, json_arrays, now_text};
 use crate::transfer::{Transfer, TransferId};
 
@@ -136,13 +136,66 @@ pub async fn repeat(conn: &mut Conn, new: &NewTransfer) -> Result<Registered, St
         .bind(new.id.as_str())
         .fetch_one(&mut *conn)
         .await?;
-    let transfer = from_row(&row)?;
-    let stored: String = row.try_get("request_json")?;
-    Ok(if stored == new.request_json {
-        Registered::Identical(transfer)
-    } else {
-        Registered::Conflict(transfer)
-    })
+    Ok(judged(new, from_row(&row)?, row.try_get("request_json")?))
+}
+
+/// [`repeat`] for every one of `news` that is stored, in one statement, by
+/// id: an IVR retrying a batch of calls sent a group of repeats, one read
+/// each. Ids not stored are left out.
+pub async fn repeats(
+    conn: &mut Conn,
+    backend: Backend,
+    news: &[&NewTransfer],
+) -> Result<HashMap<String, Registered>, StoreError> {
+    if news.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<&str> = news.iter().map(|n| n.id.as_str()).collect();
+    let stored = match backend {
+        Backend::Sqlite => read_json_array::<String>(&mut *conn, REPEATS_SQLITE, &ids).await?,
+        Backend::Postgres => stored_requests_postgres(conn, &ids).await?,
+    };
+    let by_id: HashMap<&str, &NewTransfer> = news.iter().map(|n| (n.id.as_str(), *n)).collect();
+    let mut judged_all = HashMap::with_capacity(stored.len());
+    for (transfer, request_json) in stored {
+        if let Some(new) = by_id.get(transfer.id.as_str()) {
+            let id = transfer.id.as_str().to_owned();
+            judged_all.insert(id, judged(new, transfer, request_json));
+        }
+    }
+    Ok(judged_all)
+}
+
+/// [`repeats`] on SQLite: the rows as one JSON array, each transfer with
+/// the body it was registered with.
+const REPEATS_SQLITE: &str = as_json_array!(
+    "'extra', request_json, ",
+    "WHERE id IN (SELECT value FROM json_each($1))"
+);
+
+/// [`repeats`] on PostgreSQL: each transfer among `ids` with the body it
+/// was registered with.
+async fn stored_requests_postgres(
+    conn: &mut Conn,
+    ids: &[&str],
+) -> Result<Vec<(Transfer, String)>, StoreError> {
+    let sql = select!("WHERE id = ANY(ARRAY(SELECT json_array_elements_text($1::json)))");
+    let mut stored = Vec::with_capacity(ids.len());
+    for array in json_arrays(Backend::Postgres, ids) {
+        for row in sqlx::query(sql).bind(array).fetch_all(&mut *conn).await? {
+            stored.push((from_row(&row)?, row.try_get("request_json")?));
+        }
+    }
+    Ok(stored)
+}
+
+/// A stored `transfer`, registered with `stored_request`, as `new` finds
+/// it: an identical repeat, or a conflicting body.
+fn judged(new: &NewTransfer, transfer: Transfer, stored_request: String) -> Registered {
+    match stored_request == new.request_json {
+        true => Registered::Identical(transfer),
+        false => Registered::Conflict(transfer),
+    }
 }
 
 /// A new transfer as [`insert_many`] sends it to the database.

@@ -74,3 +74,38 @@ async fn an_id_named_twice_is_not_taken_as_new() {
     tx.commit().await.unwrap();
     assert!(db.store.get(&twice.id).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn repeats_read_together_tell_identical_from_conflicting_as_one_read_does() {
+    for db in testdb::each().await {
+        let backend = db.backend();
+        let (same, other) = (tricky("same"), tricky("other"));
+        let mut tx = db.store.begin().await.unwrap();
+        insert_many(&mut tx, backend, &[&same, &other], "i1")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut changed = other.clone();
+        changed.request_json = "sha256:another body".into();
+        let unknown = testdb::plain("unknown");
+        let mut tx = db.store.begin().await.unwrap();
+        let news = [&same, &changed, &unknown];
+        let mut together = repeats(&mut tx, backend, &news).await.unwrap();
+        assert_eq!(together.len(), 2, "{backend:?}: the unknown id is left out");
+        for new in [&same, &changed] {
+            let alone = repeat(&mut tx, new).await.unwrap();
+            let read = together.remove(new.id.as_str()).unwrap();
+            let (Registered::Identical(a) | Registered::Conflict(a)) = &alone else {
+                unreachable!("a stored id is a repeat")
+            };
+            match (&read, new.id.as_str()) {
+                (Registered::Identical(t), "same") | (Registered::Conflict(t), "other") => {
+                    assert_eq!(format!("{t:?}"), format!("{a:?}"), "{backend:?}");
+                }
+                _ => panic!("{backend:?}: {} judged wrongly", new.id.as_str()),
+            }
+        }
+        assert!(repeats(&mut tx, backend, &[]).await.unwrap().is_empty());
+        tx.rollback().await.unwrap();
+    }
+}
