@@ -9,9 +9,10 @@
 //! to one committer task. It takes what is already queued (at most
 //! `MAX_GROUP`) and, when the last group was not alone (the bridge is under
 //! load), lingers up to `LINGER` for more; then writes the whole group in
-//! one transaction and commits once: one INSERT of the registrations (each
-//! not new is then told a repeat or a conflict) and one of their actions, one UPDATE
-//! of the statuses seen (see `store::seen`), and for the endings one read,
+//! one transaction and commits once: one INSERT of the registrations (those
+//! not new then read in one statement, each told a repeat or a conflict)
+//! and one of their actions, one UPDATE of the statuses seen (see
+//! `store::seen`), and for the endings one read,
 //! one UPDATE and one INSERT of their actions (see `store::ending`). An idle
 //! bridge commits a lone change at once. Under a steady pace, registrations
 //! alone wait a few milliseconds for another change to ride on (see `pace`).
