@@ -219,7 +219,13 @@ async fn write_group(
     let claimed = slot.claim().is_some();
     let mut tx = lifecycle.store.begin().await?;
     let written = write_in(lifecycle, &mut tx, group, &slot, taken).await;
-    let (registered, mut actions, returned, mut finished, ended) = tx.commit_if(written).await?;
+    let Written {
+        registered,
+        mut actions,
+        returned,
+        mut finished,
+        ended,
+    } = tx.commit_if(written).await?;
     let completed = finished.split_off(group.finishes.len());
     // The endings' actions come in the order of the changes, the returns'
     // completions last.
@@ -234,15 +240,16 @@ async fn write_group(
     })
 }
 
-/// What a group's statements gave, before its commit: the registrations
-/// and their actions, the returns, the endings and theirs.
-type Written = (
-    Vec<Registration>,
-    Vec<Action>,
-    Vec<Returned>,
-    Vec<Finished>,
-    Vec<Action>,
-);
+/// What a group's statements gave, before its commit.
+struct Written {
+    registered: Vec<Registration>,
+    /// The registrations' actions.
+    actions: Vec<Action>,
+    returned: Vec<Returned>,
+    finished: Vec<Finished>,
+    /// The endings' actions, the returns' completions last.
+    ended: Vec<Action>,
+}
 
 /// The group's statements: the registrations, the transfers returns
 /// complete (registered when new), the statuses seen, the registrations'
@@ -272,7 +279,13 @@ async fn write_in(
             lifecycle.finish_in(tx, &changes, slot, known).await?
         }
     };
-    Ok((registered, actions, returned, finished, ended))
+    Ok(Written {
+        registered,
+        actions,
+        returned,
+        finished,
+        ended,
+    })
 }
 
 /// How a group's registrations are inserted and its endings' transfers
@@ -314,9 +327,9 @@ async fn register_all(
         .collect();
     let mut repeats = store::repeats(tx, lifecycle.store.backend(), &not_new).await?;
     for job in &group.registers {
-        let taken = (&mut inserted, &mut repeats);
+        let sorted = (&mut inserted, &mut repeats);
         let (outcome, planned) = lifecycle
-            .register_in(tx, &job.new, job.created.as_ref(), taken)
+            .register_in(tx, &job.new, job.created.as_ref(), sorted)
             .await?;
         registered.push((outcome, register::views(&planned, claimed)));
         actions.extend(planned);

@@ -16,9 +16,9 @@ use crate::upstream::CallTransfer;
 /// a repeat), so its answer needs no second read.
 pub type Registration = (Registered, Vec<ActionView>);
 
-/// What a transaction's registrations found, by id: the transfers inserted
-/// now, and the repeats read (see `store::repeats`).
-pub(super) type Taken<'a> = (
+/// A transaction's registrations sorted by id: the transfers inserted now,
+/// and the repeats read (see `store::repeats`).
+pub(super) type Sorted<'a> = (
     &'a mut HashMap<String, Transfer>,
     &'a mut HashMap<String, Registered>,
 );
@@ -63,8 +63,8 @@ impl Lifecycle {
         let slot = self.outbox.slot();
         let mut tx = self.store.begin().await?;
         let mut inserted = self.insert_new(&mut tx, &[new]).await?;
-        let taken = (&mut inserted, &mut HashMap::new());
-        let (registered, actions) = self.register_in(&mut tx, new, created, taken).await?;
+        let sorted = (&mut inserted, &mut HashMap::new());
+        let (registered, actions) = self.register_in(&mut tx, new, created, sorted).await?;
         repo::enqueue(&mut tx, self.store.backend(), &actions, slot.claim()).await?;
         tx.commit().await?;
         let views = views(&actions, slot.claim().is_some());
@@ -105,7 +105,7 @@ impl Lifecycle {
         tx: &mut Conn,
         new: &NewTransfer,
         created: Option<&CallTransfer>,
-        (inserted, repeats): Taken<'_>,
+        (inserted, repeats): Sorted<'_>,
     ) -> Result<(Registered, Vec<Action>), StoreError> {
         let id = new.id.as_str();
         let registered = match (inserted.remove(id), repeats.remove(id)) {
