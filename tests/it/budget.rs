@@ -321,6 +321,60 @@ async fn a_poll_waiting_for_its_commit_does_not_hold_back_the_next_get() {
     }
 }
 
+/// The signal lane's queue of polls due at once (`tracker::scheduler`'s
+/// `now`): with one request allowed and it held by a slow GET, signals wait
+/// their turn and go in the order they came; a second signal for a waiting
+/// transfer does not queue it twice; a transfer cancelled while it waits is
+/// not polled.
+#[tokio::test]
+async fn signals_past_a_full_lane_wait_in_order_once_each_and_a_cancelled_one_is_skipped() {
+    let app = spawn_app_with(|c| {
+        c.polling.policy = PolicyKind::Adaptive;
+        c.polling.trust_signals = TrustSignals::Always;
+        c.polling.max_in_flight = 1;
+    })
+    .await;
+    let [warm, slow, first, cancelled, second] =
+        ["warm", "slow", "first", "cancelled", "second"].map(unique);
+    for id in [&warm, &slow, &first, &cancelled, &second] {
+        app.script(
+            id,
+            json!({"timeline": [{"status": "COMPLETED"}], "outputContext": {"transferType": "SYSTEM"}}),
+        );
+        app.register_id(id).await;
+    }
+    // The first GET reserves a batch of the daily budget (a store write).
+    assert_eq!(returned(&app, &warm).await, 202);
+    assert_eq!(app.settled(&warm).await["state"], "COMPLETED");
+    let hold = json!({"latencyMs": 1500, "id": slow, "count": 1, "endpoint": "get"});
+    app.sim.inject(serde_json::from_value(hold).unwrap());
+    assert_eq!(returned(&app, &slow).await, 202);
+    assert!(gets_within(&app, &slow, Duration::from_secs(2)).await);
+    for id in [&first, &cancelled, &first, &second] {
+        assert_eq!(returned(&app, id).await, 202);
+    }
+    let url = format!("{}/v1/transfers/{cancelled}", app.base);
+    let cancel = app.http.delete(url).send().await.unwrap();
+    assert!(cancel.status().is_success(), "{}", cancel.status());
+    let waited = [&first, &second].map(|id| app.sim.gets(id));
+    assert_eq!(waited, [0, 0], "polled while the lane was full");
+    for id in [&slow, &first, &second] {
+        assert_eq!(app.settled(id).await["state"], "COMPLETED");
+    }
+    assert_eq!(app.view(&cancelled).await["state"], "CANCELLED");
+    let gets = [&first, &second, &cancelled].map(|id| app.sim.gets(id));
+    assert_eq!(
+        gets,
+        [1, 1, 0],
+        "first (signalled twice), second, cancelled"
+    );
+    let (at_first, at_second) = (
+        arrivals(&app, Some(&first)).await,
+        arrivals(&app, Some(&second)).await,
+    );
+    assert!(at_first[0] <= at_second[0], "{at_first:?} {at_second:?}");
+}
+
 /// Whether the simulator saw a GET of `id` within `limit`.
 async fn gets_within(app: &TestApp, id: &str, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
