@@ -97,7 +97,7 @@ pub fn throughput(burst: Option<&Burst>, polling: Option<&Polling>, signalled: O
         let rate = b.transfers as f64 / b.drain_s;
         let messages = b.published as f64 / b.drain_s;
         println!(
-            "burst ({}): {} completing at once, each signalled: {} agent messages received, {} confirmed, drained in {:.2} s (the last signal answered at {:.2} s, {} received by then): {:.0} completions/s, {} messages published at {:.0}/s = {:.2}x bare lapin to one transient queue ({:.0} msgs/s, {} messages, 100 confirms in flight), {:.2}x bare lapin to the bridge's topology ({:.0} msgs/s: half to the audit queue as configured by default); bridge CPU {:.3} ms per completion; before it, {} registered {} at a time in {:.2} s: {:.0}/s, {:.3} ms CPU each; then each again, the same body (200), in {:.2} s: {:.3} ms CPU per repeat = {:.2}x a registration",
+            "burst ({}): {} completing at once, each signalled: {} agent messages received, {} confirmed, drained in {:.2} s (the last signal answered at {:.2} s, {} received by then): {:.0} completions/s, {} messages published at {:.0}/s = {:.2}x bare lapin to one transient queue ({:.0} msgs/s, {} messages, 100 confirms in flight), {:.2}x bare lapin to the bridge's topology ({:.0} msgs/s: half to the audit queue as configured by default); bridge CPU {:.3} ms per completion; before it, {} registered {} at a time in {:.2} s: {:.0}/s, {:.3} ms CPU each; after the drain, each again, the same body (200), in {:.2} s: {:.3} ms CPU per repeat = {:.2}x a registration",
             b.store,
             b.transfers,
             b.received,
