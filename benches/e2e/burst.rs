@@ -86,12 +86,12 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
     }
     // Promised signals: no GET before each transfer's signal.
     let register = |id: &str| json!({"callTransferId": id, "returnSignal": true});
-    let (cpu, at) = (bridge.cpu_seconds(), Instant::now());
-    each(&bridge, &ids, "/v1/transfers", register, 201).await?;
-    let registered = (
-        at.elapsed().as_secs_f64(),
-        (bridge.cpu_seconds() - cpu) * 1000.0 / n as f64,
-    );
+    let registered = timed(
+        &bridge,
+        each(&bridge, &ids, "/v1/transfers", register, 201),
+        n,
+    )
+    .await?;
     // Their `transfer.tracking` audit records go out before the burst.
     settled(&store).await?;
     let completed = script("COMPLETED");
@@ -114,12 +114,12 @@ pub async fn run(env: &Env, n: usize) -> anyhow::Result<Burst> {
     let machine = MachineCpu::now().since(&machine);
     settled(&store).await?;
     // After the drain, so its state does not weigh on the drain's figures.
-    let (before, at) = (bridge.cpu_seconds(), Instant::now());
-    each(&bridge, &ids, "/v1/transfers", register, 200).await?;
-    let repeated = (
-        at.elapsed().as_secs_f64(),
-        (bridge.cpu_seconds() - before) * 1000.0 / n as f64,
-    );
+    let repeated = timed(
+        &bridge,
+        each(&bridge, &ids, "/v1/transfers", register, 200),
+        n,
+    )
+    .await?;
     let confirmed = sqlx::query_scalar(
         "SELECT COUNT(*) FROM actions WHERE kind = 'agent' AND status = 'delivered'",
     )
@@ -180,6 +180,19 @@ fn script(status: &str) -> Script {
         output_context: Some(json!({"transferType": "AGENT", "currentTaskName": "burst"})),
         ..Script::default()
     }
+}
+
+/// How long `work` took, seconds, and the bridge's CPU over it, ms per
+/// one of `n`.
+async fn timed(
+    bridge: &BridgeProcess,
+    work: impl std::future::Future<Output = anyhow::Result<()>>,
+    n: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let (cpu, at) = (bridge.cpu_seconds(), Instant::now());
+    work.await?;
+    let cpu_ms = (bridge.cpu_seconds() - cpu) * 1000.0 / n as f64;
+    Ok((at.elapsed().as_secs_f64(), cpu_ms))
 }
 
 /// POST to every transfer (`path` starting with `/v1` is absolute, else it
