@@ -362,13 +362,7 @@ async fn a_repeat_registration_keeps_the_writer_connection() {
         for id in ["k0", "k1"] {
             f.lifecycle.register(&new(id), None).await.unwrap();
         }
-        // A temporary table lives and dies with its connection (SQLite's
-        // writer pool holds one; PostgreSQL's sixteen, so only SQLite says).
-        let sqlite = store.backend() == Backend::Sqlite;
-        let mark = "CREATE TEMP TABLE writer_mark (x INTEGER)";
-        let mut writer = store.writer().await.unwrap();
-        sqlx::query(mark).execute(&mut writer).await.unwrap();
-        drop(writer);
+        testdb::mark_writer(store).await;
         let again = new("k0");
         let repeat = f.lifecycle.register(&again, None);
         let cancel = Finish {
@@ -381,9 +375,7 @@ async fn a_repeat_registration_keeps_the_writer_connection() {
         assert!(matches!(ending.unwrap(), Finished::Changed { .. }));
         let alone = f.lifecycle.register(&new("k0"), None).await.unwrap();
         assert!(matches!(alone, Registered::Identical(_)));
-        let mut writer = store.writer().await.unwrap();
-        let marked = sqlx::query("SELECT count(*) FROM temp.writer_mark");
-        let kept = marked.execute(&mut writer).await.is_ok();
-        assert!(!sqlite || kept, "the writer connection was replaced");
+        let kept = testdb::writer_kept(store).await;
+        assert!(kept, "the writer connection was replaced");
     }
 }

@@ -33,6 +33,15 @@ async fn committed(db: &TestStore) -> Vec<i64> {
         .unwrap()
 }
 
+/// After a transaction that failed or was rolled back: the next one works
+/// and commits only its own row, 2.
+async fn the_next_commits(db: &TestStore, what: &str) {
+    let mut tx = db.store.begin().await.unwrap();
+    insert(&mut tx, 2).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(committed(db).await, [2], "{what}");
+}
+
 #[tokio::test]
 async fn a_read_that_carries_the_begin_gets_its_row() {
     for db in each().await {
@@ -93,10 +102,7 @@ async fn a_failed_transaction_commits_nothing_and_the_next_one_works() {
                 }
             }
             assert!(committed(&db).await.is_empty(), "{what}");
-            let mut tx = db.store.begin().await.unwrap();
-            insert(&mut tx, 2).await.unwrap();
-            tx.commit().await.unwrap();
-            assert_eq!(committed(&db).await, [2], "{what}");
+            the_next_commits(&db, &what).await;
         }
     }
 }
@@ -107,10 +113,7 @@ async fn a_rollback_keeps_nothing() {
         let mut tx = db.store.begin().await.unwrap();
         insert(&mut tx, 1).await.unwrap();
         tx.rollback().await.unwrap();
-        let mut tx = db.store.begin().await.unwrap();
-        insert(&mut tx, 2).await.unwrap();
-        tx.commit().await.unwrap();
-        assert_eq!(committed(&db).await, [2], "{:?}", db.backend());
+        the_next_commits(&db, &format!("{:?}", db.backend())).await;
     }
 }
 
@@ -215,30 +218,10 @@ async fn a_queued_statement_that_fails_fails_its_transaction() {
     }
 }
 
-/// On SQLite, a mark on the one writer connection: a temporary table lives
-/// and dies with its connection. Whether the mark is still there says
-/// whether the writer is the connection it was.
-async fn mark_writer(db: &TestStore) {
-    let mut plain = db.store.writer().await.unwrap();
-    sqlx::query("CREATE TEMP TABLE writer_mark (x INTEGER)")
-        .execute(&mut plain)
-        .await
-        .unwrap();
-}
-
-async fn writer_is_marked(db: &TestStore) -> bool {
-    let mut plain = db.store.writer().await.unwrap();
-    let mark = sqlx::query("SELECT count(*) FROM temp.writer_mark");
-    mark.execute(&mut plain).await.is_ok()
-}
-
 #[tokio::test]
 async fn a_failed_commit_rolls_back_and_keeps_its_connection() {
     for db in each().await {
-        let sqlite = db.backend() == Backend::Sqlite;
-        if sqlite {
-            mark_writer(&db).await;
-        }
+        testdb::mark_writer(&db.store).await;
         let mut tx = db.store.begin().await.unwrap();
         insert(&mut tx, 1).await.unwrap();
         let failed = match tx.with_next(insert_query(1, "again")).await {
@@ -251,23 +234,17 @@ async fn a_failed_commit_rolls_back_and_keeps_its_connection() {
         assert!(committed(&db).await.is_empty(), "{:?}", db.backend());
         // Closed, the connection would have taken its mark with it.
         assert!(
-            !sqlite || writer_is_marked(&db).await,
+            testdb::writer_kept(&db.store).await,
             "the writer was replaced"
         );
-        let mut tx = db.store.begin().await.unwrap();
-        insert(&mut tx, 2).await.unwrap();
-        tx.commit().await.unwrap();
-        assert_eq!(committed(&db).await, [2], "{:?}", db.backend());
+        the_next_commits(&db, &format!("{:?}", db.backend())).await;
     }
 }
 
 #[tokio::test]
 async fn commit_if_commits_what_succeeded_and_rolls_back_what_failed() {
     for db in each().await {
-        let sqlite = db.backend() == Backend::Sqlite;
-        if sqlite {
-            mark_writer(&db).await;
-        }
+        testdb::mark_writer(&db.store).await;
         let mut tx = db.store.begin().await.unwrap();
         insert(&mut tx, 1).await.unwrap();
         let failed = insert(&mut tx, 1).await.map_err(StoreError::from);
@@ -275,7 +252,7 @@ async fn commit_if_commits_what_succeeded_and_rolls_back_what_failed() {
         assert!(ended.is_err(), "{:?}", db.backend());
         assert!(committed(&db).await.is_empty(), "{:?}", db.backend());
         assert!(
-            !sqlite || writer_is_marked(&db).await,
+            testdb::writer_kept(&db.store).await,
             "the writer was replaced"
         );
         let mut tx = db.store.begin().await.unwrap();

@@ -39,6 +39,30 @@ impl TestStore {
     }
 }
 
+/// On SQLite, a mark on the store's one writer connection: a temporary
+/// table lives and dies with its connection. [`writer_kept`] then says
+/// whether the writer is still the connection it was. PostgreSQL's pool
+/// holds sixteen, so there nothing is marked.
+pub async fn mark_writer(store: &Store) {
+    if store.backend() == Backend::Sqlite {
+        let mut plain = store.writer().await.unwrap();
+        sqlx::query("CREATE TEMP TABLE writer_mark (x INTEGER)")
+            .execute(&mut plain)
+            .await
+            .unwrap();
+    }
+}
+
+/// See [`mark_writer`]; always true on PostgreSQL.
+pub async fn writer_kept(store: &Store) -> bool {
+    if store.backend() != Backend::Sqlite {
+        return true;
+    }
+    let mut plain = store.writer().await.unwrap();
+    let mark = sqlx::query("SELECT count(*) FROM temp.writer_mark");
+    mark.execute(&mut plain).await.is_ok()
+}
+
 /// The PostgreSQL server the tests use.
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL").expect(

@@ -279,20 +279,7 @@ async fn a_spent_budget_still_serves_returned_signals() {
 /// back the next GETs.)
 #[tokio::test]
 async fn a_poll_waiting_for_its_commit_does_not_hold_back_the_next_get() {
-    let app = spawn_app_with(|c| {
-        c.polling.policy = PolicyKind::Adaptive;
-        c.polling.trust_signals = TrustSignals::Always;
-        c.polling.max_in_flight = 1;
-    })
-    .await;
-    let ids = [unique("warm"), unique("first"), unique("second")];
-    for id in &ids {
-        app.script(
-            id,
-            json!({"timeline": [{"status": "COMPLETED"}], "outputContext": {"transferType": "SYSTEM"}}),
-        );
-        app.register_id(id).await;
-    }
+    let (app, ids) = lane_of_one(["warm", "first", "second"]).await;
     // The first GET reserves a batch of the daily budget (a store write).
     assert_eq!(returned(&app, &ids[0]).await, 202);
     assert_eq!(app.settled(&ids[0]).await["state"], "COMPLETED");
@@ -328,21 +315,8 @@ async fn a_poll_waiting_for_its_commit_does_not_hold_back_the_next_get() {
 /// not polled.
 #[tokio::test]
 async fn signals_past_a_full_lane_wait_in_order_once_each_and_a_cancelled_one_is_skipped() {
-    let app = spawn_app_with(|c| {
-        c.polling.policy = PolicyKind::Adaptive;
-        c.polling.trust_signals = TrustSignals::Always;
-        c.polling.max_in_flight = 1;
-    })
-    .await;
-    let [warm, slow, first, cancelled, second] =
-        ["warm", "slow", "first", "cancelled", "second"].map(unique);
-    for id in [&warm, &slow, &first, &cancelled, &second] {
-        app.script(
-            id,
-            json!({"timeline": [{"status": "COMPLETED"}], "outputContext": {"transferType": "SYSTEM"}}),
-        );
-        app.register_id(id).await;
-    }
+    let (app, [warm, slow, first, cancelled, second]) =
+        lane_of_one(["warm", "slow", "first", "cancelled", "second"]).await;
     // The first GET reserves a batch of the daily budget (a store write).
     assert_eq!(returned(&app, &warm).await, 202);
     assert_eq!(app.settled(&warm).await["state"], "COMPLETED");
@@ -373,6 +347,27 @@ async fn signals_past_a_full_lane_wait_in_order_once_each_and_a_cancelled_one_is
         arrivals(&app, Some(&second)).await,
     );
     assert!(at_first[0] <= at_second[0], "{at_first:?} {at_second:?}");
+}
+
+/// A bridge that trusts signals and sends one upstream request at a time,
+/// with a registered transfer per name (unique ids), each COMPLETED at the
+/// upstream from the start.
+async fn lane_of_one<const N: usize>(names: [&str; N]) -> (TestApp, [String; N]) {
+    let app = spawn_app_with(|c| {
+        c.polling.policy = PolicyKind::Adaptive;
+        c.polling.trust_signals = TrustSignals::Always;
+        c.polling.max_in_flight = 1;
+    })
+    .await;
+    let ids = names.map(unique);
+    for id in &ids {
+        app.script(
+            id,
+            json!({"timeline": [{"status": "COMPLETED"}], "outputContext": {"transferType": "SYSTEM"}}),
+        );
+        app.register_id(id).await;
+    }
+    (app, ids)
 }
 
 /// Whether the simulator saw a GET of `id` within `limit`.
