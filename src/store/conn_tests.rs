@@ -42,6 +42,17 @@ async fn the_next_commits(db: &TestStore, what: &str) {
     assert_eq!(committed(db).await, [2], "{what}");
 }
 
+/// After a failed transaction: nothing of it committed, and the writer
+/// connection marked before it is still the pool's (closed, the connection
+/// would have taken its mark with it).
+async fn rolled_back_on_its_connection(db: &TestStore) {
+    assert!(committed(db).await.is_empty(), "{:?}", db.backend());
+    assert!(
+        testdb::writer_kept(&db.store).await,
+        "the writer was replaced"
+    );
+}
+
 #[tokio::test]
 async fn a_read_that_carries_the_begin_gets_its_row() {
     for db in each().await {
@@ -231,12 +242,7 @@ async fn a_failed_commit_rolls_back_and_keeps_its_connection() {
             Err(e) => Err(e),
         };
         assert!(failed.is_err(), "{:?}", db.backend());
-        assert!(committed(&db).await.is_empty(), "{:?}", db.backend());
-        // Closed, the connection would have taken its mark with it.
-        assert!(
-            testdb::writer_kept(&db.store).await,
-            "the writer was replaced"
-        );
+        rolled_back_on_its_connection(&db).await;
         the_next_commits(&db, &format!("{:?}", db.backend())).await;
     }
 }
@@ -250,11 +256,7 @@ async fn commit_if_commits_what_succeeded_and_rolls_back_what_failed() {
         let failed = insert(&mut tx, 1).await.map_err(StoreError::from);
         let ended = tx.commit_if(failed).await;
         assert!(ended.is_err(), "{:?}", db.backend());
-        assert!(committed(&db).await.is_empty(), "{:?}", db.backend());
-        assert!(
-            testdb::writer_kept(&db.store).await,
-            "the writer was replaced"
-        );
+        rolled_back_on_its_connection(&db).await;
         let mut tx = db.store.begin().await.unwrap();
         let written = insert(&mut tx, 2).await.map_err(StoreError::from);
         assert_eq!(tx.commit_if(written).await.unwrap(), 1);
