@@ -2,6 +2,7 @@
 //! headers-only returns routed without any upstream call.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -16,13 +17,13 @@ use super::error::ApiError;
 use super::extract::{ApiBytes, IdPath};
 use super::view::TransferView;
 use super::{AppState, Found};
-use crate::lifecycle::{Returned, Seen};
+use crate::lifecycle::Returned;
 use crate::outbox::ActionView;
 use crate::sip::{ParsedReturn, ReturnInput, parse_return};
 use crate::store::NewTransfer;
 use crate::transfer::{BridgeState, Transfer, TransferId};
 use crate::upstream::model::{OutputContext, TransferMethod, TransferType};
-use crate::upstream::{CallTransfer, ErrorEnvelope, Status};
+use crate::upstream::{CallTransfer, ErrorEnvelope, Fetched, Status};
 
 const MESSAGE_SIP: &str = "message/sip";
 
@@ -245,10 +246,10 @@ async fn complete(
         integration: None,
         return_signal: None,
     };
-    let seen = Seen {
-        resource,
-        raw: &raw,
-    };
+    let seen = Arc::new(Fetched {
+        resource: resource.clone(),
+        raw,
+    });
     let outcome = app.lifecycle.sip_return(&new, seen).await?;
     let status = match outcome.returned {
         Returned::Created => StatusCode::CREATED,

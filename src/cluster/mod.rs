@@ -221,7 +221,7 @@ impl Cluster {
         let here = |polls: u32| Signalled::Here { polls };
         // For the ending this poll may bring, which records what the GET
         // says: the stored resource it replaces need not travel.
-        let known = Some(Box::new(transfer.without_upstream()));
+        let known = Some(Arc::new(transfer.without_upstream()));
         if let Some(polls) = tracker.poll_now(transfer.id.clone(), known).await {
             return Some(here(polls));
         }

@@ -2,21 +2,21 @@
 //! the transfers a group's endings take as known instead of reading them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use serde_json::Value;
-
-use super::{Finish, Seen};
+use super::Finish;
 use crate::store::Conn;
 use crate::transfer::{BridgeState, Transfer, TransferId};
-use crate::upstream::CallTransfer;
+use crate::upstream::Fetched;
 
-/// A [`Finish`] that can wait in the committer's queue.
+/// A [`Finish`] that can wait in the committer's queue: what it shares is
+/// shared, not copied.
 pub(super) struct OwnedFinish {
     state: BridgeState,
     reason: Option<String>,
-    seen: Option<(CallTransfer, Value)>,
+    seen: Option<Arc<Fetched>>,
     polls: Option<u32>,
-    known: Option<Box<Transfer>>,
+    known: Option<Arc<Transfer>>,
 }
 
 impl OwnedFinish {
@@ -24,9 +24,9 @@ impl OwnedFinish {
         Self {
             state: f.state,
             reason: f.reason.map(str::to_owned),
-            seen: f.seen.map(|s| (s.resource.clone(), s.raw.clone())),
+            seen: f.seen.cloned(),
             polls: f.polls,
-            known: f.known.map(|t| Box::new(t.clone())),
+            known: f.known.cloned(),
         }
     }
 
@@ -39,12 +39,9 @@ impl OwnedFinish {
         Finish {
             state: self.state,
             reason: self.reason.as_deref(),
-            seen: self
-                .seen
-                .as_ref()
-                .map(|(resource, raw)| Seen { resource, raw }),
+            seen: self.seen.as_ref(),
             polls: self.polls,
-            known: self.known.as_deref(),
+            known: self.known.as_ref(),
         }
     }
 }
@@ -68,9 +65,9 @@ pub(super) fn as_known(
     // the bridge's CPU over a 10,000-completion drain, `perf`).
     let mut known = HashMap::with_capacity(changes.len());
     for (id, f) in changes {
-        let tracking = |t: &&Transfer| t.id == **id && t.state == BridgeState::Tracking;
+        let tracking = |t: &&Arc<Transfer>| t.id == **id && t.state == BridgeState::Tracking;
         let transfer = f.known.filter(tracking).filter(|_| f.seen.is_some())?;
-        known.insert(id.as_str().to_owned(), transfer.clone());
+        known.insert(id.as_str().to_owned(), Transfer::clone(transfer));
     }
     Some(known)
 }

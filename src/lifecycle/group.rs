@@ -111,7 +111,7 @@ impl Group {
             .iter()
             .map(|job| (&job.id, job.finish.as_finish()));
         let returns = self.returns.iter();
-        let completions = returns.map(|job| (&job.new.id, sip_return::completion(job.seen())));
+        let completions = returns.map(|job| (&job.new.id, sip_return::completion(&job.seen)));
         finishes.chain(completions).collect()
     }
 
@@ -202,7 +202,7 @@ async fn alone(lifecycle: &Lifecycle, group: Group) {
         let _ = job.reply.send(lifecycle.seen_alone(&job.row).await);
     }
     for job in group.returns {
-        let result = lifecycle.sip_return_alone(&job.new, job.seen()).await;
+        let result = lifecycle.sip_return_alone(&job.new, &job.seen).await;
         let _ = job.reply.send(result);
     }
 }

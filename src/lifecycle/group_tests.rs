@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::handoff_tests::handing_over;
-use super::tests::{Fixture, ended, fixtures, names, new, resource};
+use super::tests::{Fixture, ended, fetched, fixtures, names, new, resource};
 use super::*;
 use crate::store::{Backend, NewTransfer, Registered, testdb};
 
@@ -95,15 +95,11 @@ async fn statuses_and_endings_that_arrive_together_are_each_recorded_on(f: Fixtu
             lifecycle.upstream_seen(&id, seen, n as u32).await.unwrap();
         });
     }
-    let (done, raw) = resource("e1", "COMPLETED", "AGENT");
+    let seen = fetched("e1", "COMPLETED", "AGENT");
     let e1 = TransferId::parse("e1").unwrap();
-    let seen = Seen {
-        resource: &done,
-        raw: &raw,
-    };
     let finished = f
         .lifecycle
-        .finish(&e1, ended(BridgeState::Completed, Some(seen)));
+        .finish(&e1, ended(BridgeState::Completed, Some(&seen)));
     assert!(matches!(finished.await.unwrap(), Finished::Changed { .. }));
     while let Some(call) = calls.join_next().await {
         call.unwrap();
@@ -200,11 +196,7 @@ async fn sip_returns_that_arrive_together_commit_together_each_with_its_own_answ
         let calls = ids.into_iter().map(|id| {
             let lifecycle = lifecycle.clone();
             tokio::spawn(async move {
-                let (done, raw) = resource(&id, "COMPLETED", "AGENT");
-                let seen = Seen {
-                    resource: &done,
-                    raw: &raw,
-                };
+                let seen = fetched(&id, "COMPLETED", "AGENT");
                 let outcome = lifecycle.sip_return(&new(&id), seen).await.unwrap();
                 (id, outcome)
             })
@@ -316,11 +308,7 @@ async fn a_group_that_fails_runs_each_change_alone() {
             let cancel = ended(BridgeState::Cancelled, None);
             lifecycle2.finish(&tracked, cancel).await.unwrap()
         });
-        let (done, raw) = resource("ret", "COMPLETED", "AGENT");
-        let seen = Seen {
-            resource: &done,
-            raw: &raw,
-        };
+        let seen = fetched("ret", "COMPLETED", "AGENT");
         let returned = lifecycle.sip_return(&new("ret"), seen).await.unwrap();
         let mut answers = BTreeMap::new();
         while let Some(call) = calls.join_next().await {

@@ -1,16 +1,17 @@
 //! A change on its way to the group committer (see `group`): what it
 //! carries, and where its caller waits for the answer.
 
-use serde_json::Value;
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
 
+use super::Finished;
 use super::finish::OwnedFinish;
 use super::register::Registration;
 use super::sip_return::SipReturned;
-use super::{Finished, Seen};
 use crate::store::{NewTransfer, StoreError, Upstream};
 use crate::transfer::TransferId;
-use crate::upstream::CallTransfer;
+use crate::upstream::{CallTransfer, Fetched};
 
 /// A change waiting for the committer.
 pub(super) enum Job {
@@ -25,18 +26,8 @@ pub(super) enum Job {
 pub(super) struct ReturnJob {
     pub new: NewTransfer,
     /// The completed resource the return stands for, and its JSON.
-    pub resource: CallTransfer,
-    pub raw: Value,
+    pub seen: Arc<Fetched>,
     pub reply: oneshot::Sender<Result<SipReturned, StoreError>>,
-}
-
-impl ReturnJob {
-    pub(super) fn seen(&self) -> Seen<'_> {
-        Seen {
-            resource: &self.resource,
-            raw: &self.raw,
-        }
-    }
 }
 
 /// A registration.

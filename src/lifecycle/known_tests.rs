@@ -2,19 +2,16 @@
 //! `Finish::known`): on SQLite they need no read of their own, and one whose
 //! transfer changed since still gets the answer a read would have given.
 
-use super::tests::{Fixture, ended, fixtures, new, resource};
+use super::tests::{Fixture, ended, fetched, fixtures, new, resource};
 use super::*;
 
 /// Complete `id` as a poll would, bringing `known`.
 async fn complete(f: &Fixture, id: &TransferId, known: &Transfer) -> Finished {
-    let (done, raw) = resource(id.as_str(), "COMPLETED", "AGENT");
-    let seen = Some(Seen {
-        resource: &done,
-        raw: &raw,
-    });
+    let seen = fetched(id.as_str(), "COMPLETED", "AGENT");
+    let known = Arc::new(known.clone());
     let finish = Finish {
-        known: Some(known),
-        ..ended(BridgeState::Completed, seen)
+        known: Some(&known),
+        ..ended(BridgeState::Completed, Some(&seen))
     };
     f.lifecycle.finish(id, finish).await.unwrap()
 }
@@ -107,7 +104,7 @@ async fn an_ending_that_records_no_resource_reads_its_row() {
             raw: &raw,
         };
         f.lifecycle.upstream_seen(&id, seen, 1).await.unwrap();
-        let known = read(&f, &id).await.without_upstream();
+        let known = Arc::new(read(&f, &id).await.without_upstream());
         let fail = Finish {
             reason: Some("tracking time exceeded"),
             known: Some(&known),

@@ -57,6 +57,12 @@ pub(super) fn resource(id: &str, status: &str, transfer_type: &str) -> (CallTran
     (serde_json::from_value(raw.clone()).unwrap(), raw)
 }
 
+/// [`resource`], as a poll or a return hands it to an ending.
+pub(super) fn fetched(id: &str, status: &str, transfer_type: &str) -> Arc<Fetched> {
+    let (resource, raw) = self::resource(id, status, transfer_type);
+    Arc::new(Fetched { resource, raw })
+}
+
 pub(super) async fn names(f: &Fixture, id: &str) -> Vec<String> {
     let id = TransferId::parse(id).unwrap();
     let actions = f.lifecycle.actions(&id).await.unwrap();
@@ -68,7 +74,7 @@ pub(super) async fn names(f: &Fixture, id: &str) -> Vec<String> {
     names
 }
 
-pub(super) fn ended(state: BridgeState, seen: Option<Seen<'_>>) -> Finish<'_> {
+pub(super) fn ended(state: BridgeState, seen: Option<&Arc<Fetched>>) -> Finish<'_> {
     Finish {
         state,
         reason: None,
@@ -126,14 +132,10 @@ async fn completion_enqueues_its_actions_wakes_waiters_and_happens_once_on(f: Fi
     f.lifecycle.register(&new("t1"), None).await.unwrap();
     let id = TransferId::parse("t1").unwrap();
     let mut waiter = f.waiters.hold(&id).unwrap();
-    let (done, raw) = resource("t1", "COMPLETED", "SYSTEM");
-    let seen = Some(Seen {
-        resource: &done,
-        raw: &raw,
-    });
+    let seen = fetched("t1", "COMPLETED", "SYSTEM");
     let finished = f
         .lifecycle
-        .finish(&id, ended(BridgeState::Completed, seen))
+        .finish(&id, ended(BridgeState::Completed, Some(&seen)))
         .await
         .unwrap();
     let Finished::Changed { transfer, actions } = finished else {
@@ -215,16 +217,20 @@ async fn a_sip_return_registers_and_completes_in_one_go_and_repeats_change_nothi
 }
 
 async fn a_sip_return_registers_and_completes_in_one_go_and_repeats_change_nothing_on(f: Fixture) {
-    let (done, raw) = resource("r1", "COMPLETED", "AGENT");
-    let seen = Seen {
-        resource: &done,
-        raw: &raw,
-    };
-    let first = f.lifecycle.sip_return(&new("r1"), seen).await.unwrap();
+    let seen = fetched("r1", "COMPLETED", "AGENT");
+    let first = f
+        .lifecycle
+        .sip_return(&new("r1"), seen.clone())
+        .await
+        .unwrap();
     assert_eq!(first.returned, Returned::Created);
     let after_first = names(&f, "r1").await;
     assert_eq!(after_first, ["agent:r1.agent", "audit:r1.audit.completed"]);
-    let again = f.lifecycle.sip_return(&new("r1"), seen).await.unwrap();
+    let again = f
+        .lifecycle
+        .sip_return(&new("r1"), seen.clone())
+        .await
+        .unwrap();
     assert_eq!(again.returned, Returned::Existing);
     assert!(again.created.is_none(), "a repeat is read, not told");
     assert_eq!(names(&f, "r1").await, after_first);
@@ -251,12 +257,8 @@ async fn one_read_gives_what_the_two_reads_give_on(f: Fixture) {
     let (again, none) = f.lifecycle.register_viewed(&new("t1"), None).await.unwrap();
     assert!(matches!(again, Registered::Identical(_)) && none.is_empty());
 
-    let (done, raw) = resource("t1", "COMPLETED", "SYSTEM");
-    let seen = Some(Seen {
-        resource: &done,
-        raw: &raw,
-    });
-    let finish = ended(BridgeState::Completed, seen);
+    let seen = fetched("t1", "COMPLETED", "SYSTEM");
+    let finish = ended(BridgeState::Completed, Some(&seen));
     f.lifecycle.finish(&id, finish).await.unwrap();
     let (transfer, actions) = f.lifecycle.with_actions(&id).await.unwrap().unwrap();
     let stored = f.lifecycle.store.get(&id).await.unwrap().unwrap();
@@ -345,13 +347,9 @@ async fn reads_together_on(f: Fixture) {
     for id in &ids[..4] {
         f.lifecycle.register(&new(id), None).await.unwrap();
     }
-    let (done, raw) = resource("a.b", "COMPLETED", "AGENT");
-    let seen = Some(Seen {
-        resource: &done,
-        raw: &raw,
-    });
+    let seen = fetched("a.b", "COMPLETED", "AGENT");
     let a_b = TransferId::parse("a.b").unwrap();
-    let completed = ended(BridgeState::Completed, seen);
+    let completed = ended(BridgeState::Completed, Some(&seen));
     f.lifecycle.finish(&a_b, completed).await.unwrap();
     let ids: Vec<TransferId> = ids.iter().map(|i| TransferId::parse(i).unwrap()).collect();
     let store = &f.lifecycle.store;

@@ -27,10 +27,12 @@ use crate::outbox::{self, ActionView, Handoff, Slot, repo};
 use crate::routing::Router;
 use crate::store::{self, Backend, Conn, Ending, Store, StoreError, Upstream};
 use crate::transfer::{Action, BridgeState, Transfer, TransferId, Waiters};
-use crate::upstream::CallTransfer;
+use crate::upstream::{CallTransfer, Fetched};
 
 /// What the upstream said: the typed resource and the raw body (secrets
-/// redacted) that the store keeps and the API shows.
+/// redacted) that the store keeps and the API shows. A status that does
+/// not end tracking; an ending shares the whole [`Fetched`] instead (see
+/// [`Finish::seen`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Seen<'a> {
     pub resource: &'a CallTransfer,
@@ -44,8 +46,11 @@ pub struct Finish<'a> {
     pub state: BridgeState,
     /// Why it FAILED or was CANCELLED.
     pub reason: Option<&'a str>,
-    /// What the upstream said, recorded in the same transaction.
-    pub seen: Option<Seen<'a>>,
+    /// What the upstream said, recorded in the same transaction. Shared,
+    /// not borrowed: the change waits in the group committer's queue, and
+    /// copying the resource and its JSON tree there was a few per cent of
+    /// a burst's CPU (README, "Throughput and CPU").
+    pub seen: Option<&'a Arc<Fetched>>,
     /// Upstream GETs so far (the tracker's count); `None` keeps the stored one.
     pub polls: Option<u32>,
     /// The transfer as a read just before showed it (the read that answered
@@ -54,7 +59,7 @@ pub struct Finish<'a> {
     /// of reading the row again, and its UPDATE checks that the row still
     /// says the same (see [`store::Ending::expecting`]); if it does not, the
     /// group runs again, reading.
-    pub known: Option<&'a Transfer>,
+    pub known: Option<&'a Arc<Transfer>>,
 }
 
 /// How a [`Lifecycle::finish`] went.
@@ -319,14 +324,14 @@ impl Lifecycle {
         transfer.polls = f.polls.unwrap_or(transfer.polls);
         let plan = self
             .router
-            .plan(transfer, f.state, f.seen.map(|s| s.resource));
+            .plan(transfer, f.state, f.seen.map(|s| &s.resource));
         // A route that could not run in full says why in the event; keep it.
         transfer.reason = f.reason.map(str::to_owned).or(plan.event.reason);
         let mut ending =
             Ending::new(id, f.state, transfer.reason.clone()).sip(plan.event.sip.as_ref());
         ending.polls = f.polls;
         if let Some(seen) = f.seen {
-            ending = ending.seen(seen.resource.status.as_str(), seen.raw);
+            ending = ending.seen(seen.resource.status.as_str(), &seen.raw);
             transfer.upstream_status = Some(seen.resource.status.as_str().to_owned());
             transfer.upstream = Some(seen.raw.clone());
         }

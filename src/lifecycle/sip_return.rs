@@ -8,10 +8,13 @@
 //! return new to the bridge is answered from its commit, with no read:
 //! 11-13 ms (README, "Throughput and CPU").
 
-use super::{Finish, Finished, Lifecycle, Returned, Seen, job, register};
+use std::sync::Arc;
+
+use super::{Finish, Finished, Lifecycle, Returned, job, register};
 use crate::outbox::ActionView;
 use crate::store::{Conn, NewTransfer, StoreError};
 use crate::transfer::{BridgeState, Transfer};
+use crate::upstream::Fetched;
 
 /// How a headers-only SIP return went.
 #[derive(Debug)]
@@ -36,7 +39,7 @@ impl SipReturned {
 }
 
 /// The completion a return records.
-pub(super) fn completion(seen: Seen<'_>) -> Finish<'_> {
+pub(super) fn completion(seen: &Arc<Fetched>) -> Finish<'_> {
     Finish {
         state: BridgeState::Completed,
         reason: None,
@@ -53,19 +56,18 @@ impl Lifecycle {
     pub async fn sip_return(
         &self,
         new: &NewTransfer,
-        seen: Seen<'_>,
+        seen: Arc<Fetched>,
     ) -> Result<SipReturned, StoreError> {
         let job = |reply| {
             job::Job::Return(Box::new(job::ReturnJob {
                 new: new.clone(),
-                resource: seen.resource.clone(),
-                raw: seen.raw.clone(),
+                seen: seen.clone(),
                 reply,
             }))
         };
         match job::submit(self.committer.as_ref(), job).await {
             Some(result) => result,
-            None => self.sip_return_alone(new, seen).await,
+            None => self.sip_return_alone(new, &seen).await,
         }
     }
 
@@ -73,7 +75,7 @@ impl Lifecycle {
     pub(super) async fn sip_return_alone(
         &self,
         new: &NewTransfer,
-        seen: Seen<'_>,
+        seen: &Arc<Fetched>,
     ) -> Result<SipReturned, StoreError> {
         let slot = self.outbox.slot();
         let mut tx = self.store.begin().await?;

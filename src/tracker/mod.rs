@@ -91,7 +91,7 @@ impl Tracker {
     /// the transfer is not being tracked.
     /// `known`: the transfer as the caller just read it, for the ending
     /// that poll may bring (see [`TrackState::known`]).
-    pub async fn poll_now(&self, id: TransferId, known: Option<Box<Transfer>>) -> Option<u32> {
+    pub async fn poll_now(&self, id: TransferId, known: Option<Arc<Transfer>>) -> Option<u32> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::PollNow(id, known, reply))

@@ -129,6 +129,7 @@ async fn on_resource(
                 integration: st.integration,
             });
         }
+        let fetched = Arc::new(fetched);
         return finish_or_retry(deps, st, done, None, Some(&fetched)).await;
     }
     let phase = st.learn(&fetched.resource);
@@ -216,7 +217,7 @@ async fn finish_or_retry(
     st: &mut TrackState,
     state: BridgeState,
     reason: Option<String>,
-    fetched: Option<&Fetched>,
+    fetched: Option<&Arc<Fetched>>,
 ) -> Step {
     let commit = || finish(deps, st, state, reason.as_deref(), fetched);
     let result = store::while_unavailable("record a terminal state", None, commit).await;
@@ -237,17 +238,14 @@ pub async fn finish(
     st: &TrackState,
     state: BridgeState,
     reason: Option<&str>,
-    fetched: Option<&Fetched>,
+    fetched: Option<&Arc<Fetched>>,
 ) -> Result<(), StoreError> {
     let finish = Finish {
         state,
         reason,
-        seen: fetched.map(|f| Seen {
-            resource: &f.resource,
-            raw: &f.raw,
-        }),
+        seen: fetched,
         polls: Some(st.polls),
-        known: st.known.as_deref(),
+        known: st.known.as_ref(),
     };
     if let Finished::Changed { .. } = deps.lifecycle.finish(&st.id, finish).await? {
         record_finish(st, state, fetched);
@@ -256,7 +254,7 @@ pub async fn finish(
 }
 
 /// Requests per transfer and, for completions, how late the bridge saw them.
-fn record_finish(st: &TrackState, state: BridgeState, fetched: Option<&Fetched>) {
+fn record_finish(st: &TrackState, state: BridgeState, fetched: Option<&Arc<Fetched>>) {
     let signal = if st.signalled_at.is_some() {
         "true"
     } else {

@@ -36,7 +36,7 @@ pub(super) enum Command {
     /// Poll now with priority; replies whether the transfer is tracked.
     PollNow(
         TransferId,
-        Option<Box<Transfer>>,
+        Option<Arc<Transfer>>,
         oneshot::Sender<Option<u32>>,
     ),
     /// Live poll count, for the API.
@@ -240,7 +240,7 @@ impl Scheduler {
 
     /// The transfer's polls so far, `None` when it is not tracked here.
     /// `known` goes with the poll, unless one is in flight already.
-    fn poll_now(&mut self, id: &TransferId, known: Option<Box<Transfer>>) -> Option<u32> {
+    fn poll_now(&mut self, id: &TransferId, known: Option<Arc<Transfer>>) -> Option<u32> {
         let entry = self.entries.get_mut(id)?;
         let polls = entry.polls;
         let waiting = entry.key.is_some() || entry.now;

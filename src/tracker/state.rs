@@ -1,6 +1,7 @@
 //! What the tracker keeps in memory per transfer: small on purpose, since a
 //! bridge may track 100k transfers at once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -89,7 +90,7 @@ pub struct TrackState {
     /// The transfer as the read that answered a signal showed it, until the
     /// poll the signal brought: if that poll ends it, the ending needs no
     /// read of its own (see `lifecycle::Finish::known`).
-    pub known: Option<Box<Transfer>>,
+    pub known: Option<Arc<Transfer>>,
 }
 
 impl TrackState {
