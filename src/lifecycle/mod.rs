@@ -48,8 +48,9 @@ pub struct Finish<'a> {
     pub reason: Option<&'a str>,
     /// What the upstream said, recorded in the same transaction. Shared,
     /// not borrowed: the change waits in the group committer's queue, and
-    /// copying the resource and its JSON tree there was a few per cent of
-    /// a burst's CPU (README, "Throughput and CPU").
+    /// copying the resource, its JSON tree and the transfer there cost
+    /// about 3% of a burst's CPU per completion (docs/perf-rounds.md,
+    /// twenty-ninth round).
     pub seen: Option<&'a Arc<Fetched>>,
     /// Upstream GETs so far (the tracker's count); `None` keeps the stored one.
     pub polls: Option<u32>,
