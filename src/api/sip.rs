@@ -149,7 +149,7 @@ pub async fn returns(
         .map_err(|e| ApiError::Invalid(format!("cannot read the SIP return: {e}")))?;
     let id = return_id(&parsed, &text)?;
     let resource = completed_resource(&id, &parsed);
-    let (status, created) = complete(&app, &id, &resource).await?;
+    let (status, created) = complete(&app, &id, resource).await?;
     let found = match created {
         Some((transfer, actions)) => Found { transfer, actions },
         None => app.find_full(&id).await?,
@@ -233,9 +233,9 @@ fn completed_resource(id: &TransferId, parsed: &ParsedReturn) -> CallTransfer {
 async fn complete(
     app: &AppState,
     id: &TransferId,
-    resource: &CallTransfer,
+    resource: CallTransfer,
 ) -> Result<(StatusCode, Option<(Transfer, Vec<ActionView>)>), ApiError> {
-    let raw = serde_json::to_value(resource).map_err(ApiError::internal)?;
+    let raw = serde_json::to_value(&resource).map_err(ApiError::internal)?;
     let new = NewTransfer {
         id: id.clone(),
         callback_url: None,
@@ -246,10 +246,7 @@ async fn complete(
         integration: None,
         return_signal: None,
     };
-    let seen = Arc::new(Fetched {
-        resource: resource.clone(),
-        raw,
-    });
+    let seen = Arc::new(Fetched { resource, raw });
     let outcome = app.lifecycle.sip_return(&new, seen).await?;
     let status = match outcome.returned {
         Returned::Created => StatusCode::CREATED,

@@ -226,11 +226,7 @@ async fn a_sip_return_registers_and_completes_in_one_go_and_repeats_change_nothi
     assert_eq!(first.returned, Returned::Created);
     let after_first = names(&f, "r1").await;
     assert_eq!(after_first, ["agent:r1.agent", "audit:r1.audit.completed"]);
-    let again = f
-        .lifecycle
-        .sip_return(&new("r1"), seen.clone())
-        .await
-        .unwrap();
+    let again = f.lifecycle.sip_return(&new("r1"), seen).await.unwrap();
     assert_eq!(again.returned, Returned::Existing);
     assert!(again.created.is_none(), "a repeat is read, not told");
     assert_eq!(names(&f, "r1").await, after_first);
