@@ -88,7 +88,7 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
-    transfer_bridge::alloc::return_freed_memory_promptly();
+    transfer_bridge::alloc::tune();
     let cli = Cli::parse();
     match runtime() {
         Ok(runtime) => runtime.block_on(run(cli)),

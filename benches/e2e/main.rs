@@ -48,7 +48,7 @@ const MAX_RPS: f64 = 2500.0;
 
 fn main() -> anyhow::Result<()> {
     // As the binary does, so the memory stage measures what it would hold.
-    transfer_bridge::alloc::return_freed_memory_promptly();
+    transfer_bridge::alloc::tune();
     let env_or = |key: &str, default: f64| {
         std::env::var(key)
             .ok()
