@@ -56,18 +56,20 @@ impl OwnedFinish {
 pub(super) fn as_known(
     changes: &[(&TransferId, Finish<'_>)],
     tx: &Conn,
-) -> Option<HashMap<String, Transfer>> {
+) -> Option<HashMap<String, Arc<Transfer>>> {
     if !tx.queues() {
         return None;
     }
     // Sized up front: collecting into an `Option` hides the count from the
     // map, which then rehashed its way up a burst's group of 128 (0.75% of
-    // the bridge's CPU over a 10,000-completion drain, `perf`).
+    // the bridge's CPU over a 10,000-completion drain, `perf`). Shared, not
+    // cloned: a map of 128 whole transfers was over 84 KiB, a large page
+    // of the allocator's, mapped from the OS for each group (see `alloc`).
     let mut known = HashMap::with_capacity(changes.len());
     for (id, f) in changes {
         let tracking = |t: &&Arc<Transfer>| t.id == **id && t.state == BridgeState::Tracking;
         let transfer = f.known.filter(tracking).filter(|_| f.seen.is_some())?;
-        known.insert(id.as_str().to_owned(), Transfer::clone(transfer));
+        known.insert(id.as_str().to_owned(), Arc::clone(transfer));
     }
     Some(known)
 }

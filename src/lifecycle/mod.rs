@@ -239,7 +239,7 @@ impl Lifecycle {
         tx: &mut Conn,
         changes: &[(&TransferId, Finish<'_>)],
         slot: &Slot,
-        known: Option<HashMap<String, Transfer>>,
+        known: Option<HashMap<String, Arc<Transfer>>>,
     ) -> Result<(Vec<Finished>, Vec<Action>), StoreError> {
         let backend = self.store.backend();
         let expecting = known.is_some();
@@ -247,7 +247,8 @@ impl Lifecycle {
             Some(known) => known,
             None => {
                 let ids: Vec<&str> = changes.iter().map(|(id, _)| id.as_str()).collect();
-                store::fetch_many(tx, backend, &ids).await?
+                let read = store::fetch_many(tx, backend, &ids).await?;
+                read.into_iter().map(|(id, t)| (id, Arc::new(t))).collect()
             }
         };
         // The stamp the rows get, so each outcome's transfer is what a read
@@ -267,15 +268,16 @@ impl Lifecycle {
     }
 
     /// Each change's outcome, the rows of the endings and their actions,
-    /// from the transfers the group read (`known`, by id). A transfer is
-    /// moved into its outcome, not cloned: the upstream's resource in it is
-    /// a tree of allocations. A second change of a transfer this group ends
+    /// from the transfers the group read (`known`, by id). A transfer the
+    /// group read is moved into its outcome, not cloned: the upstream's
+    /// resource in it is a tree of allocations. One a change brought is
+    /// cloned, once (the change still holds it). A second change of a transfer this group ends
     /// finds it ended, as the row will say. `expecting`: `known` was not
     /// read under the write lock, so each ending checks its row.
     fn plan_group<'a>(
         &self,
         changes: &'a [(&'a TransferId, Finish<'a>)],
-        mut known: HashMap<String, Transfer>,
+        mut known: HashMap<String, Arc<Transfer>>,
         at: time::OffsetDateTime,
         expecting: bool,
     ) -> (Vec<Finished>, Vec<Ending<'a>>, Vec<Action>) {
@@ -286,13 +288,16 @@ impl Lifecycle {
         for (id, f) in changes {
             let outcome = match ending_at.get(id.as_str()).map(|&i| &outcomes[i]) {
                 Some(Finished::Changed { transfer, .. }) => Some(transfer),
-                _ => known.get(id.as_str()).filter(|t| t.state.is_terminal()),
+                _ => known
+                    .get(id.as_str())
+                    .map(|t| &**t)
+                    .filter(|t| t.state.is_terminal()),
             };
             if let Some(ended) = outcome.cloned() {
                 outcomes.push(Finished::AlreadyEnded(ended));
                 continue;
             }
-            let Some(mut transfer) = known.remove(id.as_str()) else {
+            let Some(mut transfer) = known.remove(id.as_str()).map(Arc::unwrap_or_clone) else {
                 outcomes.push(Finished::Unknown);
                 continue;
             };
