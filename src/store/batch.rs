@@ -9,8 +9,13 @@
 //! for the rest of the statement. A burst's group commit (hundreds of event
 //! bodies in one INSERT) stalled on this at every group: about 250
 //! completions/s with the machine 80% idle (`strace` showed the 43 ms gap).
-//! Statements kept under `MAX_PG_BYTES` never wait. SQLite has no socket:
-//! one array per statement, however large.
+//! Statements kept under `MAX_PG_BYTES` never wait.
+//!
+//! SQLite has no socket, but its arrays are cut too, under
+//! `MAX_SQLITE_BYTES`: a buffer over 84 KiB is a large object to mimalloc,
+//! in a 4 MiB page of its own that is mapped from the OS, faulted in zeroed
+//! and unmapped for each group (see `crate::alloc`), and sqlx copies every
+//! argument once more. A statement more per 64 KiB costs less than that.
 
 use serde::Serialize;
 
@@ -19,6 +24,9 @@ use super::Backend;
 /// Largest JSON argument sent to PostgreSQL in one statement: with the SQL
 /// text and the other arguments, the statement still fits one TLS record.
 const MAX_PG_BYTES: usize = 12 * 1024;
+/// Largest JSON argument of one SQLite statement: with its buffer's one
+/// spare byte, under mimalloc's largest medium object (about 84 KiB).
+const MAX_SQLITE_BYTES: usize = 64 * 1024;
 
 /// PostgreSQL: the `id` of every row of the JSON array `$1` as a condition
 /// on `t.id`, for statements that join `json_to_recordset($1)` to
@@ -56,11 +64,21 @@ pub(super) use changed_exactly;
 /// by doubling copied it over and over, each copy into fresh pages (3% of
 /// the bridge's CPU in a 10,000-completion burst, page faults included).
 pub fn json_arrays<T: Serialize>(backend: Backend, rows: &[T]) -> Vec<String> {
+    counted_json_arrays(backend, rows)
+        .into_iter()
+        .map(|(array, _)| array)
+        .collect()
+}
+
+/// As [`json_arrays`], each array with the number of rows in it: for a
+/// statement that checks it changed every row of its array.
+pub fn counted_json_arrays<T: Serialize>(backend: Backend, rows: &[T]) -> Vec<(String, usize)> {
     let limit = match backend {
-        Backend::Sqlite => usize::MAX,
+        Backend::Sqlite => MAX_SQLITE_BYTES,
         Backend::Postgres => MAX_PG_BYTES,
     };
     let mut arrays = Vec::new();
+    let mut count = 0;
     let mut current = Vec::new();
     let mut row = Vec::new();
     for (i, item) in rows.iter().enumerate() {
@@ -69,7 +87,8 @@ pub fn json_arrays<T: Serialize>(backend: Backend, rows: &[T]) -> Vec<String> {
         // With this row, the array grows by a comma and the row, and ends
         // with a closing bracket.
         if !current.is_empty() && current.len() + 1 + row.len() + 1 > limit {
-            arrays.push(close(std::mem::take(&mut current)));
+            arrays.push((close(std::mem::take(&mut current)), count));
+            count = 0;
         }
         if current.is_empty() {
             // Room for the rows left at this row's size, within the limit.
@@ -80,9 +99,10 @@ pub fn json_arrays<T: Serialize>(backend: Backend, rows: &[T]) -> Vec<String> {
             current.push(b',');
         }
         current.extend_from_slice(&row);
+        count += 1;
     }
     if !current.is_empty() {
-        arrays.push(close(current));
+        arrays.push((close(current), count));
     }
     arrays
 }
@@ -110,6 +130,22 @@ mod tests {
         assert_eq!(back, rows);
         assert_eq!(json_arrays(Backend::Sqlite, &rows).len(), 1);
         assert!(json_arrays::<String>(Backend::Postgres, &[]).is_empty());
+    }
+
+    #[test]
+    fn sqlite_arrays_stay_medium_sized_and_count_their_rows() {
+        // A burst's group of actions: 256 event bodies of about 1 KiB.
+        let rows: Vec<String> = (0..256).map(|i| format!("{i:0>1000}")).collect();
+        let arrays = counted_json_arrays(Backend::Sqlite, &rows);
+        assert!(arrays.len() > 1, "{} arrays", arrays.len());
+        assert!(arrays.iter().all(|(a, _)| a.len() <= MAX_SQLITE_BYTES));
+        let mut back = Vec::new();
+        for (array, count) in &arrays {
+            let items: Vec<String> = serde_json::from_str(array).unwrap();
+            assert_eq!(items.len(), *count);
+            back.extend(items);
+        }
+        assert_eq!(back, rows);
     }
 
     proptest::proptest! {

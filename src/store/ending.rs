@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::batch::{changed_exactly, ids_of_rows};
 use super::transfers::{as_json_array, from_row, read_json_array, select};
-use super::{Backend, Conn, StoreError, json_arrays};
+use super::{Backend, Conn, StoreError, counted_json_arrays, json_arrays};
 use crate::sip::SipInstruction;
 use crate::transfer::{BridgeState, Transfer, TransferId};
 
@@ -197,12 +197,14 @@ pub async fn end_many(
     }
     let planned = endings.len() as u64;
     if conn.queues() {
-        for array in json_arrays(backend, endings) {
+        // Each array's UPDATE checked on its own: `changes()` counts the
+        // statement just before.
+        for (array, rows) in counted_json_arrays(backend, endings) {
             conn.with_next(sqlx::query(END_MANY_SQLITE).bind(array).bind(now))
                 .await?;
+            let all = sqlx::query(ENDED_ALL_SQLITE).bind(rows as i64);
+            conn.with_next(all).await?;
         }
-        let all = sqlx::query(ENDED_ALL_SQLITE).bind(planned as i64);
-        conn.with_next(all).await?;
         return Ok(());
     }
     let sql = match backend {

@@ -102,3 +102,36 @@ async fn an_ending_expecting_a_row_ends_it_only_if_it_did_not_move() {
         }
     }
 }
+
+/// A group too large for one JSON array (on SQLite, over 64 KiB) is checked
+/// array by array: every array that ends its rows commits, and one whose
+/// rows were not TRACKING fails the whole group, wherever it falls.
+#[tokio::test]
+async fn a_group_of_many_arrays_is_checked_array_by_array() {
+    let long = "r".repeat(40 * 1024);
+    for db in testdb::each().await {
+        let backend = db.backend();
+        let (t1, t2) = register_two(&db).await;
+        let (t3, t4) = (
+            TransferId::parse("t3").unwrap(),
+            TransferId::parse("t4").unwrap(),
+        );
+        register_one(&db, t3.as_str()).await;
+        register_one(&db, t4.as_str()).await;
+        let ending = |id| Ending::new(id, BridgeState::Cancelled, Some(long.clone()));
+        end_in_tx(&db, &[ending(&t1), ending(&t2)]).await.unwrap();
+        for id in [&t1, &t2] {
+            let stored = db.store.get(id).await.unwrap().unwrap();
+            assert_eq!(stored.state, BridgeState::Cancelled, "{backend:?}");
+        }
+        // t1's array ends nothing; t3's and t4's would.
+        let group = [ending(&t1), ending(&t3), ending(&t4)];
+        end_in_tx(&db, &group)
+            .await
+            .expect_err("t1 was not TRACKING");
+        for id in [&t3, &t4] {
+            let stored = db.store.get(id).await.unwrap().unwrap();
+            assert_eq!(stored.state, BridgeState::Tracking, "{backend:?}");
+        }
+    }
+}

@@ -9,7 +9,7 @@ use sqlx::Row as _;
 
 use super::batch::changed_exactly;
 use super::transfers::{as_inserted, as_json_array, columns, from_row, read_json_array, select};
-use super::{Backend, Conn, StoreError, json_arrays, now_text};
+use super::{Backend, Conn, StoreError, counted_json_arrays, json_arrays, now_text};
 use crate::transfer::{Transfer, TransferId};
 
 /// A registration as the API accepted it.
@@ -100,15 +100,17 @@ pub async fn insert_taken_as_new(
         return Ok(Some(transfers));
     }
     let rows: Vec<NewRow<'_>> = new.iter().map(|n| NewRow::of(n)).collect();
-    for array in json_arrays(backend, &rows) {
+    // Each array's INSERT checked on its own: `changes()` counts the
+    // statement just before.
+    for (array, count) in counted_json_arrays(backend, &rows) {
         let insert = sqlx::query(insert_sqlite!())
             .bind(array)
             .bind(&now)
             .bind(owner);
         conn.with_next(insert).await?;
+        let all = sqlx::query(INSERTED_ALL_SQLITE).bind(count as i64);
+        conn.with_next(all).await?;
     }
-    let all = sqlx::query(INSERTED_ALL_SQLITE).bind(new.len() as i64);
-    conn.with_next(all).await?;
     Ok(Some(transfers))
 }
 

@@ -109,3 +109,31 @@ async fn repeats_read_together_tell_identical_from_conflicting_as_one_read_does(
         tx.rollback().await.unwrap();
     }
 }
+
+/// Registrations too large for one JSON array (over 64 KiB on SQLite) are
+/// checked array by array: all new, they commit; one not new fails the
+/// transaction wherever its array falls.
+#[tokio::test]
+async fn registrations_of_many_arrays_are_checked_array_by_array() {
+    let [db, _] = testdb::each().await;
+    let backend = db.backend();
+    let large = |id: &str| {
+        let mut n = testdb::plain(id);
+        n.request_json = "x".repeat(40 * 1024);
+        n
+    };
+    let (a, b) = (large("a"), large("b"));
+    let mut tx = db.store.begin().await.unwrap();
+    let taken = insert_taken_as_new(&mut tx, backend, &[&a, &b], "i1").await;
+    assert!(taken.unwrap().is_some());
+    tx.commit().await.unwrap();
+    let (c, d) = (large("c"), large("d"));
+    let mut tx = db.store.begin().await.unwrap();
+    let taken = insert_taken_as_new(&mut tx, backend, &[&a, &c, &d], "i1").await;
+    assert!(taken.unwrap().is_some());
+    let e = tx.commit().await.unwrap_err();
+    assert!(e.to_string().contains("was not new"), "{e}");
+    for id in [&c.id, &d.id] {
+        assert!(db.store.get(id).await.unwrap().is_none(), "{id}");
+    }
+}
