@@ -271,9 +271,10 @@ impl Lifecycle {
     /// from the transfers the group read (`known`, by id). A transfer the
     /// group read is moved into its outcome, not cloned: the upstream's
     /// resource in it is a tree of allocations. One a change brought is
-    /// cloned, once (the change still holds it). A second change of a transfer this group ends
-    /// finds it ended, as the row will say. `expecting`: `known` was not
-    /// read under the write lock, so each ending checks its row.
+    /// cloned, once (the change still holds it). A second change of a
+    /// transfer this group ends finds it ended, as the row will say.
+    /// `expecting`: `known` was not read under the write lock, so each
+    /// ending checks its row.
     fn plan_group<'a>(
         &self,
         changes: &'a [(&'a TransferId, Finish<'a>)],

@@ -55,7 +55,8 @@ macro_rules! changed_exactly {
 }
 pub(super) use changed_exactly;
 
-/// `rows` as JSON arrays, each small enough for one segment on PostgreSQL.
+/// `rows` as JSON arrays, each small enough for one segment on PostgreSQL
+/// and a medium object to the allocator on SQLite.
 ///
 /// Rows are serialized into one reused buffer (no string per row), and an
 /// array's buffer is reserved up front for the rows left at its first
