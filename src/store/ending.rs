@@ -178,7 +178,7 @@ pub(super) const END_MANY_POSTGRES: &str = concat!(
 const ENDED_ALL_SQLITE: &str =
     changed_exactly!("a group of endings changed other rows than it read");
 
-/// End every transfer in `endings`, in one statement, stamped
+/// End every transfer in `endings`, a statement per JSON array, stamped
 /// `updated_at = now`: each must still be TRACKING (the caller read it
 /// under the write lock), or the transaction fails and nothing of it
 /// commits.
@@ -195,7 +195,6 @@ pub async fn end_many(
     if endings.is_empty() {
         return Ok(());
     }
-    let planned = endings.len() as u64;
     if conn.queues() {
         // Each array's UPDATE checked on its own: `changes()` counts the
         // statement just before.
@@ -211,7 +210,7 @@ pub async fn end_many(
         Backend::Sqlite => END_MANY_SQLITE,
         Backend::Postgres => END_MANY_POSTGRES,
     };
-    let mut ended = 0;
+    let (planned, mut ended) = (endings.len() as u64, 0);
     for array in json_arrays(backend, endings) {
         let done = sqlx::query(sql)
             .bind(array)
