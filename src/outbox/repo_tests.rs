@@ -40,3 +40,112 @@ async fn an_enqueued_body_and_target_are_claimed_back_as_written() {
         assert_eq!((&back.id, &back.name), (&action.id, &action.name));
     }
 }
+
+/// A group's actions over several statements (on SQLite, BLOBs of 64 KiB;
+/// see `sqlite_batches`), among them an empty body and one larger than a
+/// BLOB: each is claimed back byte for byte, under its own id.
+#[tokio::test]
+async fn many_enqueued_actions_are_claimed_back_as_written() {
+    for db in testdb::each().await {
+        let backend = db.backend();
+        let new = testdb::plain("t1");
+        let id = new.id.clone();
+        let actions: Vec<Action> = (0..300)
+            .map(|i| {
+                let target = Target::Amqp(AmqpTarget {
+                    exchange: "transfer.agent".into(),
+                    routing_key: format!("agent.{i}.{TRICKY}"),
+                    mandatory: true,
+                    event_type: "transfer.completed".into(),
+                    correlation_id: Some(TRICKY.into()),
+                    transfer_type: None,
+                    current_task: None,
+                });
+                let name = format!("agent{i}");
+                let mut action = Action::new(&id, &name, ActionKind::Route(name.clone()), target);
+                action.body = match i {
+                    7 => String::new(),
+                    150 => TRICKY.repeat(1000),
+                    _ => format!("{i}:{}", TRICKY.repeat(i % 13)),
+                };
+                action
+            })
+            .collect();
+        let mut tx = db.store.begin().await.unwrap();
+        register(&mut tx, backend, &new, "i1").await.unwrap();
+        enqueue(&mut tx, backend, &actions, None).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut claimed = claim_due(&db.store, "i1", 60_000, 1000, true)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), actions.len(), "{backend:?}");
+        claimed.sort_by_key(|c| {
+            c.action
+                .name
+                .trim_start_matches("agent")
+                .parse::<usize>()
+                .unwrap()
+        });
+        for (back, sent) in claimed.iter().map(|c| &c.action).zip(&actions) {
+            assert_eq!(
+                (&back.id, &back.name),
+                (&sent.id, &sent.name),
+                "{backend:?}"
+            );
+            assert_eq!(back.body, sent.body, "{backend:?}: {}", sent.name);
+            assert_eq!(back.target, sent.target, "{backend:?}: {}", sent.name);
+        }
+    }
+}
+
+/// SQLite's pairs: every BLOB under the limit unless one action fills it,
+/// and each row's range names its own target and body.
+#[test]
+fn sqlite_batches_keep_their_blobs_medium_sized_and_name_each_text() {
+    let id = crate::transfer::TransferId::parse("t1").unwrap();
+    let actions: Vec<Action> = (0..200)
+        .map(|i| {
+            let target = Target::Amqp(AmqpTarget {
+                exchange: "x".into(),
+                routing_key: format!("k{i}"),
+                mandatory: false,
+                event_type: "e".into(),
+                correlation_id: None,
+                transfer_type: None,
+                current_task: None,
+            });
+            let mut action = Action::new(&id, &format!("a{i}"), ActionKind::Audit, target);
+            action.body = if i == 100 {
+                "b".repeat(70_000)
+            } else {
+                format!("{i}").repeat(300)
+            };
+            action
+        })
+        .collect();
+    let batches = sqlite_batches(&actions);
+    assert!(batches.len() > 2, "{} batches", batches.len());
+    let mut seen = 0;
+    for (array, texts) in &batches {
+        let rows: Vec<serde_json::Value> = serde_json::from_str(array).unwrap();
+        assert!(texts.len() <= MAX_SQLITE_BYTES || rows.len() == 1);
+        for row in rows {
+            let sent = &actions[seen];
+            let (at, tl, bl) = (
+                row["at"].as_u64().unwrap() as usize,
+                row["tl"].as_u64().unwrap() as usize,
+                row["bl"].as_u64().unwrap() as usize,
+            );
+            let target = &texts[at - 1..at - 1 + tl];
+            let body = &texts[at - 1 + tl..at - 1 + tl + bl];
+            assert_eq!(
+                serde_json::from_slice::<Target>(target).unwrap(),
+                sent.target
+            );
+            assert_eq!(body, sent.body.as_bytes());
+            assert_eq!(row["id"], sent.id.as_str());
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, actions.len());
+}

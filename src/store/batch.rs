@@ -26,7 +26,7 @@ use super::Backend;
 const MAX_PG_BYTES: usize = 12 * 1024;
 /// Largest JSON argument of one SQLite statement: with its buffer's one
 /// spare byte, under mimalloc's largest medium object (about 84 KiB).
-const MAX_SQLITE_BYTES: usize = 64 * 1024;
+pub const MAX_SQLITE_BYTES: usize = 64 * 1024;
 
 /// PostgreSQL: the `id` of every row of the JSON array `$1` as a condition
 /// on `t.id`, for statements that join `json_to_recordset($1)` to

@@ -27,7 +27,7 @@ use std::path::Path;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
-pub use batch::{counted_json_arrays, json_arrays};
+pub use batch::{MAX_SQLITE_BYTES, counted_json_arrays, json_arrays};
 pub use budget::Reserved;
 pub use conn::Conn;
 pub use ending::{Ending, end_many, fetch_many};
