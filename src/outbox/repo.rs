@@ -22,9 +22,8 @@ use crate::transfer::clock::now_unix_ms as now_ms;
 
 /// Insert in the caller's transaction, a statement per batch of rows
 /// however many there are (a group commit enqueues hundreds; see
-/// `store::ending`). A repeat of
-/// the same id is ignored: an action, once recorded, keeps its id and body
-/// forever.
+/// `store::ending`). A repeat of the same id is ignored: an action, once
+/// recorded, keeps its id and body forever.
 /// With `claim`, the rows are claimed for that instance from the start (see
 /// `handoff`). In a SQLite transaction of the store's own the INSERT goes
 /// with the next statement or the COMMIT (see `Conn::with_next`): nothing
@@ -107,33 +106,34 @@ struct SqliteRow<'a> {
 
 /// `actions` as (array, BLOB) pairs for [`ENQUEUE_SQLITE`], each BLOB under
 /// `MAX_SQLITE_BYTES` (an action larger than that alone in its pair), for
-/// the reason `store::json_arrays` cuts arrays.
+/// the reason `store::json_arrays` cuts arrays. Each BLOB is reserved up
+/// front for the actions left at the size of its first (a group's actions
+/// are alike), so it does not grow by doubling, as `json_arrays` does too.
 fn sqlite_batches(actions: &[Action]) -> Vec<(String, Vec<u8>)> {
+    let room = |left: usize, size: usize| left.saturating_mul(size).min(MAX_SQLITE_BYTES);
     let mut batches = Vec::new();
-    let (mut rows, mut texts) = (Vec::new(), Vec::new());
-    for action in actions {
-        let start = texts.len();
-        serde_json::to_writer(&mut texts, &action.target).expect("targets serialize");
-        let tl = texts.len() - start;
-        texts.extend_from_slice(action.body.as_bytes());
-        if !rows.is_empty() && texts.len() > MAX_SQLITE_BYTES {
-            let this = texts.split_off(start);
-            batches.push(sqlite_batch(&mut rows, std::mem::replace(&mut texts, this)));
+    let (mut rows, mut texts, mut target) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, action) in actions.iter().enumerate() {
+        target.clear();
+        serde_json::to_writer(&mut target, &action.target).expect("targets serialize");
+        let size = target.len() + action.body.len();
+        if rows.is_empty() {
+            texts.reserve(room(actions.len() - i, size));
+        } else if texts.len() + size > MAX_SQLITE_BYTES {
+            let next = Vec::with_capacity(room(actions.len() - i, size));
+            batches.push(sqlite_batch(&mut rows, std::mem::replace(&mut texts, next)));
         }
-        let at = texts.len() - tl - action.body.len() + 1;
-        let (id, name) = (action.id.as_str(), action.name.as_str());
-        let (transfer_id, kind) = (action.transfer_id.as_str(), action.kind.as_str());
-        let bl = action.body.len();
-        let row = SqliteRow {
-            id,
-            transfer_id,
-            kind,
-            name,
-            at,
-            tl,
-            bl,
-        };
-        rows.push(row);
+        rows.push(SqliteRow {
+            id: &action.id,
+            transfer_id: action.transfer_id.as_str(),
+            kind: action.kind.as_str(),
+            name: &action.name,
+            at: texts.len() + 1,
+            tl: target.len(),
+            bl: action.body.len(),
+        });
+        texts.extend_from_slice(&target);
+        texts.extend_from_slice(action.body.as_bytes());
     }
     if !rows.is_empty() {
         batches.push(sqlite_batch(&mut rows, texts));
