@@ -40,30 +40,26 @@ pub async fn enqueue(
     let (now, created) = (now_ms(), now_text());
     let claimed = i64::from(claim.is_some());
     let (by, until) = (claim.map(|c| c.by.to_string()), claim.map(|c| c.until_ms));
-    if backend == Backend::Sqlite {
-        for (array, texts) in sqlite_batches(actions) {
-            let insert = sqlx::query(ENQUEUE_SQLITE)
-                .bind(array)
-                .bind(now)
-                .bind(&created)
-                .bind(claimed)
-                .bind(by.clone())
-                .bind(until)
-                .bind(texts);
-            conn.with_next(insert).await?;
-        }
-        return Ok(());
-    }
-    let rows: Vec<NewRow<'_>> = actions.iter().map(NewRow::of).collect();
-    for array in json_arrays(backend, &rows) {
-        let insert = sqlx::query(ENQUEUE_POSTGRES)
+    // Both backends' statements: the array `$1`, then the same four values.
+    let statement = |sql, array| {
+        sqlx::query(sql)
             .bind(array)
             .bind(now)
             .bind(&created)
             .bind(claimed)
             .bind(by.clone())
-            .bind(until);
-        conn.with_next(insert).await?;
+            .bind(until)
+    };
+    if backend == Backend::Sqlite {
+        for (array, texts) in sqlite_batches(actions) {
+            conn.with_next(statement(ENQUEUE_SQLITE, array).bind(texts))
+                .await?;
+        }
+        return Ok(());
+    }
+    let rows: Vec<NewRow<'_>> = actions.iter().map(NewRow::of).collect();
+    for array in json_arrays(backend, &rows) {
+        conn.with_next(statement(ENQUEUE_POSTGRES, array)).await?;
     }
     Ok(())
 }

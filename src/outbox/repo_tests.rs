@@ -52,15 +52,7 @@ async fn many_enqueued_actions_are_claimed_back_as_written() {
         let id = new.id.clone();
         let actions: Vec<Action> = (0..300)
             .map(|i| {
-                let target = Target::Amqp(AmqpTarget {
-                    exchange: "transfer.agent".into(),
-                    routing_key: format!("agent.{i}.{TRICKY}"),
-                    mandatory: true,
-                    event_type: "transfer.completed".into(),
-                    correlation_id: Some(TRICKY.into()),
-                    transfer_type: None,
-                    current_task: None,
-                });
+                let target = agent_target(format!("agent.{i}.{TRICKY}"), Some(TRICKY.into()));
                 let name = format!("agent{i}");
                 let mut action = Action::new(&id, &name, ActionKind::Route(name.clone()), target);
                 action.body = match i {
@@ -105,15 +97,7 @@ fn sqlite_batches_keep_their_blobs_medium_sized_and_name_each_text() {
     let id = crate::transfer::TransferId::parse("t1").unwrap();
     let actions: Vec<Action> = (0..200)
         .map(|i| {
-            let target = Target::Amqp(AmqpTarget {
-                exchange: "x".into(),
-                routing_key: format!("k{i}"),
-                mandatory: false,
-                event_type: "e".into(),
-                correlation_id: None,
-                transfer_type: None,
-                current_task: None,
-            });
+            let target = agent_target(format!("k{i}"), None);
             let mut action = Action::new(&id, &format!("a{i}"), ActionKind::Audit, target);
             action.body = if i == 100 {
                 "b".repeat(70_000)
@@ -148,4 +132,17 @@ fn sqlite_batches_keep_their_blobs_medium_sized_and_name_each_text() {
         }
     }
     assert_eq!(seen, actions.len());
+}
+
+/// An agent route's target with `routing_key` and `correlation_id`.
+fn agent_target(routing_key: String, correlation_id: Option<String>) -> Target {
+    Target::Amqp(AmqpTarget {
+        exchange: "transfer.agent".into(),
+        routing_key,
+        mandatory: true,
+        event_type: "transfer.completed".into(),
+        correlation_id,
+        transfer_type: None,
+        current_task: None,
+    })
 }
