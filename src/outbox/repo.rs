@@ -5,7 +5,7 @@ use sqlx::Row as _;
 
 use super::views::of_transfer;
 use crate::store::{
-    Backend, Conn, MAX_SQLITE_BYTES, Pool, Row, Store, StoreError, json_arrays, now_text,
+    Backend, Conn, Pool, Row, Span, Store, StoreError, blob_batches, json_arrays, now_text, text_of,
 };
 use crate::transfer::TransferId;
 use crate::transfer::{Action, ActionKind, Target};
@@ -51,7 +51,7 @@ pub async fn enqueue(
             .bind(until)
     };
     if backend == Backend::Sqlite {
-        for (array, texts) in sqlite_batches(actions) {
+        for (array, texts, _) in sqlite_batches(actions) {
             conn.with_next(statement(ENQUEUE_SQLITE, array).bind(texts))
                 .await?;
         }
@@ -65,21 +65,22 @@ pub async fn enqueue(
 }
 
 /// `enqueue` on SQLite: each row's short fields in the JSON array `$1`, its
-/// target and body side by side in the BLOB `$7`, named by byte range (`at`,
-/// 1-based, then the two lengths). SQLite cuts a BLOB by bytes, so neither
-/// text is escaped into the array in Rust, nor parsed and unescaped out of it
-/// again in SQLite. In a burst's drain that took serde_json's string
+/// target and body side by side in the BLOB `$7`, each named by its span
+/// (`store::blob_batches`). In a burst's drain that took serde_json's string
 /// escaping from 3.5% to 2.0% of the bridge's CPU and SQLite's statements
 /// from 27.9% to 25.8% (thirty-first round, docs/perf-rounds.md). `WHERE
 /// true` tells SQLite's parser the ON CONFLICT is the upsert's.
-const ENQUEUE_SQLITE: &str = "INSERT INTO actions (id, transfer_id, kind, target_json, body, \
+const ENQUEUE_SQLITE: &str = concat!(
+    "INSERT INTO actions (id, transfer_id, kind, target_json, body, \
      status, attempts, next_attempt_at, created_at, name, claimed_by, claimed_until) \
-     SELECT json_extract(value, '$.id'), json_extract(value, '$.transfer_id'), \
-     json_extract(value, '$.kind'), \
-     CAST(substr($7, json_extract(value, '$.at'), json_extract(value, '$.tl')) AS TEXT), \
-     CAST(substr($7, json_extract(value, '$.at') + json_extract(value, '$.tl'), \
-     json_extract(value, '$.bl')) AS TEXT), 'pending', $4, $2, $3, json_extract(value, '$.name'), \
-     $5, $6 FROM jsonb_each($1) WHERE true ON CONFLICT (id) DO NOTHING";
+     SELECT json_extract(c.value, '$.id'), json_extract(c.value, '$.transfer_id'), \
+     json_extract(c.value, '$.kind'), ",
+    text_of!("$7", "t"),
+    ", ",
+    text_of!("$7", "b"),
+    ", 'pending', $4, $2, $3, json_extract(c.value, '$.name'), $5, $6 \
+     FROM jsonb_each($1) AS c WHERE true ON CONFLICT (id) DO NOTHING"
+);
 
 /// `enqueue` on PostgreSQL: every row whole in the JSON array `$1`.
 const ENQUEUE_POSTGRES: &str = "INSERT INTO actions (id, transfer_id, kind, target_json, body, \
@@ -95,52 +96,29 @@ struct SqliteRow<'a> {
     transfer_id: &'a str,
     kind: &'a str,
     name: &'a str,
-    at: usize,
-    tl: usize,
-    bl: usize,
+    /// The target's JSON.
+    t: Span,
+    b: Span,
 }
 
-/// `actions` as (array, BLOB) pairs for [`ENQUEUE_SQLITE`], each BLOB under
-/// `MAX_SQLITE_BYTES` (an action larger than that alone in its pair), for
-/// the reason `store::json_arrays` cuts arrays. Each BLOB is reserved up
-/// front for the actions left at the size of its first (a group's actions
-/// are alike), so it does not grow by doubling, as `json_arrays` does too.
-fn sqlite_batches(actions: &[Action]) -> Vec<(String, Vec<u8>)> {
-    let room = |left: usize, size: usize| left.saturating_mul(size).min(MAX_SQLITE_BYTES);
-    let mut batches = Vec::new();
-    let (mut rows, mut texts, mut target) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, action) in actions.iter().enumerate() {
-        target.clear();
-        serde_json::to_writer(&mut target, &action.target).expect("targets serialize");
-        let size = target.len() + action.body.len();
-        if rows.is_empty() {
-            texts.reserve(room(actions.len() - i, size));
-        } else if texts.len() + size > MAX_SQLITE_BYTES {
-            let next = Vec::with_capacity(room(actions.len() - i, size));
-            batches.push(sqlite_batch(&mut rows, std::mem::replace(&mut texts, next)));
-        }
-        rows.push(SqliteRow {
-            id: &action.id,
-            transfer_id: action.transfer_id.as_str(),
-            kind: action.kind.as_str(),
-            name: &action.name,
-            at: texts.len() + 1,
-            tl: target.len(),
-            bl: action.body.len(),
-        });
-        texts.extend_from_slice(&target);
-        texts.extend_from_slice(action.body.as_bytes());
-    }
-    if !rows.is_empty() {
-        batches.push(sqlite_batch(&mut rows, texts));
-    }
-    batches
-}
-
-fn sqlite_batch(rows: &mut Vec<SqliteRow<'_>>, texts: Vec<u8>) -> (String, Vec<u8>) {
-    let array = serde_json::to_string(rows).expect("rows serialize");
-    rows.clear();
-    (array, texts)
+/// `actions` as (array, BLOB, rows) for [`ENQUEUE_SQLITE`].
+fn sqlite_batches<'a>(actions: &'a [Action]) -> Vec<(String, Vec<u8>, usize)> {
+    let texts = |action: &Action, blob: &mut Vec<u8>| {
+        let start = blob.len();
+        serde_json::to_writer(&mut *blob, &action.target).expect("targets serialize");
+        let target = blob.len() - start;
+        blob.extend_from_slice(action.body.as_bytes());
+        [Some(target), Some(action.body.len())]
+    };
+    let row = |action: &'a Action, [t, b]: [Span; 2]| SqliteRow {
+        id: &action.id,
+        transfer_id: action.transfer_id.as_str(),
+        kind: action.kind.as_str(),
+        name: &action.name,
+        t,
+        b,
+    };
+    blob_batches(actions, texts, row)
 }
 
 /// Rows claimed for `by` until `until_ms` (Unix ms), their first attempt

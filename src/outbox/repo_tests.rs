@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::store::testdb::{self, TRICKY};
-use crate::store::{Registered, register};
+use crate::store::{MAX_SQLITE_BYTES, Registered, register};
 use crate::transfer::AmqpTarget;
 
 /// An action's body and target go into the table as one JSON array of rows
@@ -110,23 +110,21 @@ fn sqlite_batches_keep_their_blobs_medium_sized_and_name_each_text() {
     let batches = sqlite_batches(&actions);
     assert!(batches.len() > 2, "{} batches", batches.len());
     let mut seen = 0;
-    for (array, texts) in &batches {
+    for (array, texts, count) in &batches {
         let rows: Vec<serde_json::Value> = serde_json::from_str(array).unwrap();
+        assert_eq!(rows.len(), *count);
         assert!(texts.len() <= MAX_SQLITE_BYTES || rows.len() == 1);
+        let text = |span: &serde_json::Value| {
+            let [at, len] = [0, 1].map(|i| span[i].as_u64().unwrap() as usize);
+            &texts[at - 1..at - 1 + len]
+        };
         for row in rows {
             let sent = &actions[seen];
-            let (at, tl, bl) = (
-                row["at"].as_u64().unwrap() as usize,
-                row["tl"].as_u64().unwrap() as usize,
-                row["bl"].as_u64().unwrap() as usize,
-            );
-            let target = &texts[at - 1..at - 1 + tl];
-            let body = &texts[at - 1 + tl..at - 1 + tl + bl];
             assert_eq!(
-                serde_json::from_slice::<Target>(target).unwrap(),
+                serde_json::from_slice::<Target>(text(&row["t"])).unwrap(),
                 sent.target
             );
-            assert_eq!(body, sent.body.as_bytes());
+            assert_eq!(text(&row["b"]), sent.body.as_bytes());
             assert_eq!(row["id"], sent.id.as_str());
             seen += 1;
         }

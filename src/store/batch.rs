@@ -38,6 +38,23 @@ macro_rules! ids_of_rows {
 }
 pub(super) use ids_of_rows;
 
+/// SQLite: the text that the row `c.value` of a [`blob_batches`] array
+/// names by its span `$field` in the BLOB `$blob`, or NULL for a `null` span.
+macro_rules! text_of {
+    ($blob:literal, $field:literal) => {
+        concat!(
+            "CAST(substr(",
+            $blob,
+            ", json_extract(c.value, '$.",
+            $field,
+            "[0]'), json_extract(c.value, '$.",
+            $field,
+            "[1]')) AS TEXT)"
+        )
+    };
+}
+pub(crate) use text_of;
+
 /// On SQLite, a statement that fails unless the statement just before it
 /// changed `$1` rows (`changes()`), with `$message` in its error. It goes
 /// between the statements of one hand-off (see `Conn::with_next`), where
@@ -108,6 +125,63 @@ pub fn counted_json_arrays<T: Serialize>(backend: Backend, rows: &[T]) -> Vec<(S
     arrays
 }
 
+/// Where one text of a row sits in its batch's BLOB, as SQLite's
+/// `substr(blob, at, len)` takes it: `[at, len]`, `at` 1-based (a BLOB's
+/// `substr` counts bytes, so no scan), or `null` for no text, which
+/// `substr` turns into NULL.
+pub type Span = Option<[usize; 2]>;
+
+/// Rows for a SQLite statement that takes its long texts beside its JSON
+/// array, not in it: each row's short fields and [`Span`]s in the array,
+/// its texts side by side in one BLOB. Nothing is escaped into the array by
+/// serde_json, nor parsed and unescaped out of it again by SQLite (the
+/// thirty-first round, docs/perf-rounds.md, measured it on the actions).
+///
+/// `texts` appends an item's texts to the BLOB and gives each one's length
+/// (`None`: no text); `row` makes its row from the spans. Each BLOB stays
+/// under [`MAX_SQLITE_BYTES`] (an item larger alone in its own), reserved
+/// up front for the items left at the size of the first, for the reason
+/// [`json_arrays`] reserves. Gives (array, BLOB, rows) per statement.
+pub fn blob_batches<'a, T, R: Serialize, const N: usize>(
+    items: &'a [T],
+    mut texts: impl FnMut(&'a T, &mut Vec<u8>) -> [Option<usize>; N],
+    mut row: impl FnMut(&'a T, [Span; N]) -> R,
+) -> Vec<(String, Vec<u8>, usize)> {
+    let room = |left: usize, size: usize| left.saturating_mul(size).min(MAX_SQLITE_BYTES);
+    let mut batches = Vec::new();
+    let (mut rows, mut blob) = (Vec::new(), Vec::new());
+    for (i, item) in items.iter().enumerate() {
+        let start = blob.len();
+        let lengths = texts(item, &mut blob);
+        let size = blob.len() - start;
+        let mut at = start + 1;
+        if rows.is_empty() {
+            blob.reserve(room(items.len() - i, size).saturating_sub(size));
+        } else if blob.len() > MAX_SQLITE_BYTES {
+            // Cut before this item: its texts open the next BLOB.
+            let mut next = Vec::with_capacity(room(items.len() - i, size));
+            next.extend_from_slice(&blob[start..]);
+            blob.truncate(start);
+            let array = serde_json::to_string(&rows).expect("rows serialize");
+            batches.push((array, std::mem::replace(&mut blob, next), rows.len()));
+            rows.clear();
+            at = 1;
+        }
+        let spans = lengths.map(|length| {
+            length.map(|len| {
+                at += len;
+                [at - len, len]
+            })
+        });
+        rows.push(row(item, spans));
+    }
+    if !rows.is_empty() {
+        let array = serde_json::to_string(&rows).expect("rows serialize");
+        batches.push((array, blob, rows.len()));
+    }
+    batches
+}
+
 /// An array's buffer, `]` appended, as text.
 fn close(mut array: Vec<u8>) -> String {
     array.push(b']');
@@ -147,6 +221,42 @@ mod tests {
             back.extend(items);
         }
         assert_eq!(back, rows);
+    }
+
+    /// Items of two texts each (one missing in every third), one larger
+    /// than a BLOB: each BLOB under the limit unless it holds that item
+    /// alone, every row's spans name its own texts, `null` the missing one,
+    /// and the counts add up to the items in order.
+    #[test]
+    fn blob_batches_cut_under_the_limit_and_name_each_text() {
+        let items: Vec<(String, Option<String>)> = (0..300)
+            .map(|i| {
+                let long = if i == 150 { 70_000 } else { i % 17 * 40 };
+                ("é".repeat(long), (i % 3 > 0).then(|| format!("{i}")))
+            })
+            .collect();
+        let texts = |item: &(String, Option<String>), blob: &mut Vec<u8>| {
+            [Some(item.0.as_str()), item.1.as_deref()].map(|text| {
+                blob.extend_from_slice(text?.as_bytes());
+                Some(text?.len())
+            })
+        };
+        let batches = blob_batches(&items, texts, |_, spans: [Span; 2]| spans);
+        assert!(batches.len() > 2, "{} batches", batches.len());
+        let mut seen = 0;
+        for (array, blob, count) in &batches {
+            let rows: Vec<[Span; 2]> = serde_json::from_str(array).unwrap();
+            assert_eq!(rows.len(), *count);
+            assert!(blob.len() <= MAX_SQLITE_BYTES || rows.len() == 1);
+            for spans in rows {
+                let item = &items[seen];
+                let text = |span: Span| span.map(|[at, len]| &blob[at - 1..at - 1 + len]);
+                assert_eq!(text(spans[0]), Some(item.0.as_bytes()));
+                assert_eq!(text(spans[1]), item.1.as_ref().map(|s| s.as_bytes()));
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, items.len());
     }
 
     proptest::proptest! {

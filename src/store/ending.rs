@@ -19,9 +19,9 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::batch::{changed_exactly, ids_of_rows};
+use super::batch::{Span, blob_batches, changed_exactly, ids_of_rows, text_of};
 use super::transfers::{as_json_array, from_row, read_json_array, select};
-use super::{Backend, Conn, StoreError, counted_json_arrays, json_arrays};
+use super::{Backend, Conn, StoreError, json_arrays};
 use crate::sip::SipInstruction;
 use crate::transfer::{BridgeState, Transfer, TransferId};
 
@@ -131,23 +131,71 @@ async fn fetch_many_sqlite(
         .collect())
 }
 
-/// [`end_many`] on SQLite. An ending [`Ending::expecting`] a row ends it
+/// [`end_many`] on SQLite: the short fields in the JSON array `$1`, the
+/// reason, upstream body and SIP instruction in the BLOB `$3`, each named
+/// by its span (`store::blob_batches`; a missing text's span is `null`,
+/// and `substr` of it NULL). An ending [`Ending::expecting`] a row ends it
 /// only if the row still carries the stamp and owner it was read with.
 /// The unary `+` keeps the planner off the
 /// `(state, seq)` index: led by it, it scanned every TRACKING transfer and
 /// the whole group for each (10 ms of CPU per ending in a burst of 10,000),
 /// where led by the group it looks each id up once.
-const END_MANY_SQLITE: &str = "UPDATE transfers SET state = json_extract(c.value, '$.state'), \
-     reason = json_extract(c.value, '$.reason'), \
-     polls = COALESCE(json_extract(c.value, '$.polls'), polls), \
+const END_MANY_SQLITE: &str = concat!(
+    "UPDATE transfers SET state = json_extract(c.value, '$.state'), reason = ",
+    text_of!("$3", "r"),
+    ", polls = COALESCE(json_extract(c.value, '$.polls'), polls), \
      upstream_status = COALESCE(json_extract(c.value, '$.upstream_status'), upstream_status), \
-     upstream_json = COALESCE(json_extract(c.value, '$.upstream_json'), upstream_json), \
-     sip_json = json_extract(c.value, '$.sip_json'), updated_at = $2 \
+     upstream_json = COALESCE(",
+    text_of!("$3", "u"),
+    ", upstream_json), sip_json = ",
+    text_of!("$3", "s"),
+    ", updated_at = $2 \
      FROM jsonb_each($1) AS c \
      WHERE transfers.id = json_extract(c.value, '$.id') AND +transfers.state = 'TRACKING' \
      AND (json_extract(c.value, '$.expect_updated_at') IS NULL \
      OR (transfers.updated_at = json_extract(c.value, '$.expect_updated_at') \
-     AND transfers.owner IS json_extract(c.value, '$.expect_owner')))";
+     AND transfers.owner IS json_extract(c.value, '$.expect_owner')))"
+);
+
+/// An [`Ending`] as [`END_MANY_SQLITE`] takes it: its texts are in the BLOB.
+#[derive(Serialize)]
+struct SqliteEnding<'a> {
+    id: &'a str,
+    state: &'static str,
+    polls: Option<u32>,
+    upstream_status: Option<&'a str>,
+    /// The spans of the reason, the upstream body and the SIP instruction.
+    r: Span,
+    u: Span,
+    s: Span,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expect_updated_at: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expect_owner: Option<&'a str>,
+}
+
+/// `endings` as (array, BLOB, rows) for [`END_MANY_SQLITE`].
+fn sqlite_batches<'a>(endings: &'a [Ending<'a>]) -> Vec<(String, Vec<u8>, usize)> {
+    let texts = |e: &'a Ending<'a>, blob: &mut Vec<u8>| {
+        [&e.reason, &e.upstream_json, &e.sip_json].map(|text| {
+            let text = text.as_deref()?;
+            blob.extend_from_slice(text.as_bytes());
+            Some(text.len())
+        })
+    };
+    let row = |e: &'a Ending<'a>, [r, u, s]: [Span; 3]| SqliteEnding {
+        id: e.id,
+        state: e.state,
+        polls: e.polls,
+        upstream_status: e.upstream_status,
+        r,
+        u,
+        s,
+        expect_updated_at: e.expect_updated_at.as_deref(),
+        expect_owner: e.expect_owner.as_deref(),
+    };
+    blob_batches(endings, texts, row)
+}
 
 /// [`end_many`] on PostgreSQL. The planner takes `json_to_recordset` for
 /// 100 rows whatever the array holds, and reads the whole table when it
@@ -195,24 +243,20 @@ pub async fn end_many(
     if endings.is_empty() {
         return Ok(());
     }
-    if conn.queues() {
-        // Each array's UPDATE checked on its own: `changes()` counts the
+    if backend == Backend::Sqlite {
+        // Each batch's UPDATE checked on its own: `changes()` counts the
         // statement just before.
-        for (array, rows) in counted_json_arrays(backend, endings) {
-            conn.with_next(sqlx::query(END_MANY_SQLITE).bind(array).bind(now))
-                .await?;
+        for (array, texts, rows) in sqlite_batches(endings) {
+            let update = sqlx::query(END_MANY_SQLITE).bind(array).bind(now);
+            conn.with_next(update.bind(texts)).await?;
             let all = sqlx::query(ENDED_ALL_SQLITE).bind(rows as i64);
             conn.with_next(all).await?;
         }
         return Ok(());
     }
-    let sql = match backend {
-        Backend::Sqlite => END_MANY_SQLITE,
-        Backend::Postgres => END_MANY_POSTGRES,
-    };
     let (planned, mut ended) = (endings.len() as u64, 0);
     for array in json_arrays(backend, endings) {
-        let done = sqlx::query(sql)
+        let done = sqlx::query(END_MANY_POSTGRES)
             .bind(array)
             .bind(now)
             .execute(&mut *conn)

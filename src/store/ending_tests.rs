@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::store::testdb::{self, TestStore};
+use crate::store::testdb::{self, TRICKY, TestStore};
 use crate::store::{Upstream, now_text, record_upstream, register};
 use crate::transfer::{BridgeState, TransferId};
 
@@ -132,6 +132,57 @@ async fn a_group_of_many_arrays_is_checked_array_by_array() {
         for id in [&t3, &t4] {
             let stored = db.store.get(id).await.unwrap().unwrap();
             assert_eq!(stored.state, BridgeState::Tracking, "{backend:?}");
+        }
+    }
+}
+
+/// A group whose texts span several statements (on SQLite, BLOBs of 64 KiB;
+/// see `store::blob_batches`), recorded and then ended: every transfer
+/// keeps its own reason, upstream body and SIP instruction byte for byte,
+/// an ending without a body keeps the one recorded before, and one without
+/// an instruction stores none.
+#[tokio::test]
+async fn a_large_group_keeps_every_transfers_texts() {
+    let n = 120;
+    for db in testdb::each().await {
+        let backend = db.backend();
+        let ids: Vec<TransferId> = (0..n)
+            .map(|i| TransferId::parse(&format!("t{i}")).unwrap())
+            .collect();
+        let body = |i: usize, status: &str| json!({"status": status, "i": i, "pad": TRICKY.repeat(i % 23 + 8)});
+        let mut tx = db.store.begin().await.unwrap();
+        for id in &ids {
+            register(&mut tx, backend, &testdb::plain(id.as_str()), "i1")
+                .await
+                .unwrap();
+        }
+        let seen: Vec<Upstream> = (0..n)
+            .map(|i| Upstream::new(&ids[i], "ONGOING", &body(i, "ONGOING"), 1))
+            .collect();
+        record_upstream(&mut tx, backend, &seen).await.unwrap();
+        tx.commit().await.unwrap();
+        let sip = testdb::tricky_sip();
+        let endings: Vec<Ending<'_>> = (0..n)
+            .map(|i| {
+                let reason = (i % 3 > 0).then(|| format!("{i} {TRICKY}"));
+                let ending = Ending::new(&ids[i], BridgeState::Completed, reason);
+                let ending = ending.sip((i % 2 == 0).then_some(&sip));
+                match i % 5 {
+                    0 => ending,
+                    _ => ending.seen("COMPLETED", &body(i, "COMPLETED")),
+                }
+            })
+            .collect();
+        end_in_tx(&db, &endings).await.unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            let stored = db.store.get(id).await.unwrap().unwrap();
+            let said = if i % 5 == 0 { "ONGOING" } else { "COMPLETED" };
+            assert_eq!(stored.upstream, Some(body(i, said)), "{backend:?} {i}");
+            assert_eq!(stored.upstream_status.as_deref(), Some(said), "{backend:?}");
+            let reason = (i % 3 > 0).then(|| format!("{i} {TRICKY}"));
+            assert_eq!(stored.reason, reason, "{backend:?} {i}");
+            assert_eq!(stored.sip, (i % 2 == 0).then(|| sip.clone()), "{backend:?}");
+            assert_eq!(stored.state, BridgeState::Completed, "{backend:?}");
         }
     }
 }

@@ -27,7 +27,8 @@ use std::path::Path;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
-pub use batch::{MAX_SQLITE_BYTES, counted_json_arrays, json_arrays};
+pub(crate) use batch::text_of;
+pub use batch::{MAX_SQLITE_BYTES, Span, blob_batches, counted_json_arrays, json_arrays};
 pub use budget::Reserved;
 pub use conn::Conn;
 pub use ending::{Ending, end_many, fetch_many};

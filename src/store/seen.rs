@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::batch::ids_of_rows;
+use super::batch::{Span, blob_batches, ids_of_rows, text_of};
 use super::{Backend, Conn, StoreError, json_arrays, now_text};
 use crate::transfer::TransferId;
 
@@ -53,21 +53,54 @@ pub async fn record_upstream<'a>(
     backend: Backend,
     rows: impl IntoIterator<Item = &'a Upstream>,
 ) -> Result<(), StoreError> {
-    let sql = match backend {
-        Backend::Sqlite => {
-            "UPDATE transfers SET upstream_status = json_extract(c.value, '$.status'), \
-             upstream_json = json_extract(c.value, '$.raw'), \
-             polls = json_extract(c.value, '$.polls'), updated_at = $2 \
-             FROM jsonb_each($1) AS c WHERE transfers.id = json_extract(c.value, '$.id')"
-        }
-        Backend::Postgres => RECORD_UPSTREAM_POSTGRES,
-    };
     let now = now_text();
-    for array in json_arrays(backend, &latest(rows)) {
-        let update = sqlx::query(sql).bind(array).bind(&now);
+    let rows = latest(rows);
+    if backend == Backend::Sqlite {
+        for (array, texts, _) in sqlite_batches(&rows) {
+            let update = sqlx::query(RECORD_UPSTREAM_SQLITE).bind(array).bind(&now);
+            conn.with_next(update.bind(texts)).await?;
+        }
+        return Ok(());
+    }
+    for array in json_arrays(backend, &rows) {
+        let update = sqlx::query(RECORD_UPSTREAM_POSTGRES).bind(array).bind(&now);
         conn.with_next(update).await?;
     }
     Ok(())
+}
+
+/// [`record_upstream`] on SQLite: the body in the BLOB `$3`, named by its
+/// span, as `ending::END_MANY_SQLITE` takes its texts.
+const RECORD_UPSTREAM_SQLITE: &str = concat!(
+    "UPDATE transfers SET upstream_status = json_extract(c.value, '$.status'), upstream_json = ",
+    text_of!("$3", "r"),
+    ", polls = json_extract(c.value, '$.polls'), updated_at = $2 \
+     FROM jsonb_each($1) AS c WHERE transfers.id = json_extract(c.value, '$.id')"
+);
+
+/// An [`Upstream`] as [`RECORD_UPSTREAM_SQLITE`] takes it.
+#[derive(Serialize)]
+struct SqliteRow<'a> {
+    id: &'a str,
+    status: &'a str,
+    polls: u32,
+    /// The raw body's span.
+    r: Span,
+}
+
+/// `rows` as (array, BLOB, rows) for [`RECORD_UPSTREAM_SQLITE`].
+fn sqlite_batches<'a>(rows: &'a [&'a Upstream]) -> Vec<(String, Vec<u8>, usize)> {
+    let texts = |row: &&Upstream, blob: &mut Vec<u8>| {
+        blob.extend_from_slice(row.raw.as_bytes());
+        [Some(row.raw.len())]
+    };
+    let row = |row: &'a &'a Upstream, [r]: [Span; 1]| SqliteRow {
+        id: row.id.as_str(),
+        status: &row.status,
+        polls: row.polls,
+        r,
+    };
+    blob_batches(rows, texts, row)
 }
 
 /// The last row of each transfer, in first-seen order.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::testdb::{self, TRICKY, TestStore};
+use super::testdb::{self, TRICKY, TestStore, tricky_sip};
 use super::*;
 use crate::transfer::{BridgeState, Transfer, TransferId};
 
@@ -313,18 +313,6 @@ async fn escaped_and_non_ascii_text_comes_back_as_written() {
         let stored = db.store.get(&id).await.unwrap().unwrap();
         assert_eq!(stored.reason.as_deref(), Some(TRICKY), "{backend:?}");
         assert_eq!(stored.upstream, Some(done), "{backend:?}");
-    }
-}
-
-/// A SIP instruction with [`TRICKY`] in its text.
-fn tricky_sip() -> crate::sip::SipInstruction {
-    crate::sip::SipInstruction {
-        method: crate::sip::Method::Refer,
-        request_uri: "sip:agent@pbx.example.com".into(),
-        headers: vec![("X-Note".into(), TRICKY.into())],
-        message: format!("REFER sip:agent@pbx.example.com SIP/2.0\r\nX-Note: {TRICKY}\r\n\r\n"),
-        dropped: vec![TRICKY.into()],
-        target: "sip:agent@pbx.example.com".into(),
     }
 }
 

@@ -12,6 +12,18 @@ use crate::transfer::TransferId;
 pub const TRICKY: &str =
     "quote \" backslash \\ slash / tab \t ctrl \u{1} line\nbreak \u{2028} é 漢字 😀 \\u0041";
 
+/// A SIP instruction with [`TRICKY`] in its text.
+pub fn tricky_sip() -> crate::sip::SipInstruction {
+    crate::sip::SipInstruction {
+        method: crate::sip::Method::Refer,
+        request_uri: "sip:agent@pbx.example.com".into(),
+        headers: vec![("X-Note".into(), TRICKY.into())],
+        message: format!("REFER sip:agent@pbx.example.com SIP/2.0\r\nX-Note: {TRICKY}\r\n\r\n"),
+        dropped: vec![TRICKY.into()],
+        target: "sip:agent@pbx.example.com".into(),
+    }
+}
+
 /// A plain registration of `id`: no callback, metadata, upstream
 /// resource or integration.
 pub fn plain(id: &str) -> NewTransfer {
