@@ -6,13 +6,14 @@
 //! ending, one INSERT for every action: three statements whatever its size.
 //! Rows travel as one JSON array: the statement text is the same for any
 //! group size (prepared once per connection), and sqlx's Any driver binds no
-//! arrays.
+//! arrays. On SQLite their long texts (reason, upstream body, SIP
+//! instruction) travel beside it, in one BLOB (`store::blob_batches`).
 //!
 //! On SQLite the rows are walked with `jsonb_each`, not `json_each`: each
 //! row then comes out as the binary JSON that the array was parsed into,
 //! and every `json_extract` of it is a lookup. With `json_each` each row
 //! came out as text, rendered from that binary form and parsed back by the
-//! first `json_extract`: two conversions of every event body per row.
+//! first `json_extract`: two conversions of every row.
 
 use std::collections::HashMap;
 
