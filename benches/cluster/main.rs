@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use load::Stand;
 use procs::{Bridge, Proc, free_port};
+use transfer_bridge::store::ScratchDatabase;
 
 #[tokio::main]
 async fn main() {
@@ -23,10 +24,8 @@ async fn main() {
     let stand = Stand::start(&amqp).await;
 
     let sqlite = stand.load(&["solo"], None, n).await;
-    let db = transfer_bridge::store::scratch_database(&pg, "bench_cluster")
-        .await
-        .unwrap();
-    let postgres = stand.load(&["pg-a", "pg-b"], Some(&db), n).await;
+    let db = ScratchDatabase::create(&pg, "bench_cluster").await.unwrap();
+    let postgres = stand.load(&["pg-a", "pg-b"], Some(db.url()), n).await;
     println!("\n== load: {n} transfers, each ONGOING 2 s, fixed 1 s polling ==");
     println!(
         "{:<28} {:>12} {:>10} {:>10} {:>10} {:>12}",
@@ -45,22 +44,16 @@ async fn main() {
         postgres.gets_per_transfer() / sqlite.gets_per_transfer()
     );
 
-    let db2 = transfer_bridge::store::scratch_database(&pg, "bench_failover")
+    let db2 = ScratchDatabase::create(&pg, "bench_failover")
         .await
         .unwrap();
-    failover(&stand, &db2, failover_n).await;
+    failover(&stand, db2.url(), failover_n).await;
     stand.finish().await;
-    drop_databases(&pg, &[&db, &db2]).await;
-}
-
-/// The benchmark's scratch databases go when it ends.
-async fn drop_databases(base: &str, urls: &[&str]) {
-    use sqlx::{Connection, Executor};
-    let mut admin = sqlx::PgConnection::connect(base).await.unwrap();
-    for url in urls {
-        let name = url.rsplit('/').next().unwrap().split('?').next().unwrap();
-        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-        let _ = admin.execute(sqlx::AssertSqlSafe(sql)).await;
+    // The benchmark's scratch databases go when it ends.
+    for database in [db, db2] {
+        if let Err(e) = database.drop_now().await {
+            eprintln!("a scratch database was not dropped: {e}");
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use sqlx::AnyPool;
+use transfer_bridge::store::ScratchDatabase;
 
 use crate::stand::{Env, SIM_ID, SIM_SECRET};
 
@@ -23,7 +24,7 @@ pub struct BridgeProcess {
     pub tag: String,
     dir: tempfile::TempDir,
     /// The scratch PostgreSQL database (`E2E_STORE=postgres`).
-    postgres: Option<String>,
+    postgres: Option<ScratchDatabase>,
 }
 
 impl BridgeProcess {
@@ -65,8 +66,8 @@ impl BridgeProcess {
             command.env(key, value);
         }
         let postgres = scratch_postgres().await?;
-        if let Some(url) = &postgres {
-            command.env("BRIDGE_STORE__URL", url);
+        if let Some(database) = &postgres {
+            command.env("BRIDGE_STORE__URL", database.url());
         }
         let child = command.spawn().context("starting transfer-bridge serve")?;
         let bridge = Self {
@@ -104,7 +105,7 @@ impl BridgeProcess {
     pub async fn store(&self) -> anyhow::Result<AnyPool> {
         sqlx::any::install_default_drivers();
         let url = match &self.postgres {
-            Some(url) => url.clone(),
+            Some(database) => database.url().to_owned(),
             None => {
                 let path = self.dir.path().join("data/bridge.db");
                 format!("sqlite://{}?mode=ro", path.display())
@@ -136,8 +137,8 @@ impl BridgeProcess {
     /// Stop it and delete what it declared on the broker.
     pub async fn stop(mut self, env: &Env) -> anyhow::Result<()> {
         self.kill();
-        if let Some(url) = self.postgres.take() {
-            drop_database(&url).await?;
+        if let Some(database) = self.postgres.take() {
+            database.drop_now().await?;
         }
         let queue = names(&self.tag, "audit");
         env.broker
@@ -165,24 +166,12 @@ impl Drop for BridgeProcess {
 }
 
 /// A scratch database when `E2E_STORE=postgres` (from `DATABASE_URL`).
-async fn scratch_postgres() -> anyhow::Result<Option<String>> {
+async fn scratch_postgres() -> anyhow::Result<Option<ScratchDatabase>> {
     if std::env::var("E2E_STORE").as_deref() != Ok("postgres") {
         return Ok(None);
     }
     let base = std::env::var("DATABASE_URL").context("E2E_STORE=postgres needs DATABASE_URL")?;
-    let url = transfer_bridge::store::scratch_database(&base, "bench_e2e").await?;
-    Ok(Some(url))
-}
-
-async fn drop_database(url: &str) -> anyhow::Result<()> {
-    use sqlx::{Connection, Executor};
-    let base = std::env::var("DATABASE_URL")?;
-    let mut admin = sqlx::PgConnection::connect(&base).await?;
-    let name = url.rsplit('/').next().unwrap_or_default();
-    let name = name.split('?').next().unwrap_or_default();
-    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-    admin.execute(sqlx::AssertSqlSafe(sql)).await?;
-    Ok(())
+    Ok(Some(ScratchDatabase::create(&base, "bench_e2e").await?))
 }
 
 fn names(tag: &str, what: &str) -> String {

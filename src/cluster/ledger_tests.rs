@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::{StoreDurationLog, StoreLedger};
 use crate::config::Config;
-use crate::store::testdb::{self, database_url, scratch_prefix};
-use crate::store::{Store, scratch_database};
+use crate::store::Store;
+use crate::store::testdb::{self, scratch_database};
 use crate::tracker::{AdaptivePolicy, Completion, IntegrationId, Learned, PollPolicy};
 use crate::upstream::{Budget, Priority};
 
@@ -46,12 +46,10 @@ fn today() -> String {
 
 #[tokio::test]
 async fn two_instances_on_one_postgres_never_spend_more_than_the_daily_budget() {
-    let url = scratch_database(&database_url(), &scratch_prefix())
-        .await
-        .unwrap();
+    let database = scratch_database().await;
     let (one, two) = (
-        Store::connect(&url).await.unwrap(),
-        Store::connect(&url).await.unwrap(),
+        Store::connect(database.url()).await.unwrap(),
+        Store::connect(database.url()).await.unwrap(),
     );
     let (a, b) = (budget(&one, 50), budget(&two, 50));
     let within = Duration::from_secs(3);

@@ -40,7 +40,7 @@ pub use outage::while_unavailable;
 pub use registration::{
     NewTransfer, Registered, insert_many, insert_taken_as_new, register, repeat, repeats,
 };
-pub use scratch::scratch_database;
+pub use scratch::ScratchDatabase;
 pub use seen::{Upstream, record_upstream};
 pub use transfers::{ListPage, fetch};
 /// For SQL that reads a transfer beside rows of another module's table.

@@ -3,7 +3,7 @@
 //! `DATABASE_URL` names). Without `DATABASE_URL` the tests fail and say so:
 //! a store test never passes by skipping a backend.
 
-use super::{Backend, NewTransfer, Store, scratch_database};
+use super::{Backend, NewTransfer, ScratchDatabase, Store};
 use crate::transfer::TransferId;
 
 /// Text that JSON escapes (quotes, backslashes, control characters, line
@@ -39,10 +39,13 @@ pub fn plain(id: &str) -> NewTransfer {
     }
 }
 
-/// A store and what keeps its database alive for the test.
+/// A store and what keeps its database alive for the test: its SQLite
+/// file's directory, or its PostgreSQL database, dropped when the test ends
+/// (declared after the store, so they go after it).
 pub struct TestStore {
     pub store: Store,
     _dir: Option<tempfile::TempDir>,
+    _database: Option<ScratchDatabase>,
 }
 
 impl TestStore {
@@ -83,9 +86,13 @@ pub fn database_url() -> String {
     )
 }
 
-/// Scratch database names start with this, so a run can drop its own.
-pub fn scratch_prefix() -> String {
-    format!("tbt_{}", std::env::var("TEST_RUN_ID").unwrap_or_default())
+/// A database of the test's own on the server `DATABASE_URL` names, named
+/// `tbt_<TEST_RUN_ID>_<uuid>` and dropped when it goes.
+pub async fn scratch_database() -> ScratchDatabase {
+    let prefix = format!("tbt_{}", std::env::var("TEST_RUN_ID").unwrap_or_default());
+    ScratchDatabase::create(&database_url(), &prefix)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create a scratch database at DATABASE_URL: {e}"))
 }
 
 pub async fn sqlite() -> TestStore {
@@ -94,16 +101,16 @@ pub async fn sqlite() -> TestStore {
     TestStore {
         store: Store::connect(&url).await.unwrap(),
         _dir: Some(dir),
+        _database: None,
     }
 }
 
 pub async fn postgres() -> TestStore {
-    let url = scratch_database(&database_url(), &scratch_prefix())
-        .await
-        .unwrap_or_else(|e| panic!("cannot create a scratch database at DATABASE_URL: {e}"));
+    let database = scratch_database().await;
     TestStore {
-        store: Store::connect(&url).await.unwrap(),
+        store: Store::connect(database.url()).await.unwrap(),
         _dir: None,
+        _database: Some(database),
     }
 }
 

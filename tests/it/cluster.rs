@@ -7,27 +7,30 @@ use std::time::{Duration, Instant};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use transfer_bridge::config::Config;
+use transfer_bridge::store::ScratchDatabase;
 
 use crate::crash::Crashable;
 use crate::helpers::*;
 
-/// A fresh database on the server `DATABASE_URL` names. Without it the
-/// test fails and says why; it never skips.
-pub async fn scratch_database() -> String {
+/// A fresh database on the server `DATABASE_URL` names, dropped when it
+/// goes. Without `DATABASE_URL` the test fails and says why; it never skips.
+pub async fn scratch_database() -> ScratchDatabase {
     let base = std::env::var("DATABASE_URL").expect(
         "DATABASE_URL is not set: the multi-instance tests need PostgreSQL, \
          e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres",
     );
     let prefix = format!("tbt_{}", std::env::var("TEST_RUN_ID").unwrap_or_default());
-    transfer_bridge::store::scratch_database(&base, &prefix)
+    ScratchDatabase::create(&base, &prefix)
         .await
         .unwrap_or_else(|e| panic!("cannot create a database at DATABASE_URL: {e}"))
 }
 
 /// A stopped test app on a fresh PostgreSQL database (its simulator, broker
-/// names and helpers stay usable), and that config for each instance.
+/// names and helpers stay usable), and that config for each instance. The
+/// app keeps the database until it goes.
 async fn on_postgres(tweak: impl FnOnce(&mut Config)) -> TestApp {
-    let url = scratch_database().await;
+    let database = scratch_database().await;
+    let url = database.url().to_owned();
     let mut app = spawn_app_with(move |c| {
         c.store.url = SecretString::from(url);
         // Test timelines poll every 100 ms: past the default daily budget's
@@ -37,6 +40,7 @@ async fn on_postgres(tweak: impl FnOnce(&mut Config)) -> TestApp {
     })
     .await;
     app.stop().await;
+    app.keep_database(database);
     app
 }
 

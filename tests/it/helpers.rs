@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use transfer_bridge::App;
 use transfer_bridge::config::{Config, PolicyKind};
 use transfer_bridge::simulator::{self, Script, SimHandle};
+use transfer_bridge::store::ScratchDatabase;
 
 pub use crate::broker::{Broker, TestQueue, body, header};
 pub use crate::cleanup::BrokerCleanup;
@@ -66,6 +67,8 @@ pub struct TestApp {
     stop: CancellationToken,
     running: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
+    /// A PostgreSQL store's database, dropped after the bridge is stopped.
+    _database: Option<ScratchDatabase>,
     /// Declared last so it drops after the bridge is stopped.
     _cleanup: BrokerCleanup,
 }
@@ -157,6 +160,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         stop: CancellationToken::new(),
         running: None,
         _dir: dir,
+        _database: None,
         _cleanup: cleanup,
     };
     app.start().await;
@@ -164,6 +168,11 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 impl TestApp {
+    /// Keep `database` (the store's) until this app goes.
+    pub fn keep_database(&mut self, database: ScratchDatabase) {
+        self._database = Some(database);
+    }
+
     /// (Re)start the bridge on the same store, simulator and names.
     pub async fn start(&mut self) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
