@@ -1,6 +1,7 @@
-//! Throwaway PostgreSQL databases for tests and the benchmark: each caller
+//! Throwaway PostgreSQL databases for tests and the benchmarks: each caller
 //! gets a database of its own on a shared server, so runs never see each
-//! other's rows.
+//! other's rows, and the database goes with its guard, so runs leave none
+//! behind.
 
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
