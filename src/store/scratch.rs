@@ -38,6 +38,14 @@ impl ScratchDatabase {
         })
     }
 
+    /// A database for one test, named `tbt_<TEST_RUN_ID>_<uuid>`: the
+    /// prefix `.ci/run` sweeps afterwards, for a test killed before its
+    /// guard went.
+    pub async fn for_test(base_url: &str) -> Result<Self, StoreError> {
+        let run = std::env::var("TEST_RUN_ID").unwrap_or_default();
+        Self::create(base_url, &format!("tbt_{run}")).await
+    }
+
     /// The URL that selects the database.
     pub fn url(&self) -> &str {
         &self.url

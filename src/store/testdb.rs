@@ -89,8 +89,7 @@ pub fn database_url() -> String {
 /// A database of the test's own on the server `DATABASE_URL` names, named
 /// `tbt_<TEST_RUN_ID>_<uuid>` and dropped when it goes.
 pub async fn scratch_database() -> ScratchDatabase {
-    let prefix = format!("tbt_{}", std::env::var("TEST_RUN_ID").unwrap_or_default());
-    ScratchDatabase::create(&database_url(), &prefix)
+    ScratchDatabase::for_test(&database_url())
         .await
         .unwrap_or_else(|e| panic!("cannot create a scratch database at DATABASE_URL: {e}"))
 }

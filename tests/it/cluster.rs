@@ -19,8 +19,7 @@ pub async fn scratch_database() -> ScratchDatabase {
         "DATABASE_URL is not set: the multi-instance tests need PostgreSQL, \
          e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres",
     );
-    let prefix = format!("tbt_{}", std::env::var("TEST_RUN_ID").unwrap_or_default());
-    ScratchDatabase::create(&base, &prefix)
+    ScratchDatabase::for_test(&base)
         .await
         .unwrap_or_else(|e| panic!("cannot create a database at DATABASE_URL: {e}"))
 }
