@@ -246,7 +246,7 @@ async fn complete(
         integration: None,
         return_signal: None,
     };
-    let seen = Arc::new(Fetched { resource, raw });
+    let seen = Arc::new(Fetched::new(resource, raw));
     let outcome = app.lifecycle.sip_return(&new, seen).await?;
     let status = match outcome.returned {
         Returned::Created => StatusCode::CREATED,

@@ -90,7 +90,7 @@ async fn statuses_and_endings_that_arrive_together_are_each_recorded_on(f: Fixtu
             let (ongoing, raw) = resource(id.as_str(), "ONGOING", "AGENT");
             let seen = Seen {
                 resource: &ongoing,
-                raw: &raw,
+                raw: &raw.to_string(),
             };
             lifecycle.upstream_seen(&id, seen, n as u32).await.unwrap();
         });

@@ -69,7 +69,7 @@ async fn an_ending_whose_transfer_moved_since_gets_what_a_read_gives() {
         let (ongoing, raw) = resource("t1", "ONGOING", "AGENT");
         let seen = Seen {
             resource: &ongoing,
-            raw: &raw,
+            raw: &raw.to_string(),
         };
         f.lifecycle.upstream_seen(&t1, seen, 2).await.unwrap();
         let cancel = ended(BridgeState::Cancelled, None);
@@ -101,7 +101,7 @@ async fn an_ending_that_records_no_resource_reads_its_row() {
         let (ongoing, raw) = resource("t1", "ONGOING", "AGENT");
         let seen = Seen {
             resource: &ongoing,
-            raw: &raw,
+            raw: &raw.to_string(),
         };
         f.lifecycle.upstream_seen(&id, seen, 1).await.unwrap();
         let known = Arc::new(read(&f, &id).await.without_upstream());

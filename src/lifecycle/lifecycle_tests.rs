@@ -60,7 +60,7 @@ pub(super) fn resource(id: &str, status: &str, transfer_type: &str) -> (CallTran
 /// [`resource`], as a poll or a return hands it to an ending.
 pub(super) fn fetched(id: &str, status: &str, transfer_type: &str) -> Arc<Fetched> {
     let (resource, raw) = self::resource(id, status, transfer_type);
-    Arc::new(Fetched { resource, raw })
+    Arc::new(Fetched::new(resource, raw))
 }
 
 pub(super) async fn names(f: &Fixture, id: &str) -> Vec<String> {
@@ -112,7 +112,7 @@ async fn an_upstream_status_is_recorded_without_actions_on(f: Fixture) {
     let id = TransferId::parse("t1").unwrap();
     let seen = Seen {
         resource: &ongoing,
-        raw: &raw,
+        raw: &raw.to_string(),
     };
     f.lifecycle.upstream_seen(&id, seen, 2).await.unwrap();
     assert_eq!(names(&f, "t1").await.len(), 1);

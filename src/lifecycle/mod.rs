@@ -17,8 +17,6 @@ mod sip_return;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::Value;
-
 pub use adopt::From as AdoptFrom;
 pub use register::Registration;
 pub use sip_return::SipReturned;
@@ -29,14 +27,15 @@ use crate::store::{self, Backend, Conn, Ending, Store, StoreError, Upstream};
 use crate::transfer::{Action, BridgeState, Transfer, TransferId, Waiters};
 use crate::upstream::{CallTransfer, Fetched};
 
-/// What the upstream said: the typed resource and the raw body (secrets
-/// redacted) that the store keeps and the API shows. A status that does
+/// What the upstream said: the typed resource and the raw body's JSON text
+/// (secrets redacted, `Fetched::text`) that the store keeps and the API
+/// shows. A status that does
 /// not end tracking; an ending shares the whole [`Fetched`] instead (see
 /// [`Finish::seen`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Seen<'a> {
     pub resource: &'a CallTransfer,
-    pub raw: &'a Value,
+    pub raw: &'a str,
 }
 
 /// A transfer leaving TRACKING.
@@ -338,7 +337,7 @@ impl Lifecycle {
             Ending::new(id, f.state, transfer.reason.clone()).sip(plan.event.sip.as_ref());
         ending.polls = f.polls;
         if let Some(seen) = f.seen {
-            ending = ending.seen(seen.resource.status.as_str(), &seen.raw);
+            ending = ending.seen(seen.resource.status.as_str(), seen.text());
             transfer.upstream_status = Some(seen.resource.status.as_str().to_owned());
             transfer.upstream = Some(seen.raw.clone());
         }

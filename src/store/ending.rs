@@ -18,7 +18,6 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::batch::{Span, blob_batches, changed_exactly, ids_of_rows, text_of};
 use super::transfers::{as_json_array, from_row, read_json_array, select};
@@ -36,7 +35,7 @@ pub struct Ending<'a> {
     pub polls: Option<u32>,
     /// What the upstream said last (`None` keeps what is stored).
     pub upstream_status: Option<&'a str>,
-    pub upstream_json: Option<String>,
+    pub upstream_json: Option<&'a str>,
     pub sip_json: Option<String>,
     /// Set by [`Ending::expecting`]: the row must still carry this stamp.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,9 +71,10 @@ impl<'a> Ending<'a> {
     }
 
     /// Record what the upstream said in the same write.
-    pub fn seen(mut self, status: &'a str, raw: &Value) -> Self {
+    /// `raw` is the body's JSON text (`Fetched::text`).
+    pub fn seen(mut self, status: &'a str, raw: &'a str) -> Self {
         self.upstream_status = Some(status);
-        self.upstream_json = Some(raw.to_string());
+        self.upstream_json = Some(raw);
         self
     }
 
@@ -178,8 +178,8 @@ struct SqliteEnding<'a> {
 /// `endings` as (array, BLOB, rows) for [`END_MANY_SQLITE`].
 fn sqlite_batches<'a>(endings: &'a [Ending<'a>]) -> Vec<(String, Vec<u8>, usize)> {
     let texts = |e: &'a Ending<'a>, blob: &mut Vec<u8>| {
-        [&e.reason, &e.upstream_json, &e.sip_json].map(|text| {
-            let text = text.as_deref()?;
+        [e.reason.as_deref(), e.upstream_json, e.sip_json.as_deref()].map(|text| {
+            let text = text?;
             blob.extend_from_slice(text.as_bytes());
             Some(text.len())
         })

@@ -80,7 +80,7 @@ async fn an_ending_expecting_a_row_ends_it_only_if_it_did_not_move() {
         let (before1, before2) = (read(&t1).await, read(&t2).await);
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         let mut conn = db.store.writer().await.unwrap();
-        let seen = Upstream::new(&t1, "ONGOING", &json!({"status": "ONGOING"}), 1);
+        let seen = Upstream::new(&t1, "ONGOING", &json!({"status": "ONGOING"}).to_string(), 1);
         record_upstream(&mut conn, backend, [&seen]).await.unwrap();
         sqlx::query("UPDATE transfers SET owner = 'i2' WHERE id = 't2'")
             .execute(&mut conn)
@@ -157,11 +157,12 @@ async fn a_large_group_keeps_every_transfers_texts() {
                 .unwrap();
         }
         let seen: Vec<Upstream> = (0..n)
-            .map(|i| Upstream::new(&ids[i], "ONGOING", &body(i, "ONGOING"), 1))
+            .map(|i| Upstream::new(&ids[i], "ONGOING", &body(i, "ONGOING").to_string(), 1))
             .collect();
         record_upstream(&mut tx, backend, &seen).await.unwrap();
         tx.commit().await.unwrap();
         let sip = testdb::tricky_sip();
+        let bodies: Vec<String> = (0..n).map(|i| body(i, "COMPLETED").to_string()).collect();
         let endings: Vec<Ending<'_>> = (0..n)
             .map(|i| {
                 let reason = (i % 3 > 0).then(|| format!("{i} {TRICKY}"));
@@ -169,7 +170,7 @@ async fn a_large_group_keeps_every_transfers_texts() {
                 let ending = ending.sip((i % 2 == 0).then_some(&sip));
                 match i % 5 {
                     0 => ending,
-                    _ => ending.seen("COMPLETED", &body(i, "COMPLETED")),
+                    _ => ending.seen("COMPLETED", &bodies[i]),
                 }
             })
             .collect();

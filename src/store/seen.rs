@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::batch::{Span, blob_batches, ids_of_rows, text_of};
 use super::{Backend, Conn, StoreError, json_arrays, now_text};
@@ -23,11 +22,11 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(id: &TransferId, status: &str, raw: &Value, polls: u32) -> Self {
+    pub fn new(id: &TransferId, status: &str, raw: &str, polls: u32) -> Self {
         Self {
             id: id.clone(),
             status: status.to_owned(),
-            raw: raw.to_string(),
+            raw: raw.to_owned(),
             polls,
         }
     }

@@ -67,7 +67,7 @@ async fn a_transfer_finishes_once_and_keeps_what_the_upstream_said() {
         let id = TransferId::parse("t1").unwrap();
         let raw = json!({"id": "t1", "status": "ONGOING"});
         let mut conn = db.store.writer().await.unwrap();
-        let seen = Upstream::new(&id, "ONGOING", &raw, 4);
+        let seen = Upstream::new(&id, "ONGOING", &raw.to_string(), 4);
         record_upstream(&mut conn, backend, [&seen]).await.unwrap();
         let mut cancel = Ending::new(&id, BridgeState::Cancelled, Some("why".into()));
         cancel.polls = Some(5);
@@ -97,9 +97,9 @@ async fn statuses_of_many_transfers_are_recorded_in_one_call_and_a_repeat_keeps_
         }
         let raw = |id: &TransferId, status: &str| json!({"id": id.as_str(), "status": status});
         let rows = [
-            Upstream::new(&ids[0], "ONGOING", &raw(&ids[0], "ONGOING"), 2),
-            Upstream::new(&ids[1], "ONGOING", &raw(&ids[1], "ONGOING"), 3),
-            Upstream::new(&ids[0], "ACTIVE", &raw(&ids[0], "ACTIVE"), 5),
+            Upstream::new(&ids[0], "ONGOING", &raw(&ids[0], "ONGOING").to_string(), 2),
+            Upstream::new(&ids[1], "ONGOING", &raw(&ids[1], "ONGOING").to_string(), 3),
+            Upstream::new(&ids[0], "ACTIVE", &raw(&ids[0], "ACTIVE").to_string(), 5),
         ];
         let mut conn = db.store.writer().await.unwrap();
         record_upstream(&mut conn, backend, &rows).await.unwrap();
@@ -300,13 +300,14 @@ async fn escaped_and_non_ascii_text_comes_back_as_written() {
         let id = TransferId::parse("t1").unwrap();
         let mut conn = db.store.writer().await.unwrap();
         let ongoing = json!({"id": "t1", "status": "ONGOING", "note": TRICKY, "n": 1.5});
-        let seen = Upstream::new(&id, "ONGOING", &ongoing, 2);
+        let seen = Upstream::new(&id, "ONGOING", &ongoing.to_string(), 2);
         record_upstream(&mut conn, backend, [&seen]).await.unwrap();
         let stored = db.store.get(&id).await.unwrap().unwrap();
         assert_eq!(stored.upstream, Some(ongoing), "{backend:?}");
         let done = json!({"id": "t1", "status": "COMPLETED", "outputContext": {TRICKY: [TRICKY]}});
-        let ending =
-            Ending::new(&id, BridgeState::Completed, Some(TRICKY.into())).seen("COMPLETED", &done);
+        let done_text = done.to_string();
+        let ending = Ending::new(&id, BridgeState::Completed, Some(TRICKY.into()))
+            .seen("COMPLETED", &done_text);
         end_many(&mut conn, backend, &[ending], &now_text())
             .await
             .unwrap();
@@ -331,8 +332,9 @@ async fn a_read_of_many_gives_what_a_read_of_one_gives() {
         let mut conn = db.store.writer().await.unwrap();
         let said =
             json!({"status": "COMPLETED", "n": TRICKY, TRICKY: {"deep": [TRICKY, -0.0, -1e300]}});
+        let said_text = said.to_string();
         let ending = Ending::new(&t1, BridgeState::Completed, Some(TRICKY.into()))
-            .seen("COMPLETED", &said)
+            .seen("COMPLETED", &said_text)
             .sip(Some(&sip));
         end_many(&mut conn, backend, &[ending], &now_text())
             .await

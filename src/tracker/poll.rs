@@ -137,7 +137,7 @@ async fn on_resource(
         st.phase = phase;
         let seen = Seen {
             resource: &fetched.resource,
-            raw: &fetched.raw,
+            raw: fetched.text(),
         };
         if let Err(e) = deps.lifecycle.upstream_seen(&st.id, seen, st.polls).await {
             tracing::warn!(call_transfer_id = %st.id, error = %e, "cannot record upstream status; will retry");

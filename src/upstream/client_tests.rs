@@ -146,4 +146,62 @@ async fn an_answer_in_chunks_is_read_whole() {
         .await
         .unwrap();
     assert_eq!(fetched.raw["status"], "ONGOING");
+    assert_eq!(fetched.text(), json, "the store keeps the body as it came");
+}
+
+/// A body with the return INVITE's password is kept as the redacted tree
+/// writes it: the password goes nowhere, neither in the tree nor the text.
+#[tokio::test]
+async fn a_body_with_a_secret_is_kept_redacted() {
+    let json = r#"{"id":"t-5","externalConversationId":"c","status":"COMPLETED",
+        "createdAt":"2024-06-01T12:34:56Z","type":"SIP","sip":{"returnTransferType":"INVITE",
+        "returnInviteAuthentication":{"username":"u","password":"hunter2"}}}"#;
+    let app = Router::new().route(
+        "/generativeagent/v1/call-transfers/{id}",
+        get(move || async move { json }),
+    );
+    let upstream = serve(app).await;
+    let fetched = client(format!("http://{upstream}"))
+        .get("t-5", Priority::Signal)
+        .await
+        .unwrap();
+    assert!(!fetched.text().contains("hunter2"), "{}", fetched.text());
+    let kept: Value = serde_json::from_str(fetched.text()).unwrap();
+    assert_eq!(kept, fetched.raw);
+    assert_eq!(
+        kept["sip"]["returnInviteAuthentication"]["password"],
+        "**redacted**"
+    );
+}
+
+/// A key named twice parses to its last value: a password in the first
+/// `sip` is not in the tree, and must not be in the text the store keeps
+/// either, spelled out or escaped.
+#[tokio::test]
+async fn a_secret_under_a_repeated_key_stays_out_of_the_text() {
+    const SHADOWED: [&str; 2] = [
+        r#"{"sip":{"returnInviteAuthentication":{"password":"hunter2"}},"#,
+        r#"{"sip":{"returnInviteAuthentication":{"p\u0061ssword":"hunter2"}},"#,
+    ];
+    for head in SHADOWED {
+        let json = format!(
+            r#"{head}"id":"t-6","externalConversationId":"c","status":"COMPLETED",
+            "createdAt":"2024-06-01T12:34:56Z","type":"SIP","sip":{{}}}}"#
+        );
+        let app = Router::new().route(
+            "/generativeagent/v1/call-transfers/{id}",
+            get(move || async move { json }),
+        );
+        let upstream = serve(app).await;
+        let fetched = client(format!("http://{upstream}"))
+            .get("t-6", Priority::Signal)
+            .await
+            .unwrap();
+        assert!(
+            !fetched.text().contains("hunter2"),
+            "{head}: {}",
+            fetched.text()
+        );
+        assert_eq!(fetched.raw["sip"], serde_json::json!({}), "{head}");
+    }
 }

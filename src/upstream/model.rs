@@ -210,7 +210,8 @@ pub use crate::transfer::clock::parse_rfc3339 as parse_time;
 
 /// Replace `sip.returnInviteAuthentication.password` in a raw resource so the
 /// bridge can store and echo what it saw without leaking the credential.
-pub fn redact_secrets(raw: &mut Value) {
+/// True when there was one to replace.
+pub fn redact_secrets(raw: &mut Value) -> bool {
     let auth = raw
         .get_mut("sip")
         .and_then(|s| s.get_mut("returnInviteAuthentication"))
@@ -219,7 +220,9 @@ pub fn redact_secrets(raw: &mut Value) {
         && auth.contains_key("password")
     {
         auth.insert("password".into(), Value::String("**redacted**".into()));
+        return true;
     }
+    false
 }
 
 /// Vendors send `null` for empty maps; treat it as empty rather than failing.

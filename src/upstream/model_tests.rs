@@ -105,7 +105,11 @@ fn missing_required_field_is_an_error() {
 fn invite_password_is_redacted() {
     let mut raw =
         json!({"sip": {"returnInviteAuthentication": {"username": "u", "password": "hunter2"}}});
-    redact_secrets(&mut raw);
+    assert!(redact_secrets(&mut raw), "a password was replaced");
+    assert!(
+        !redact_secrets(&mut json!({"sip": {}})),
+        "nothing to replace"
+    );
     assert_eq!(
         raw["sip"]["returnInviteAuthentication"]["password"],
         "**redacted**"
