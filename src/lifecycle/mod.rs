@@ -29,9 +29,8 @@ use crate::upstream::{CallTransfer, Fetched};
 
 /// What the upstream said: the typed resource and the raw body's JSON text
 /// (secrets redacted, `Fetched::text`) that the store keeps and the API
-/// shows. A status that does
-/// not end tracking; an ending shares the whole [`Fetched`] instead (see
-/// [`Finish::seen`]).
+/// shows. A status that does not end tracking; an ending shares the whole
+/// [`Fetched`] instead (see [`Finish::seen`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Seen<'a> {
     pub resource: &'a CallTransfer,
