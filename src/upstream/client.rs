@@ -202,15 +202,22 @@ async fn read_response(response: reqwest::Response) -> Result<Fetched, UpstreamE
     let resource =
         CallTransfer::deserialize(&raw).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
     let redacted = redact_secrets(&mut raw);
-    let text = match std::str::from_utf8(&bytes) {
-        Ok(text) if !redacted && !may_hold_a_secret(&bytes) => text.into(),
-        _ => raw.to_string().into_boxed_str(),
-    };
+    let text = kept_text(&bytes, &raw, redacted);
     Ok(Fetched {
         resource,
         raw,
         text,
     })
+}
+
+/// The text the store keeps of `body`, whose tree is `raw` (already
+/// redacted; `redacted` says whether a password was replaced): the body as
+/// it came, unless it could carry a password the tree does not show.
+fn kept_text(body: &[u8], raw: &Value, redacted: bool) -> Box<str> {
+    match std::str::from_utf8(body) {
+        Ok(text) if !redacted && !may_hold_a_secret(body) => text.into(),
+        _ => raw.to_string().into_boxed_str(),
+    }
 }
 
 /// Whether the body, as text, could carry a password the tree does not
