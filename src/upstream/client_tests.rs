@@ -219,11 +219,15 @@ fn spelled(key: &str, escaped: bool) -> String {
     }
 }
 
+/// One `returnInviteAuthentication`: whether its key is escaped, and for
+/// each of its passwords, whether that key is.
+type Auth = (bool, Vec<bool>);
+/// One `sip` object: whether its key is escaped, and its auths.
+type Sip = (bool, Vec<Auth>);
+
 /// A body whose `sip` objects, `returnInviteAuthentication` objects and
-/// passwords each come zero to two times under plain or escaped keys
-/// (`shape`: for each `sip`, for each auth, for each password, whether its
-/// key is escaped; the flag before each list escapes the key above it).
-fn body_with_secrets(shape: &[(bool, Vec<(bool, Vec<bool>)>)]) -> String {
+/// passwords each come zero to two times, under plain or escaped keys.
+fn body_with_secrets(shape: &[Sip]) -> String {
     let mut body = String::from(r#"{"id":"t-7","status":"COMPLETED""#);
     for (sip_escaped, auths) in shape {
         body += &format!(
