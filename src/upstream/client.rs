@@ -46,6 +46,23 @@ impl Fetched {
         }
     }
 
+    /// A successful answer's body: the resource, its tree with secrets
+    /// redacted, and the text the store keeps (see `kept_text`). One parse:
+    /// the typed resource is read from the tree by reference, not from a
+    /// clone of it.
+    pub fn from_body(body: &[u8]) -> Result<Self, UpstreamError> {
+        let malformed = |e: serde_json::Error| UpstreamError::Malformed(e.to_string());
+        let mut raw: Value = serde_json::from_slice(body).map_err(malformed)?;
+        let resource = CallTransfer::deserialize(&raw).map_err(malformed)?;
+        let redacted = redact_secrets(&mut raw);
+        let text = kept_text(body, &raw, redacted);
+        Ok(Self {
+            resource,
+            raw,
+            text,
+        })
+    }
+
     /// The JSON text of `raw`, for the store.
     pub fn text(&self) -> &str {
         &self.text
@@ -195,19 +212,7 @@ async fn read_response(response: reqwest::Response) -> Result<Fetched, UpstreamE
             retry_after,
         });
     }
-    // One parse: the typed resource is read from the tree by reference,
-    // not from a clone of it.
-    let mut raw: Value =
-        serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
-    let resource =
-        CallTransfer::deserialize(&raw).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
-    let redacted = redact_secrets(&mut raw);
-    let text = kept_text(&bytes, &raw, redacted);
-    Ok(Fetched {
-        resource,
-        raw,
-        text,
-    })
+    Fetched::from_body(&bytes)
 }
 
 /// The text the store keeps of `body`, whose tree is `raw` (already
