@@ -36,8 +36,10 @@ pub struct Fetched {
 }
 
 impl Fetched {
-    /// A resource and its tree, which the text is written from.
-    pub fn new(resource: CallTransfer, raw: Value) -> Self {
+    /// A resource and its tree, which the text is written from; a password
+    /// in the tree is redacted here too, as [`Fetched::from_body`] does.
+    pub fn new(resource: CallTransfer, mut raw: Value) -> Self {
+        redact_secrets(&mut raw);
         let text = raw.to_string().into_boxed_str();
         Self {
             resource,

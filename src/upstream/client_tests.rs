@@ -174,6 +174,21 @@ async fn a_body_with_a_secret_is_kept_redacted() {
     );
 }
 
+/// A fetched resource made from a tree (a SIP return's, a test's) keeps
+/// no password either.
+#[test]
+fn a_resource_made_from_a_tree_is_redacted() {
+    let raw = serde_json::json!({"id": "t-8", "externalConversationId": "c", "status": "COMPLETED", "createdAt": "2024-06-01T12:34:56Z",
+        "type": "SIP", "sip": {"returnInviteAuthentication": {"username": "u", "password": "hunter2"}}});
+    let resource: CallTransfer = serde_json::from_value(raw.clone()).unwrap();
+    let fetched = Fetched::new(resource, raw);
+    assert!(!fetched.text().contains("hunter2"), "{}", fetched.text());
+    assert_eq!(
+        fetched.raw["sip"]["returnInviteAuthentication"]["password"],
+        "**redacted**"
+    );
+}
+
 /// A key named twice parses to its last value: a password in the first
 /// `sip` is not in the tree, and must not be in the text the store keeps
 /// either, spelled out or escaped.
