@@ -149,6 +149,20 @@ async fn an_answer_in_chunks_is_read_whole() {
     assert_eq!(fetched.text(), json, "the store keeps the body as it came");
 }
 
+/// What the client makes of `body`, answered by an upstream to its GET of
+/// `id`.
+async fn fetched_from(body: String, id: &str) -> Fetched {
+    let app = Router::new().route(
+        "/generativeagent/v1/call-transfers/{id}",
+        get(move || async move { body }),
+    );
+    let upstream = serve(app).await;
+    client(format!("http://{upstream}"))
+        .get(id, Priority::Signal)
+        .await
+        .unwrap()
+}
+
 /// A body with the return INVITE's password is kept as the redacted tree
 /// writes it: the password goes nowhere, neither in the tree nor the text.
 #[tokio::test]
@@ -156,15 +170,7 @@ async fn a_body_with_a_secret_is_kept_redacted() {
     let json = r#"{"id":"t-5","externalConversationId":"c","status":"COMPLETED",
         "createdAt":"2024-06-01T12:34:56Z","type":"SIP","sip":{"returnTransferType":"INVITE",
         "returnInviteAuthentication":{"username":"u","password":"hunter2"}}}"#;
-    let app = Router::new().route(
-        "/generativeagent/v1/call-transfers/{id}",
-        get(move || async move { json }),
-    );
-    let upstream = serve(app).await;
-    let fetched = client(format!("http://{upstream}"))
-        .get("t-5", Priority::Signal)
-        .await
-        .unwrap();
+    let fetched = fetched_from(json.to_owned(), "t-5").await;
     assert!(!fetched.text().contains("hunter2"), "{}", fetched.text());
     let kept: Value = serde_json::from_str(fetched.text()).unwrap();
     assert_eq!(kept, fetched.raw);
@@ -203,15 +209,7 @@ async fn a_secret_under_a_repeated_key_stays_out_of_the_text() {
             r#"{head}"id":"t-6","externalConversationId":"c","status":"COMPLETED",
             "createdAt":"2024-06-01T12:34:56Z","type":"SIP","sip":{{}}}}"#
         );
-        let app = Router::new().route(
-            "/generativeagent/v1/call-transfers/{id}",
-            get(move || async move { json }),
-        );
-        let upstream = serve(app).await;
-        let fetched = client(format!("http://{upstream}"))
-            .get("t-6", Priority::Signal)
-            .await
-            .unwrap();
+        let fetched = fetched_from(json, "t-6").await;
         assert!(
             !fetched.text().contains("hunter2"),
             "{head}: {}",
