@@ -25,8 +25,7 @@ pub async fn require_token(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_credentials);
     let Some(presented) = presented else {
         return ApiError::Unauthorized.into_response();
     };
@@ -47,6 +46,15 @@ pub async fn require_token(
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` value. The scheme is
+/// matched without regard to case (RFC 9110 §11.1: `bearer` and `BEARER`
+/// are the same scheme), and it must be followed by whitespace.
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_at_checked(6)?;
+    let token = rest.strip_prefix([' ', '\t'])?.trim();
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
 /// The integration a request belongs to, for learning signal trust: a
 /// fingerprint of its bearer token (never the token itself), or the shared
 /// bucket when auth is off. Stable across restarts and token reordering.
@@ -58,4 +66,20 @@ pub fn integration_name(tokens: &[secrecy::SecretString], token: Option<TokenId>
     let digest = Sha256::digest(secret.expose_secret().as_bytes());
     let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
     format!("tok-{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_credentials;
+
+    #[test]
+    fn the_scheme_is_matched_without_regard_to_case() {
+        for value in ["Bearer tok", "bearer tok", "BEARER  tok ", "bEaReR\ttok"] {
+            assert_eq!(bearer_credentials(value), Some("tok"), "{value:?}");
+        }
+        for value in ["Basic tok", "Bearertok", "Bearer", "Bear", "", "Béarer tok"] {
+            assert_eq!(bearer_credentials(value), None, "{value:?}");
+        }
+        assert_eq!(bearer_credentials("Bearer "), Some(""));
+    }
 }

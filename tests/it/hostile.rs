@@ -137,6 +137,7 @@ async fn bad_or_missing_auth_everywhere() {
             Some("Basic cmlnaHQtdG9rZW4="),
             Some("Bearer "),
             Some("bearer right-token-but-longer"),
+            Some("Bearerright-token"),
         ] {
             let mut request = app.http.request(method.clone(), &url);
             if let Some(auth) = auth {
@@ -146,6 +147,12 @@ async fn bad_or_missing_auth_everywhere() {
             assert_eq!(response.status(), 401, "{method} {path} {auth:?}");
             assert_4xx(&app, response, &format!("{method} {path} {auth:?}")).await;
         }
+    }
+    // The scheme's case does not matter (RFC 9110 §11.1); the token's does.
+    for auth in ["bearer right-token", "BEARER right-token"] {
+        let url = format!("{}/v1/transfers", app.base);
+        let response = app.http.get(&url).header("authorization", auth);
+        assert_eq!(response.send().await.unwrap().status(), 200, "{auth}");
     }
 }
 
