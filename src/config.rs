@@ -131,7 +131,7 @@ impl Config {
             Some(path) => figment.merge(Toml::file_exact(path)),
             None => figment.merge(Toml::file("config/bridge.toml")),
         };
-        figment.merge(Env::prefixed("BRIDGE_").split("__"))
+        with_env(figment)
     }
 
     /// Extract and validate; reads nothing but the figment it is given.
@@ -273,6 +273,31 @@ fn describe(error: figment::Error) -> ConfigError {
         })
         .collect();
     ConfigError::Load(lines.join("; "))
+}
+
+/// `figment` with the `BRIDGE_*` variables over it. Figment reads a
+/// variable's value as TOML would, so `BRIDGE_UPSTREAM__API_ID=12345` became
+/// the number 12345 (and `007` the number 7), which a text key refused: an
+/// all-digit id, secret or token could not be set from the environment. A
+/// variable that reads as a number or a bool keeps its text when the key's
+/// value so far (the defaults, the file) is text or a list.
+fn with_env(figment: Figment) -> Figment {
+    use figment::value::Value;
+    let env = Env::prefixed("BRIDGE_").split("__");
+    let texts: Vec<(String, String)> = env
+        .iter()
+        .filter(|(key, raw)| {
+            let scalar = matches!(raw.parse(), Ok(Value::Num(..) | Value::Bool(..)));
+            let text = figment.find_value(key.as_str());
+            scalar && matches!(text, Ok(Value::String(..) | Value::Array(..)))
+        })
+        .map(|(key, raw)| (key.to_string(), raw))
+        .collect();
+    let mut figment = figment.merge(env);
+    for (key, raw) in texts {
+        figment = figment.merge(figment::providers::Serialized::default(&key, raw));
+    }
+    figment
 }
 
 /// Tokens arrive as a TOML list or, from env, as one comma-separated string.

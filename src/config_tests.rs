@@ -34,6 +34,32 @@ fn env_overrides_file_and_names_bad_keys() {
     });
 }
 
+/// All-digit text from the environment stays text, leading zeros and all;
+/// a numeric key still reads its variable as a number.
+#[test]
+fn digits_from_env_stay_text_for_text_keys() {
+    Jail::expect_with(|jail| {
+        jail.set_env("BRIDGE_UPSTREAM__API_ID", "007");
+        jail.set_env("BRIDGE_UPSTREAM__API_SECRET", "123456");
+        jail.set_env("BRIDGE_HTTP__API_TOKENS", "424242");
+        jail.set_env("BRIDGE_AMQP__AGENT_EXCHANGE", "true");
+        jail.set_env("BRIDGE_UPSTREAM__DAILY_BUDGET", "1234");
+        let config = Config::load(None).unwrap();
+        assert_eq!(config.upstream.api_id, "007");
+        assert_eq!(config.upstream.api_secret.expose_secret(), "123456");
+        let tokens: Vec<_> = config
+            .http
+            .api_tokens
+            .iter()
+            .map(|t| t.expose_secret())
+            .collect();
+        assert_eq!(tokens, ["424242"]);
+        assert_eq!(config.amqp.agent_exchange, "true");
+        assert_eq!(config.upstream.daily_budget, 1234);
+        Ok(())
+    });
+}
+
 #[test]
 fn validation_names_the_key() {
     Jail::expect_with(|jail| {
