@@ -126,13 +126,13 @@ pub struct CallTransfer {
     pub sip: Option<SipReturn>,
 }
 
+/// Read through [`spellings::InputContext`]: the spec says `inputVariables`,
+/// one vendor example says `variables`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", from = "spellings::InputContext")]
 pub struct InputContext {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub task_name: Option<String>,
-    /// The spec says `inputVariables`; one vendor example says `variables`.
-    #[serde(default, alias = "variables", deserialize_with = "null_as_empty")]
     pub input_variables: Variables,
 }
 
@@ -149,27 +149,29 @@ pub struct OutputContext {
     pub transfer_variables: Variables,
 }
 
+/// Read through [`spellings::PhoneNumber`]: the spec says `expiresAt`, one
+/// guide says `expireAt`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", from = "spellings::PhoneNumber")]
 pub struct PhoneNumber {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub transfer_number: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
-    /// The spec says `expiresAt`; one guide says `expireAt`.
-    #[serde(default, alias = "expireAt", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
 }
 
+/// Read through [`spellings::SipReturn`]: the spec says `returnUri`, the
+/// guides say `returnURI`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", from = "spellings::SipReturn")]
 pub struct SipReturn {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub return_transfer_type: Option<ReturnTransferType>,
-    /// The spec says `returnUri`; the guides say `returnURI`.
-    #[serde(default, alias = "returnURI", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub return_uri: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub return_invite_authentication: Option<InviteAuth>,
 }
 
@@ -231,6 +233,86 @@ fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Variables, D::Error>
         Value::Object(map) => map,
         _ => Variables::new(),
     })
+}
+
+/// The objects whose fields the vendor spells two ways, as read. A serde
+/// `alias` accepts either spelling but fails on a body that carries both
+/// ("duplicate field"), and such a body would then be retried as unreadable
+/// until the transfer timed out. Each spelling is read on its own here, and
+/// the spec's wins when both are present.
+mod spellings {
+    use serde::Deserialize;
+
+    use super::{InviteAuth, ReturnTransferType, Variables, null_as_empty};
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct InputContext {
+        #[serde(default)]
+        task_name: Option<String>,
+        #[serde(default, deserialize_with = "null_as_empty")]
+        input_variables: Variables,
+        #[serde(default, deserialize_with = "null_as_empty")]
+        variables: Variables,
+    }
+
+    impl From<InputContext> for super::InputContext {
+        fn from(read: InputContext) -> Self {
+            Self {
+                task_name: read.task_name,
+                input_variables: match read.input_variables.is_empty() {
+                    true => read.variables,
+                    false => read.input_variables,
+                },
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct PhoneNumber {
+        #[serde(default)]
+        transfer_number: Option<String>,
+        #[serde(default)]
+        country: Option<String>,
+        #[serde(default)]
+        expires_at: Option<String>,
+        #[serde(default)]
+        expire_at: Option<String>,
+    }
+
+    impl From<PhoneNumber> for super::PhoneNumber {
+        fn from(read: PhoneNumber) -> Self {
+            Self {
+                transfer_number: read.transfer_number,
+                country: read.country,
+                expires_at: read.expires_at.or(read.expire_at),
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct SipReturn {
+        #[serde(default)]
+        return_transfer_type: Option<ReturnTransferType>,
+        #[serde(default)]
+        return_uri: Option<String>,
+        #[serde(default, rename = "returnURI")]
+        return_uri_guides: Option<String>,
+        #[serde(default)]
+        return_invite_authentication: Option<InviteAuth>,
+    }
+
+    impl From<SipReturn> for super::SipReturn {
+        fn from(read: SipReturn) -> Self {
+            Self {
+                return_transfer_type: read.return_transfer_type,
+                return_uri: read.return_uri.or(read.return_uri_guides),
+                return_invite_authentication: read.return_invite_authentication,
+            }
+        }
+    }
 }
 
 #[cfg(test)]

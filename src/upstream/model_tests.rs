@@ -62,6 +62,52 @@ fn reads_the_guides_variants() {
     assert_eq!(sip.return_uri.as_deref(), Some("sip:back@pbx.example.com"));
 }
 
+/// A body that spells a field both ways is read, not refused as a
+/// duplicate; the spec's spelling wins, the other fills in when the spec's
+/// is absent or empty.
+#[test]
+fn reads_a_body_with_both_spellings() {
+    let body = json!({
+        "id": "a", "externalConversationId": "c", "status": "COMPLETED",
+        "createdAt": "2024-06-01T12:34:56Z", "type": "SIP",
+        "inputContext": {"inputVariables": {"a": 1}, "variables": {"b": 2}},
+        "phoneNumber": {"expiresAt": "2024-06-01T12:35:56Z", "expireAt": "2030-01-01T00:00:00Z"},
+        "sip": {"returnUri": "sip:spec@pbx", "returnURI": "sip:guide@pbx"}
+    });
+    let t: CallTransfer = serde_json::from_value(body).unwrap();
+    assert_eq!(
+        t.input_context.unwrap().input_variables,
+        json!({"a": 1}).as_object().cloned().unwrap()
+    );
+    let expires = t.phone_number.unwrap().expires_at;
+    assert_eq!(expires.as_deref(), Some("2024-06-01T12:35:56Z"));
+    assert_eq!(t.sip.unwrap().return_uri.as_deref(), Some("sip:spec@pbx"));
+
+    let body = json!({"inputVariables": null, "variables": {"b": 2}});
+    let input: InputContext = serde_json::from_value(body).unwrap();
+    assert_eq!(input.input_variables["b"], 2);
+    let body = json!({"returnUri": null, "returnURI": "sip:guide@pbx"});
+    let sip: SipReturn = serde_json::from_value(body).unwrap();
+    assert_eq!(sip.return_uri.as_deref(), Some("sip:guide@pbx"));
+}
+
+/// What the bridge writes is the spec's spelling only.
+#[test]
+fn writes_the_spec_spelling() {
+    let body = json!({"returnURI": "sip:x@y", "returnTransferType": "REFER"});
+    let sip: SipReturn = serde_json::from_value(body).unwrap();
+    let out = serde_json::to_value(&sip).unwrap();
+    assert_eq!(
+        out,
+        json!({"returnUri": "sip:x@y", "returnTransferType": "REFER"})
+    );
+    let phone: PhoneNumber = serde_json::from_value(json!({"expireAt": "t"})).unwrap();
+    assert_eq!(
+        serde_json::to_value(&phone).unwrap(),
+        json!({"expiresAt": "t"})
+    );
+}
+
 #[test]
 fn keeps_non_string_variables_and_unknown_enums() {
     let body = json!({
