@@ -8,6 +8,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::upstream::error::retry_secs;
 use crate::upstream::{ErrorBody, ErrorEnvelope};
 
 /// Retry-After on a storage fault: long enough for an operator or a log
@@ -65,6 +66,10 @@ pub enum ApiError {
     /// 502: the upstream failed or refused.
     #[error("{0}")]
     Upstream(String),
+    /// 503 with Retry-After as given: the upstream is rate-limiting, or the
+    /// bridge's upstream budget holds requests back for that long.
+    #[error("{0}")]
+    UpstreamLater(String, Duration),
     /// 503 with Retry-After: shutting down, too many held requests, or a
     /// dependency is down.
     #[error("{0}")]
@@ -97,7 +102,9 @@ impl ApiError {
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
-            Self::Unavailable(_) | Self::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::StorageUnavailable | Self::UpstreamLater(..) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::StillTracking(_) => StatusCode::ACCEPTED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -128,9 +135,8 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::TooMany(after) => {
-                let secs = after.as_secs_f64().ceil().max(1.0) as u64;
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            Self::TooMany(after) | Self::UpstreamLater(_, after) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_secs(after)));
             }
             Self::Unavailable(_) | Self::StillTracking(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_SOON_SECS));

@@ -1,6 +1,7 @@
 //! `POST /v1/transfers`: validation, optional upstream create, idempotent insert.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -157,26 +158,27 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Create upstream; a 409 means it exists already, so read it instead.
+/// Create upstream (a 409 there is read with a GET, see
+/// `UpstreamClient::create`).
 async fn create_upstream(app: &AppState, body: &CreateCallTransfer) -> Result<Fetched, ApiError> {
-    match app.upstream.create(body).await {
-        Ok(fetched) => Ok(fetched),
-        Err(UpstreamError::Status { status: 409, .. }) => app
-            .upstream
-            .get(&body.id, crate::upstream::Priority::Signal)
-            .await
-            .map_err(upstream_failure),
-        Err(e) => Err(upstream_failure(e)),
-    }
+    app.upstream.create(body).await.map_err(upstream_failure)
 }
 
+/// A create that failed, for its caller: "later" (503 with `Retry-After`)
+/// when the upstream is rate-limiting or the bridge's budget holds requests
+/// back, 502 when the upstream failed, 422 when it refused the body.
 fn upstream_failure(e: UpstreamError) -> ApiError {
-    match (e.disposition(), e.status()) {
+    match (e.disposition(), &e) {
         (Disposition::FatalForTransfer, _) => {
             ApiError::Invalid(format!("upstream rejected the create body: {e}"))
         }
         (Disposition::FatalForBridge, _) => {
             ApiError::Upstream(format!("upstream refused the bridge's credentials: {e}"))
+        }
+        (Disposition::RetryLater { after }, UpstreamError::Status { status: 429, .. })
+        | (Disposition::RetryLater { after }, UpstreamError::Budget { .. }) => {
+            let after = after.unwrap_or(Duration::from_secs(1));
+            ApiError::UpstreamLater(format!("upstream create not possible now: {e}"), after)
         }
         _ => ApiError::Upstream(format!("upstream create failed: {e}")),
     }

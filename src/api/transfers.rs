@@ -32,8 +32,8 @@ const MAX_PAGE: u32 = 500;
         (status = 422, description = "Invalid registration (or create body refused upstream)", body = ErrorEnvelope),
         (status = 429, description = "Registration rate limit of this token", body = ErrorEnvelope),
         (status = 502, description = "Upstream create failed", body = ErrorEnvelope),
+        (status = 503, description = "Shutting down, storage unavailable (disk full or failing), or the upstream is rate-limiting or the daily request budget is spent; see Retry-After", body = ErrorEnvelope),
         (status = 408, description = "Body not received within http.body_read_timeout", body = ErrorEnvelope),
-        (status = 503, description = "Shutting down, or storage unavailable (disk full or failing; see Retry-After)", body = ErrorEnvelope),
     ), security(("bearer" = [])))]
 pub async fn create(
     State(app): State<AppState>,

@@ -155,8 +155,24 @@ impl Budget {
     /// [`Self::admit_routine`] first, so they wait in the tracker's timer
     /// wheel rather than in flight.
     pub async fn acquire(&self, priority: Priority) {
+        // No deadline: a poll waits its turn, however long that is.
+        let _ = self.acquire_by(priority, None).await;
+    }
+
+    /// As [`Budget::acquire`], but when a 429's pause or the day's cap holds
+    /// every request back past `deadline`, give up at once with the instant
+    /// it lifts: for a request someone waits on (a create), who should hear
+    /// "later" rather than hang until midnight.
+    pub async fn acquire_by(
+        &self,
+        priority: Priority,
+        deadline: Option<Instant>,
+    ) -> Result<(), Instant> {
         loop {
             if let Some(until) = self.blocked_until(priority) {
+                if deadline.is_some_and(|deadline| until > deadline) {
+                    return Err(until);
+                }
                 tokio::time::sleep_until(until).await;
                 continue;
             }
@@ -175,7 +191,7 @@ impl Budget {
             }
             self.spike_token(priority).await;
             if self.try_count(priority) {
-                return;
+                return Ok(());
             }
         }
     }

@@ -15,7 +15,7 @@ use tracing::instrument;
 
 use super::UpstreamConfig;
 use super::budget::{Budget, Priority};
-use super::create::CreateCallTransfer;
+use super::create::{CreateCallTransfer, retry_delay};
 use super::error::{ErrorEnvelope, UpstreamError, parse_retry_after};
 use super::model::{CallTransfer, redact_secrets};
 
@@ -86,6 +86,9 @@ pub struct UpstreamClient {
     /// header value of its own.
     api_secret: HeaderValue,
     budget: Arc<Budget>,
+    /// How long a create may keep its caller waiting on the budget and on
+    /// retries: `upstream.timeout`.
+    create_window: Duration,
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -124,6 +127,7 @@ impl UpstreamClient {
                 .context("upstream.api_id is not a valid HTTP header value")?,
             api_secret: secret_header(config.api_secret.expose_secret())?,
             budget,
+            create_window: config.timeout,
         })
     }
 
@@ -137,17 +141,42 @@ impl UpstreamClient {
     #[instrument(level = "debug", skip_all, fields(call_transfer_id = %id))]
     pub async fn get(&self, id: &str, priority: Priority) -> Result<Fetched, UpstreamError> {
         let url = self.transfer_url(Some(id));
-        self.send(Method::GET, url, None, priority).await
+        self.send(Method::GET, url, None, priority, None).await
     }
 
-    /// `POST /generativeagent/v1/call-transfers`.
+    /// `POST /generativeagent/v1/call-transfers`, for a caller who waits on
+    /// the answer: a 409 (the id exists) is read with a GET, and a failure
+    /// the vendor says to retry is retried (see `create::retry_delay`) while
+    /// the next attempt starts within `upstream.timeout` of the first. Past
+    /// that window it fails, and a budget that holds requests back beyond it
+    /// fails at once ([`UpstreamError::Budget`]).
     #[instrument(skip_all, fields(call_transfer_id = %body.id))]
     pub async fn create(&self, body: &CreateCallTransfer) -> Result<Fetched, UpstreamError> {
-        let url = self.transfer_url(None);
         let json =
             serde_json::to_value(body).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
-        self.send(Method::POST, url, Some(json), Priority::Signal)
-            .await
+        let deadline = Some(tokio::time::Instant::now() + self.create_window);
+        let mut attempt = 1;
+        loop {
+            let url = self.transfer_url(None);
+            let mut result = self
+                .send(Method::POST, url, Some(&json), Priority::Signal, deadline)
+                .await;
+            if let Err(UpstreamError::Status { status: 409, .. }) = result {
+                let url = self.transfer_url(Some(&body.id));
+                result = self
+                    .send(Method::GET, url, None, Priority::Signal, deadline)
+                    .await;
+            }
+            let Err(error) = &result else { return result };
+            match retry_delay(error, attempt) {
+                Some(delay) if Some(tokio::time::Instant::now() + delay) < deadline => {
+                    tracing::info!(error = %error, attempt, "upstream create failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                _ => return result,
+            }
+        }
     }
 
     fn transfer_url(&self, id: Option<&str>) -> Url {
@@ -165,17 +194,21 @@ impl UpstreamClient {
         &self,
         method: Method,
         url: Url,
-        body: Option<Value>,
+        body: Option<&Value>,
         priority: Priority,
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<Fetched, UpstreamError> {
-        self.budget.acquire(priority).await;
+        if let Err(until) = self.budget.acquire_by(priority, deadline).await {
+            let retry_after = until.saturating_duration_since(tokio::time::Instant::now());
+            return Err(UpstreamError::Budget { retry_after });
+        }
         let mut request = self
             .http
             .request(method, url)
             .header(HEADER_API_ID, self.api_id.clone())
             .header(HEADER_API_SECRET, self.api_secret.clone());
         if let Some(body) = body {
-            request = request.json(&body);
+            request = request.json(body);
         }
         let result = match request.send().await {
             Ok(response) => read_response(response).await,

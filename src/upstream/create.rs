@@ -1,8 +1,12 @@
 //! `POST /generativeagent/v1/call-transfers` request body (createCallTransfer).
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
+use super::error::UpstreamError;
 use super::model::{InputContext, ReturnTransferType, TransferMethod};
+use crate::backoff::Backoff;
 
 /// Longest `sip.returnUri` the vendor accepts.
 pub const MAX_RETURN_URI: usize = 1024;
@@ -24,6 +28,36 @@ pub struct CreateCallTransfer {
     /// vendor adds later reaches the upstream through the bridge.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Delays between a failing create's attempts, per the vendor's guidance
+/// for 5xx answers (UPSTREAM.md, "Errors"): 250, 500, 1000 ms.
+const SERVER_RETRY: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(1));
+/// Attempts at most, the first included: three retries, as the vendor's
+/// schedules have three steps.
+const MAX_ATTEMPTS: u32 = 4;
+
+/// How long to wait before retrying a create whose `attempt` (1-based)
+/// failed with `error`, or `None` to give up. A 5xx or an unreachable
+/// upstream: its `Retry-After`, else [`SERVER_RETRY`]. A 429: at once, as
+/// the budget's pause for that 429 (its `Retry-After`, else 1, 2, 4 s)
+/// holds the next attempt back. Anything else is final: a timeout has used
+/// the caller's whole window already, another 4xx will not change, and a
+/// 2xx that could not be read has created the transfer.
+pub fn retry_delay(error: &UpstreamError, attempt: u32) -> Option<Duration> {
+    if attempt >= MAX_ATTEMPTS {
+        return None;
+    }
+    match error {
+        UpstreamError::Status { status: 429, .. } => Some(Duration::ZERO),
+        UpstreamError::Status {
+            status: 500..=599,
+            retry_after,
+            ..
+        } => Some(retry_after.unwrap_or(SERVER_RETRY.delay(attempt))),
+        UpstreamError::Connect(_) => Some(SERVER_RETRY.delay(attempt)),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -99,6 +133,37 @@ impl CreateCallTransfer {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_create_is_retried_as_the_vendor_says() {
+        let status = |status, retry_after| UpstreamError::Status {
+            status,
+            envelope: None,
+            retry_after,
+        };
+        let ms = Duration::from_millis;
+        let delays: Vec<_> = (1..=4)
+            .map(|n| retry_delay(&status(503, None), n))
+            .collect();
+        assert_eq!(delays, [Some(ms(250)), Some(ms(500)), Some(ms(1000)), None]);
+        assert_eq!(retry_delay(&status(500, Some(ms(3000))), 1), Some(ms(3000)));
+        assert_eq!(retry_delay(&status(429, None), 3), Some(Duration::ZERO));
+        assert_eq!(retry_delay(&status(429, None), 4), None);
+        assert_eq!(
+            retry_delay(&UpstreamError::Connect("x".into()), 2),
+            Some(ms(500))
+        );
+        for final_error in [
+            status(400, None),
+            status(404, None),
+            status(422, None),
+            UpstreamError::Timeout,
+            UpstreamError::Malformed("x".into()),
+            UpstreamError::Budget { retry_after: ms(5) },
+        ] {
+            assert_eq!(retry_delay(&final_error, 1), None, "{final_error}");
+        }
+    }
 
     #[test]
     fn sends_return_uri_in_spec_spelling() {

@@ -38,6 +38,15 @@ pub enum UpstreamError {
     /// A 2xx whose body is not a call transfer.
     #[error("upstream sent an unreadable body: {0}")]
     Malformed(String),
+    /// Not sent: the bridge's request budget holds every request back (a
+    /// 429's pause, the day's cap) for longer than the caller can wait.
+    #[error("the upstream request budget is paused or spent for the next {}s", retry_secs(.retry_after))]
+    Budget { retry_after: Duration },
+}
+
+/// Whole seconds to wait, at least one: what a `Retry-After` header says.
+pub fn retry_secs(after: &Duration) -> u64 {
+    after.as_secs_f64().ceil().max(1.0) as u64
 }
 
 fn describe(status: &u16, envelope: &Option<ErrorBody>) -> String {
@@ -94,6 +103,9 @@ impl UpstreamError {
             Self::Timeout | Self::Connect(_) | Self::Malformed(_) => {
                 Disposition::RetryLater { after: None }
             }
+            Self::Budget { retry_after } => Disposition::RetryLater {
+                after: Some(*retry_after),
+            },
         }
     }
 
@@ -120,6 +132,7 @@ impl UpstreamError {
             Self::Timeout => "timeout",
             Self::Connect(_) => "connect",
             Self::Malformed(_) => "malformed",
+            Self::Budget { .. } => "budget",
         }
     }
 }

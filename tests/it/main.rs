@@ -17,6 +17,7 @@ mod cli;
 mod cluster;
 mod compose;
 mod connections;
+mod create;
 mod durability;
 mod hostile;
 mod ids;
