@@ -83,6 +83,32 @@ fn disconnect_and_unknown_types_only_reach_audit() {
     }
 }
 
+/// `UNKNOWN` in a route is the fallback for any type this build does not
+/// know, in whatever case it arrives; a known type never takes it.
+#[test]
+fn an_unknown_route_takes_every_new_type_and_no_known_one() {
+    let mut cfg = config();
+    let route = "name = \"fallback\"\nmatch = { transfer_type = [\"unknown\"] }\namqp = { routing_key = \"agent.fallback\" }";
+    cfg.routes.push(toml::from_str(route).unwrap());
+    let router = cfg.router();
+    let kinds = |kind: &str| -> Vec<String> {
+        let plan = router.plan(
+            &transfer(),
+            BridgeState::Completed,
+            Some(&completed(kind, "x")),
+        );
+        let mut kinds: Vec<String> = plan.actions.iter().map(|a| a.kind.to_string()).collect();
+        kinds.sort();
+        kinds
+    };
+    for kind in ["SOMETHING_NEW", "queue_transfer"] {
+        assert_eq!(kinds(kind), ["audit", "fallback"], "{kind}");
+    }
+    for kind in ["CALLER_DISCONNECT", "caller_disconnect"] {
+        assert_eq!(kinds(kind), ["audit"], "{kind}");
+    }
+}
+
 #[test]
 fn glob_and_variable_matchers() {
     let mut cfg = config();

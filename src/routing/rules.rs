@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::settings::ConfigError;
 
 use crate::transfer::TransferEvent;
+use crate::upstream::TransferType;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -38,7 +39,8 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct MatchConfig {
     /// Any of these (case-insensitive). `NONE` matches a completion without
-    /// outputContext.
+    /// outputContext; `UNKNOWN` matches any type this build does not know
+    /// (the vendor adds types: UPSTREAM.md routes them to a fallback).
     #[serde(default)]
     pub transfer_type: Vec<String>,
     /// `currentTaskName`, exactly or as a glob (`billing_*`).
@@ -72,9 +74,12 @@ impl MatchConfig {
             return true;
         }
         let actual = event.transfer_type.as_deref().unwrap_or("NONE");
-        self.transfer_type
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(actual))
+        let unknown = event.transfer_type.as_deref().map(TransferType::from);
+        let unknown = matches!(unknown, Some(TransferType::Unknown(_)));
+        self.transfer_type.iter().any(|wanted| {
+            wanted.eq_ignore_ascii_case(actual)
+                || (unknown && wanted.eq_ignore_ascii_case("UNKNOWN"))
+        })
     }
 
     fn task_matches(&self, event: &TransferEvent) -> bool {
