@@ -38,8 +38,9 @@ const SERVER_RETRY: Backoff = Backoff::new(Duration::from_millis(250), Duration:
 const MAX_ATTEMPTS: u32 = 4;
 
 /// How long to wait before retrying a create whose `attempt` (1-based)
-/// failed with `error`, or `None` to give up. A 5xx or an unreachable
-/// upstream: its `Retry-After`, else [`SERVER_RETRY`]. A 429: at once, as
+/// failed with `error`, or `None` to give up. A 5xx (or a 408 or 425,
+/// which invite a repeat) or an unreachable upstream: its `Retry-After`,
+/// else [`SERVER_RETRY`]. A 429: at once, as
 /// the budget's pause for that 429 (its `Retry-After`, else 1, 2, 4 s)
 /// holds the next attempt back. Anything else is final: a timeout has used
 /// the caller's whole window already, another 4xx will not change, and a
@@ -51,7 +52,7 @@ pub fn retry_delay(error: &UpstreamError, attempt: u32) -> Option<Duration> {
     match error {
         UpstreamError::Status { status: 429, .. } => Some(Duration::ZERO),
         UpstreamError::Status {
-            status: 500..=599,
+            status: 408 | 425 | 500..=599,
             retry_after,
             ..
         } => Some(retry_after.unwrap_or(SERVER_RETRY.delay(attempt))),
@@ -147,6 +148,7 @@ mod tests {
             .collect();
         assert_eq!(delays, [Some(ms(250)), Some(ms(500)), Some(ms(1000)), None]);
         assert_eq!(retry_delay(&status(500, Some(ms(3000))), 1), Some(ms(3000)));
+        assert_eq!(retry_delay(&status(408, None), 1), Some(ms(250)));
         assert_eq!(retry_delay(&status(429, None), 3), Some(Duration::ZERO));
         assert_eq!(retry_delay(&status(429, None), 4), None);
         assert_eq!(

@@ -94,6 +94,13 @@ impl UpstreamError {
                 500..=599 => Disposition::RetryLater {
                     after: *retry_after,
                 },
+                // 408 and 425 say the request itself may be repeated (RFC
+                // 9110 §15.5.9, RFC 8470): a proxy's or the server's timing,
+                // not a verdict on the transfer. Not a status the vendor
+                // declares, so not one its "do not retry 4xx" is about.
+                408 | 425 => Disposition::RetryLater {
+                    after: *retry_after,
+                },
                 // Redirects are not followed (the credentials would go with
                 // them): a misplaced `upstream.base_url`, which the operator
                 // fixes, not a verdict on this transfer.
@@ -189,6 +196,14 @@ mod tests {
             );
             assert_eq!(redirect.label(), "redirect");
             assert!(redirect.to_string().contains("not followed"), "{redirect}");
+        }
+        for code in [408, 425] {
+            assert_eq!(
+                status(code, Some(2)).disposition(),
+                Disposition::RetryLater {
+                    after: Some(Duration::from_secs(2))
+                }
+            );
         }
         for code in [400, 409, 413, 422] {
             assert_eq!(

@@ -53,6 +53,8 @@ async fn rate_limits_and_outages_are_retried() {
         .times(1),
     );
     app.sim.inject(Fault::status(503).times(2));
+    // A 408 invites a repeat: retried, not the end of the transfer.
+    app.sim.inject(Fault::status(408).times(1));
     app.sim.inject(
         Fault {
             malformed: true,
@@ -71,6 +73,7 @@ async fn rate_limits_and_outages_are_retried() {
     let statuses = app.sim.counters().by_status;
     assert_eq!(statuses.get(&429), Some(&1));
     assert_eq!(statuses.get(&503), Some(&2));
+    assert_eq!(statuses.get(&408), Some(&1));
 }
 
 #[tokio::test]
