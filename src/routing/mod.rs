@@ -178,36 +178,14 @@ impl Router {
     ) {
         let mut problems = Vec::new();
         if let Some(sip) = &route.sip {
-            match sip.render(&self.sip, event, resource) {
-                Ok(instruction) => {
-                    let key = format!(
-                        "pbx.{}",
-                        instruction.method.to_string().to_ascii_lowercase()
-                    );
-                    event.sip = Some(instruction);
-                    actions.push(amqp_action(
-                        event,
-                        transfer,
-                        ("pbx", ActionKind::Pbx),
-                        &self.pbx_exchange,
-                        key,
-                        self.pbx_mandatory,
-                    ));
-                }
+            match self.pbx_action(sip, transfer, resource, event) {
+                Ok(action) => actions.push(action),
                 Err(e) => problems.push(format!("route {}: no SIP instruction: {e}", route.name)),
             }
         }
         if let Some(amqp) = &route.amqp {
-            let exchange = amqp.exchange.as_deref().unwrap_or(&self.agent_exchange);
-            match template::render(&amqp.routing_key, event) {
-                Ok(key) => actions.push(amqp_action(
-                    event,
-                    transfer,
-                    (&route.name, ActionKind::Route(route.name.clone())),
-                    exchange,
-                    truncate(key),
-                    amqp.mandatory,
-                )),
+            match self.route_publish(route, amqp, transfer, event) {
+                Ok(action) => actions.push(action),
                 Err(e) => problems.push(format!(
                     "route {}: routing key template failed: {e}",
                     route.name
@@ -219,6 +197,55 @@ impl Router {
             tracing::error!(call_transfer_id = %transfer.id, problems = ?problems, "route could not run in full");
             event.reason = Some(problems.join("; "));
         }
+    }
+
+    /// The route's SIP instruction, kept in the event (the API serves it)
+    /// and published to the PBX exchange with key `pbx.<method>`.
+    fn pbx_action(
+        &self,
+        sip: &SipRoute,
+        transfer: &Transfer,
+        resource: Option<&CallTransfer>,
+        event: &mut TransferEvent,
+    ) -> Result<Action, String> {
+        let instruction = sip
+            .render(&self.sip, event, resource)
+            .map_err(|e| e.to_string())?;
+        let method = instruction.method.to_string().to_ascii_lowercase();
+        event.sip = Some(instruction);
+        let kind = ("pbx", ActionKind::Pbx);
+        let key = format!("pbx.{method}");
+        let exchange = &self.pbx_exchange;
+        Ok(amqp_action(
+            event,
+            transfer,
+            kind,
+            exchange,
+            key,
+            self.pbx_mandatory,
+        ))
+    }
+
+    /// The route's own publish, named after the route, its key rendered
+    /// from the route's template.
+    fn route_publish(
+        &self,
+        route: &RouteConfig,
+        amqp: &AmqpRoute,
+        transfer: &Transfer,
+        event: &TransferEvent,
+    ) -> Result<Action, String> {
+        let exchange = amqp.exchange.as_deref().unwrap_or(&self.agent_exchange);
+        let key = truncate(template::render(&amqp.routing_key, event).map_err(|e| e.to_string())?);
+        let kind = (route.name.as_str(), ActionKind::Route(route.name.clone()));
+        Ok(amqp_action(
+            event,
+            transfer,
+            kind,
+            exchange,
+            key,
+            amqp.mandatory,
+        ))
     }
 }
 

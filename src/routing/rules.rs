@@ -1,6 +1,6 @@
 //! Declarative routes: `[[routes]]` in config, evaluated in order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -114,57 +114,60 @@ pub fn validate_routes(
 ) -> Result<(), ConfigError> {
     let mut seen = std::collections::HashSet::new();
     for (i, route) in routes.iter().enumerate() {
-        let key = |field: &str| format!("routes[{i}].{field}");
-        let name_ok = !route.name.is_empty()
-            && route.name.len() <= 64
-            && route
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !name_ok {
-            return Err(ConfigError::invalid(
-                key("name"),
-                "must be 1-64 characters of letters, digits, _ or -",
-            ));
-        }
-        if matches!(route.name.as_str(), "audit" | "pbx" | "webhook") {
-            return Err(ConfigError::invalid(
-                key("name"),
-                "audit, pbx and webhook are reserved action names",
-            ));
-        }
-        if !seen.insert(route.name.as_str()) {
-            return Err(ConfigError::invalid(
-                key("name"),
-                format!("duplicate route name {:?}", route.name),
-            ));
-        }
-        if let Some(task) = &route.matcher.task
-            && let Err(e) = glob::Pattern::new(task)
+        check_name(&route.name, &mut seen)
+            .and_then(|()| check_route(route, sip))
+            .map_err(|(field, why)| ConfigError::invalid(format!("routes[{i}].{field}"), why))?;
+    }
+    Ok(())
+}
+
+/// A route's name: the name of its actions too, so unique, short, plain,
+/// and none of the bridge's own action names.
+fn check_name<'a>(
+    name: &'a str,
+    seen: &mut HashSet<&'a str>,
+) -> Result<(), (&'static str, String)> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if name.is_empty() || name.len() > 64 || !name.chars().all(plain) {
+        return Err((
+            "name",
+            "must be 1-64 characters of letters, digits, _ or -".into(),
+        ));
+    }
+    if matches!(name, "audit" | "pbx" | "webhook") {
+        return Err((
+            "name",
+            "audit, pbx and webhook are reserved action names".into(),
+        ));
+    }
+    if !seen.insert(name) {
+        return Err(("name", format!("duplicate route name {name:?}")));
+    }
+    Ok(())
+}
+
+/// A route's matcher and actions: the field at fault and why.
+fn check_route(
+    route: &RouteConfig,
+    sip: &crate::sip::SipConfig,
+) -> Result<(), (&'static str, String)> {
+    if let Some(task) = &route.matcher.task
+        && let Err(e) = glob::Pattern::new(task)
+    {
+        return Err(("match.task", format!("bad glob: {e}")));
+    }
+    if let Some(amqp) = &route.amqp {
+        if amqp
+            .exchange
+            .as_ref()
+            .is_some_and(|e| e.is_empty() || e.len() > 255)
         {
-            return Err(ConfigError::invalid(
-                key("match.task"),
-                format!("bad glob: {e}"),
-            ));
+            return Err(("amqp.exchange", "must be 1-255 bytes".into()));
         }
-        if let Some(amqp) = &route.amqp {
-            if amqp
-                .exchange
-                .as_ref()
-                .is_some_and(|e| e.is_empty() || e.len() > 255)
-            {
-                return Err(ConfigError::invalid(
-                    key("amqp.exchange"),
-                    "must be 1-255 bytes",
-                ));
-            }
-            super::template::check(&amqp.routing_key)
-                .map_err(|e| ConfigError::invalid(key("amqp.routing_key"), e))?;
-        }
-        if let Some(route_sip) = &route.sip {
-            super::sip_action::check(route_sip, sip)
-                .map_err(|(field, e)| ConfigError::invalid(key(field), e))?;
-        }
+        super::template::check(&amqp.routing_key).map_err(|e| ("amqp.routing_key", e))?;
+    }
+    if let Some(route_sip) = &route.sip {
+        super::sip_action::check(route_sip, sip)?;
     }
     Ok(())
 }
