@@ -53,18 +53,22 @@ pub struct App {
     lifecycle: Lifecycle,
 }
 
+/// The upstream client over the deployment's one daily count, which the
+/// store keeps, with the first batch of it reserved.
+async fn upstream_client(config: &Config, store: &Store) -> anyhow::Result<UpstreamClient> {
+    let ledger = Arc::new(StoreLedger::new(store.clone()));
+    let budget = Arc::new(Budget::new(&config.upstream).with_ledger(ledger));
+    budget.reserve_ahead().await;
+    UpstreamClient::new(&config.upstream, budget).context("building the upstream client")
+}
+
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         let store = Store::connect(config.store.url.expose_secret())
             .await
             .context("opening the store")?;
-        // One daily count for the deployment, kept in the store.
-        let ledger = Arc::new(StoreLedger::new(store.clone()));
-        let budget = Arc::new(Budget::new(&config.upstream).with_ledger(ledger));
-        budget.reserve_ahead().await;
-        let upstream = UpstreamClient::new(&config.upstream, budget)
-            .context("building the upstream client")?;
+        let upstream = upstream_client(&config, &store).await?;
         let amqp = AmqpPublisher::new(config.amqp.clone());
         let sinks = Sinks {
             amqp: amqp.clone(),

@@ -147,40 +147,10 @@ impl Config {
 
     /// Checks that serde cannot express. Every message names its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let url = reqwest::Url::parse(&self.upstream.base_url)
-            .map_err(|e| ConfigError::invalid("upstream.base_url", e.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(ConfigError::invalid(
-                "upstream.base_url",
-                "must be an http or https URL",
-            ));
-        }
-        positive("upstream.rate_limit_per_s", self.upstream.rate_limit_per_s)?;
-        positive("upstream.daily_budget", self.upstream.daily_budget)?;
-        nonzero_duration("upstream.timeout", self.upstream.timeout)?;
-        nonzero_duration("polling.active_interval", self.polling.active_interval)?;
-        nonzero_duration("polling.ongoing_interval", self.polling.ongoing_interval)?;
-        nonzero_duration("polling.backoff_initial", self.polling.backoff_initial)?;
-        self.validate_budget()?;
-        positive("polling.max_in_flight", self.polling.max_in_flight as u32)?;
+        self.validate_upstream()?;
         positive("outbox.batch_size", self.outbox.batch_size)?;
         positive("outbox.concurrency", self.outbox.concurrency as u32)?;
-        positive("http.max_body_bytes", self.http.max_body_bytes as u32)?;
-        positive("http.register_rate_per_s", self.http.register_rate_per_s)?;
-        positive("http.register_burst", self.http.register_burst)?;
-        positive(
-            "http.max_waiters",
-            self.http.max_waiters.min(u32::MAX as usize) as u32,
-        )?;
-        nonzero_duration("http.header_read_timeout", self.http.header_read_timeout)?;
-        nonzero_duration("http.body_read_timeout", self.http.body_read_timeout)?;
-        nonzero_duration("http.idle_timeout", self.http.idle_timeout)?;
-        if !(1..=MAX_CONNECTIONS).contains(&self.http.max_connections) {
-            return Err(ConfigError::invalid(
-                "http.max_connections",
-                format!("must be between 1 and {MAX_CONNECTIONS}"),
-            ));
-        }
+        self.validate_http()?;
         let store = self.store.url.expose_secret();
         if crate::store::Backend::of_url(store).is_none() {
             return Err(ConfigError::invalid(
@@ -195,6 +165,25 @@ impl Config {
             .validate()
             .map_err(|e| ConfigError::invalid("sip", e.to_string()))?;
         crate::routing::validate_routes(&self.routes, &self.sip)
+    }
+
+    fn validate_http(&self) -> Result<(), ConfigError> {
+        let http = &self.http;
+        positive("http.max_body_bytes", http.max_body_bytes as u32)?;
+        positive("http.register_rate_per_s", http.register_rate_per_s)?;
+        positive("http.register_burst", http.register_burst)?;
+        let waiters = http.max_waiters.min(u32::MAX as usize) as u32;
+        positive("http.max_waiters", waiters)?;
+        nonzero_duration("http.header_read_timeout", http.header_read_timeout)?;
+        nonzero_duration("http.body_read_timeout", http.body_read_timeout)?;
+        nonzero_duration("http.idle_timeout", http.idle_timeout)?;
+        if !(1..=MAX_CONNECTIONS).contains(&http.max_connections) {
+            return Err(ConfigError::invalid(
+                "http.max_connections",
+                format!("must be between 1 and {MAX_CONNECTIONS}"),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_webhook(&self) -> Result<(), ConfigError> {

@@ -5,8 +5,21 @@ use super::Config;
 use crate::settings::{ConfigError, nonzero_duration, positive};
 
 impl Config {
-    /// `[upstream]` budget and `[polling]` adaptive keys.
-    pub(super) fn validate_budget(&self) -> Result<(), ConfigError> {
+    /// `[upstream]` (its URL, limits and budget) and `[polling]`.
+    pub(super) fn validate_upstream(&self) -> Result<(), ConfigError> {
+        let up = &self.upstream;
+        let url = reqwest::Url::parse(&up.base_url)
+            .map_err(|e| ConfigError::invalid("upstream.base_url", e.to_string()))?;
+        let web = matches!(url.scheme(), "http" | "https");
+        require(web, "upstream.base_url", "must be an http or https URL")?;
+        positive("upstream.rate_limit_per_s", up.rate_limit_per_s)?;
+        positive("upstream.daily_budget", up.daily_budget)?;
+        nonzero_duration("upstream.timeout", up.timeout)?;
+        self.validate_budget()?;
+        self.validate_polling()
+    }
+
+    fn validate_budget(&self) -> Result<(), ConfigError> {
         let up = &self.upstream;
         require(
             up.signal_reserve < up.daily_budget,
@@ -15,12 +28,15 @@ impl Config {
         )?;
         positive("upstream.budget_batch", up.budget_batch)?;
         nonzero_duration("upstream.auth_probe_initial", up.auth_probe_initial)?;
-        nonzero_duration("upstream.pacing_window", up.pacing_window)?;
-        self.validate_polling()
+        nonzero_duration("upstream.pacing_window", up.pacing_window)
     }
 
     fn validate_polling(&self) -> Result<(), ConfigError> {
         let poll = &self.polling;
+        nonzero_duration("polling.active_interval", poll.active_interval)?;
+        nonzero_duration("polling.ongoing_interval", poll.ongoing_interval)?;
+        nonzero_duration("polling.backoff_initial", poll.backoff_initial)?;
+        positive("polling.max_in_flight", poll.max_in_flight as u32)?;
         nonzero_duration("polling.target_lag", poll.target_lag)?;
         nonzero_duration("polling.min_interval", poll.min_interval)?;
         nonzero_duration("polling.returned_interval", poll.returned_interval)?;
