@@ -198,6 +198,14 @@ impl Config {
                 ));
             }
         }
+        for host in &webhook.allowed_hosts {
+            if host.contains(['/', '?', '#', '@']) || host.contains(char::is_whitespace) {
+                return Err(ConfigError::invalid(
+                    "webhook.allowed_hosts",
+                    format!("{host:?} is not a host name or IP address (no scheme, port or path)"),
+                ));
+            }
+        }
         if webhook.retry.schedule.is_empty() {
             return Err(ConfigError::invalid(
                 "webhook.retry.schedule",

@@ -61,6 +61,19 @@ fn digits_from_env_stay_text_for_text_keys() {
 }
 
 #[test]
+fn allowed_hosts_come_as_a_list_or_comma_separated() {
+    Jail::expect_with(|jail| {
+        jail.set_env("BRIDGE_WEBHOOK__ALLOWED_HOSTS", "127.0.0.1, ivr.internal");
+        let config = Config::load(None).unwrap();
+        assert_eq!(config.webhook.allowed_hosts, ["127.0.0.1", "ivr.internal"]);
+        jail.set_env("BRIDGE_WEBHOOK__ALLOWED_HOSTS", "https://ivr.internal/hook");
+        let err = Config::load(None).unwrap_err().to_string();
+        assert!(err.starts_with("webhook.allowed_hosts: "), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
 fn validation_names_the_key() {
     Jail::expect_with(|jail| {
         jail.set_env("BRIDGE_UPSTREAM__RATE_LIMIT_PER_S", "0");

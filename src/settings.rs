@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serializer;
+use serde::{Deserialize, Serializer};
 
 /// The commented reference configuration, compiled in as the defaults.
 pub const DEFAULTS_TOML: &str = include_str!("../config/bridge.toml");
@@ -70,4 +70,25 @@ pub fn mask_url_password(raw: &str) -> String {
         Ok(_) => raw.to_string(),
         Err(_) => REDACTED.to_string(),
     }
+}
+
+/// A list of names as a TOML list or, from the environment, as one
+/// comma-separated string (`BRIDGE_WEBHOOK__ALLOWED_HOSTS=a.example,b.example`);
+/// entries are trimmed, empty ones dropped.
+pub fn name_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let names = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(joined) => joined.split(',').map(str::to_owned).collect(),
+        OneOrMany::Many(names) => names,
+    };
+    Ok(names
+        .into_iter()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .collect())
 }

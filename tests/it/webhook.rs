@@ -194,3 +194,30 @@ async fn unsafe_callback_urls_are_refused_at_registration() {
         );
     }
 }
+
+/// `webhook.allowed_hosts` alone (no `allow_http`, no `allowed_cidrs`) lets
+/// a callback reach the host it names over http, signed as ever; a host it
+/// does not name is still refused at registration.
+#[tokio::test]
+async fn an_allowed_host_receives_its_webhooks() {
+    let app = spawn_app_with(|c| {
+        c.webhook.secret = Some(SECRET.parse().unwrap());
+        c.webhook.allowed_hosts = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let receiver = Receiver::start(&[SECRET], vec![]).await;
+    assert!(
+        receiver.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        receiver.url
+    );
+    let id = unique("allowedhost");
+    register_with_callback(&app, &id, &receiver.url, json!({"transferType": "SYSTEM"})).await;
+    let got = receiver.wait_for(1).await;
+    assert!(got[0].verified);
+    let other = receiver.url.replace("127.0.0.1", "127.0.0.2");
+    let response = app
+        .register(json!({"callTransferId": unique("refused"), "callbackUrl": other}))
+        .await;
+    assert_eq!(response.status(), 422);
+}

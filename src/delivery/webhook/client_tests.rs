@@ -18,6 +18,7 @@ fn loopback_policy() -> CallbackPolicy {
     CallbackPolicy {
         allow_http: true,
         allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap()],
+        ..CallbackPolicy::default()
     }
 }
 
@@ -144,6 +145,7 @@ async fn default_policy_refuses_loopback_receiver() {
     let http_only = client(CallbackPolicy {
         allow_http: true,
         allowed_cidrs: vec![],
+        ..CallbackPolicy::default()
     });
     let err = http_only
         .send(&url, "m", body.clone(), &[])

@@ -24,7 +24,7 @@ pub use self::sign::{
 };
 pub use self::ssrf::{
     CallbackPolicy, GuardedResolver, SsrfError, check_url, check_url_resolved, forbidden_reason,
-    is_forbidden,
+    host_key, is_forbidden,
 };
 
 /// The `[webhook]` configuration section.
@@ -46,6 +46,10 @@ pub struct WebhookConfig {
     pub allow_http: bool,
     /// Ranges exempt from the SSRF guard.
     pub allowed_cidrs: Vec<IpNet>,
+    /// Callback hosts (names or IP addresses) trusted as they are: neither
+    /// the SSRF guard nor the https requirement applies to them.
+    #[serde(deserialize_with = "crate::settings::name_list")]
+    pub allowed_hosts: Vec<String>,
     /// Whole-request timeout per attempt.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -61,6 +65,7 @@ impl Default for WebhookConfig {
             default_url: None,
             allow_http: false,
             allowed_cidrs: Vec::new(),
+            allowed_hosts: Vec::new(),
             timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
         }
@@ -73,6 +78,7 @@ impl WebhookConfig {
         CallbackPolicy {
             allow_http: self.allow_http,
             allowed_cidrs: self.allowed_cidrs.clone(),
+            allowed_hosts: self.allowed_hosts.iter().map(|h| host_key(h)).collect(),
         }
     }
 

@@ -27,6 +27,19 @@ pub struct CallbackPolicy {
     /// Ranges exempt from [`is_forbidden`], e.g. `127.0.0.0/8` in tests or
     /// an internal subnet the operator trusts.
     pub allowed_cidrs: Vec<IpNet>,
+    /// Hosts the operator trusts as they are (`webhook.allowed_hosts`, as
+    /// [`host_key`] writes them): no address check, and http allowed.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// A host as `allowed_hosts` compares it: lower case, no IPv6 brackets, no
+/// trailing dot, and an IP address in its canonical spelling.
+pub fn host_key(host: &str) -> String {
+    let host = host.trim().trim_end_matches('.');
+    match ip_literal(host) {
+        Some(ip) => ip.to_canonical().to_string(),
+        None => host.to_ascii_lowercase(),
+    }
 }
 
 /// Why a callback URL or address was refused. Not retriable.
@@ -91,6 +104,12 @@ impl SsrfError {
 }
 
 impl CallbackPolicy {
+    /// Whether `host` (a URL's host or a name being resolved) is one of
+    /// `allowed_hosts`.
+    pub fn trusts(&self, host: &str) -> bool {
+        !self.allowed_hosts.is_empty() && self.allowed_hosts.contains(&host_key(host))
+    }
+
     /// Why `ip` may not be contacted under this policy, if it may not.
     fn refusal(&self, ip: IpAddr) -> Option<String> {
         // `::ffff:a.b.c.d` is the same socket destination as `a.b.c.d`, so an
@@ -205,9 +224,10 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
 /// form, so they are caught as literals here.
 pub fn check_url(policy: &CallbackPolicy, url: &str) -> Result<Url, SsrfError> {
     let parsed = Url::parse(url).map_err(|e| SsrfError::InvalidUrl(e.to_string()))?;
+    let trusted = parsed.host_str().is_some_and(|host| policy.trusts(host));
     match parsed.scheme() {
         "https" => {}
-        "http" if policy.allow_http => {}
+        "http" if policy.allow_http || trusted => {}
         "http" => return Err(SsrfError::HttpNotAllowed),
         other => return Err(SsrfError::UnsupportedScheme(other.to_owned())),
     }
@@ -218,7 +238,9 @@ pub fn check_url(policy: &CallbackPolicy, url: &str) -> Result<Url, SsrfError> {
         .host_str()
         .filter(|h| !h.is_empty())
         .ok_or(SsrfError::MissingHost)?;
-    if let Some(ip) = ip_literal(host) {
+    if let Some(ip) = ip_literal(host)
+        && !trusted
+    {
         policy.check_ip(ip)?;
     }
     Ok(parsed)
@@ -232,7 +254,7 @@ pub fn check_url(policy: &CallbackPolicy, url: &str) -> Result<Url, SsrfError> {
 pub async fn check_url_resolved(policy: &CallbackPolicy, url: &str) -> Result<Url, SsrfError> {
     let parsed = check_url(policy, url)?;
     let host = parsed.host_str().unwrap_or_default();
-    if ip_literal(host).is_none() {
+    if ip_literal(host).is_none() && !policy.trusts(host) {
         let port = parsed.port_or_known_default().unwrap_or(443);
         resolve_vetted(policy, host, port).await?;
     }
@@ -265,7 +287,7 @@ async fn resolve_vetted(
             host: host.to_owned(),
         });
     }
-    for addr in &addrs {
+    for addr in addrs.iter().filter(|_| !policy.trusts(host)) {
         if let Some(reason) = policy.refusal(addr.ip()) {
             return Err(SsrfError::ResolvedForbidden {
                 host: host.to_owned(),

@@ -8,6 +8,7 @@ fn http_policy() -> CallbackPolicy {
     CallbackPolicy {
         allow_http: true,
         allowed_cidrs: vec![],
+        ..CallbackPolicy::default()
     }
 }
 
@@ -144,6 +145,7 @@ fn allowed_cidrs_exempt_ranges() {
     let policy = CallbackPolicy {
         allow_http: true,
         allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()],
+        ..CallbackPolicy::default()
     };
     assert!(check_url(&policy, "http://127.0.0.1:8080/").is_ok());
     assert!(check_url(&policy, "http://[::ffff:127.0.0.1]/").is_ok());
@@ -175,6 +177,7 @@ async fn resolved_check_accepts_allowed_localhost() {
     let policy = CallbackPolicy {
         allow_http: true,
         allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+        ..CallbackPolicy::default()
     };
     let url = check_url_resolved(&policy, "http://localhost:8080/cb")
         .await
@@ -202,6 +205,7 @@ async fn guarded_resolver_returns_vetted_addresses() {
     let policy = CallbackPolicy {
         allow_http: true,
         allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+        ..CallbackPolicy::default()
     };
     let resolver = GuardedResolver::new(policy);
     let addrs: Vec<SocketAddr> = resolver
@@ -211,4 +215,40 @@ async fn guarded_resolver_returns_vetted_addresses() {
         .collect();
     assert!(!addrs.is_empty());
     assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+}
+
+/// `webhook.allowed_hosts`: a listed host, by name or address in any
+/// spelling, passes both the address check and the https requirement; a host
+/// not listed is refused as before.
+#[tokio::test]
+async fn allowed_hosts_are_trusted_as_they_are() {
+    let hosts = ["LocalHost.", "127.0.0.1", "[::1]"];
+    let policy = CallbackPolicy {
+        allowed_hosts: hosts.iter().map(|h| host_key(h)).collect(),
+        ..CallbackPolicy::default()
+    };
+    for url in [
+        "http://localhost:9/cb",
+        "http://127.0.0.1:9/",
+        "https://[::1]/x",
+        "http://0x7f.0.0.1/",
+    ] {
+        assert!(check_url(&policy, url).is_ok(), "{url}");
+        assert!(check_url_resolved(&policy, url).await.is_ok(), "{url}");
+    }
+    assert!(policy.trusts("localhost") && !policy.trusts("localhost.example"));
+    assert_eq!(
+        check_url(&policy, "http://127.0.0.2/"),
+        Err(SsrfError::HttpNotAllowed)
+    );
+    assert!(matches!(
+        check_url(&policy, "https://10.0.0.1/"),
+        Err(SsrfError::Forbidden { .. })
+    ));
+    let resolver = GuardedResolver::new(policy);
+    let addrs = resolver
+        .resolve("localhost".parse().unwrap())
+        .await
+        .unwrap();
+    assert!(addrs.into_iter().all(|a| a.ip().is_loopback()));
 }
