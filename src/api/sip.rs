@@ -96,7 +96,11 @@ fn no_instruction(transfer: &Transfer, wait: Option<std::time::Duration>) -> Api
         };
     }
     let detail = match (transfer.state, transfer_type(transfer), &transfer.reason) {
-        (BridgeState::Completed, Some(kind), _) => {
+        // A matched route that could not make its instruction said why.
+        (BridgeState::Completed, Some(kind), Some(reason)) => {
+            format!("transferType {kind}: {reason}")
+        }
+        (BridgeState::Completed, Some(kind), None) => {
             format!("transferType {kind}, and no route with `sip` matched it")
         }
         (BridgeState::Completed, None, _) => "without an outputContext".to_string(),

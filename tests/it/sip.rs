@@ -224,3 +224,23 @@ async fn no_instruction_is_a_clear_404() {
             .contains("no SIP instruction")
     );
 }
+
+/// A SYSTEM outcome whose route cannot make its REFER (no `returnUri` and no
+/// `sip.default_target`): the 404 says why, not that no route matched.
+#[tokio::test]
+async fn a_route_that_could_not_make_its_instruction_says_why() {
+    let app = spawn_app().await;
+    let id = unique("notarget");
+    let mut script = system_script();
+    script["sip"] = json!({"returnTransferType": "REFER"});
+    app.script(&id, script);
+    app.register_id(&id).await;
+    app.settled(&id).await;
+    let r = app.get(&format!("/v1/transfers/{id}/sip")).await;
+    assert_eq!(r.status(), 404);
+    let error: Value = r.json().await.unwrap();
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("no SIP instruction"), "{message}");
+    assert!(!message.contains("no route"), "{message}");
+    assert!(message.contains("route system"), "{message}");
+}
