@@ -278,9 +278,32 @@ fn describe(error: figment::Error) -> ConfigError {
 /// all-digit id, secret or token could not be set from the environment. A
 /// variable that reads as a number or a bool keeps its text when the key's
 /// value so far (the defaults, the file) is text or a list.
+///
+/// A variable whose first segment names no section (`BRIDGE_BIN`,
+/// `BRIDGE_URL`: the prefix is a common one, and a harness or a dialplan
+/// script may use it for its own settings) is not the bridge's: it is left
+/// out, with a warning on stderr, instead of stopping the bridge as an
+/// unknown key. A variable in a known section is still checked key by key.
 fn with_env(figment: Figment) -> Figment {
     use figment::value::Value;
-    let env = Env::prefixed("BRIDGE_").split("__");
+    let foreign: Vec<String> = Env::prefixed("BRIDGE_")
+        .split("__")
+        .iter()
+        .map(|(key, _)| key.to_string())
+        .filter(|key| {
+            figment
+                .find_value(key.split('.').next().unwrap_or_default())
+                .is_err()
+        })
+        .collect();
+    for key in &foreign {
+        let name = key.replace('.', "__").to_ascii_uppercase();
+        let section = key.split('.').next().unwrap_or_default();
+        eprintln!("warning: ignoring BRIDGE_{name}: the configuration has no section {section:?}");
+    }
+    let env = Env::prefixed("BRIDGE_")
+        .split("__")
+        .filter(move |key| !foreign.contains(&key.as_str().to_ascii_lowercase()));
     let texts: Vec<(String, String)> = env
         .iter()
         .filter(|(key, raw)| {

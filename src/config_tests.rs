@@ -60,6 +60,24 @@ fn digits_from_env_stay_text_for_text_keys() {
     });
 }
 
+/// `BRIDGE_` variables of no section are someone else's and are left out;
+/// an unknown key in a known section still stops the load.
+#[test]
+fn variables_of_no_section_are_left_out() {
+    Jail::expect_with(|jail| {
+        jail.set_env("BRIDGE_BIN", "/usr/local/bin/transfer-bridge");
+        jail.set_env("BRIDGE_URL", "http://bridge:8080");
+        jail.set_env("BRIDGE_PBX__HOST", "pbx.example.com");
+        jail.set_env("BRIDGE_UPSTREAM__API_ID", "id-1");
+        let config = Config::load(None).unwrap();
+        assert_eq!(config.upstream.api_id, "id-1");
+        jail.set_env("BRIDGE_HTTP__BIDN", "0.0.0.0:1");
+        let err = Config::load(None).unwrap_err().to_string();
+        assert!(err.contains("bidn"), "{err}");
+        Ok(())
+    });
+}
+
 #[test]
 fn allowed_hosts_come_as_a_list_or_comma_separated() {
     Jail::expect_with(|jail| {
