@@ -240,12 +240,15 @@ impl Config {
 
     /// Warnings that do not stop `config check` but would stop `serve`.
     pub fn missing_credentials(&self) -> Option<&'static str> {
-        if self.upstream.api_id.is_empty() || self.upstream.api_secret.expose_secret().is_empty() {
-            Some(
-                "upstream.api_id / upstream.api_secret are empty: set BRIDGE_UPSTREAM__API_ID and BRIDGE_UPSTREAM__API_SECRET",
-            )
-        } else {
-            None
+        let id = self.upstream.api_id.is_empty();
+        let secret = self.upstream.api_secret.expose_secret().is_empty();
+        match (id, secret) {
+            (true, true) => Some(
+                "upstream.api_id and upstream.api_secret are empty: set BRIDGE_UPSTREAM__API_ID and BRIDGE_UPSTREAM__API_SECRET",
+            ),
+            (true, false) => Some("upstream.api_id is empty: set BRIDGE_UPSTREAM__API_ID"),
+            (false, true) => Some("upstream.api_secret is empty: set BRIDGE_UPSTREAM__API_SECRET"),
+            (false, false) => None,
         }
     }
 }
@@ -279,22 +282,18 @@ fn describe(error: figment::Error) -> ConfigError {
 /// variable that reads as a number or a bool keeps its text when the key's
 /// value so far (the defaults, the file) is text or a list.
 ///
-/// A variable whose first segment names no section (`BRIDGE_BIN`,
-/// `BRIDGE_URL`: the prefix is a common one, and a harness or a dialplan
-/// script may use it for its own settings) is not the bridge's: it is left
-/// out, with a warning on stderr, instead of stopping the bridge as an
-/// unknown key. A variable in a known section is still checked key by key.
+/// A variable of another tool (`BRIDGE_BIN`, `BRIDGE_URL`: the prefix is a
+/// common one, and a harness or a dialplan script may use it for its own
+/// settings; see [`foreign_key`]) is left out, with a warning on stderr,
+/// instead of stopping the bridge as an unknown key. `BRIDGE_AMQP_URL` and
+/// any key in a known section are still checked.
 fn with_env(figment: Figment) -> Figment {
     use figment::value::Value;
     let foreign: Vec<String> = Env::prefixed("BRIDGE_")
         .split("__")
         .iter()
         .map(|(key, _)| key.to_string())
-        .filter(|key| {
-            figment
-                .find_value(key.split('.').next().unwrap_or_default())
-                .is_err()
-        })
+        .filter(|key| foreign_key(&figment, key))
         .collect();
     for key in &foreign {
         let name = key.replace('.', "__").to_ascii_uppercase();
@@ -318,6 +317,18 @@ fn with_env(figment: Figment) -> Figment {
         figment = figment.merge(figment::providers::Serialized::default(&key, raw));
     }
     figment
+}
+
+/// Whether the `BRIDGE_` variable of `key` (`upstream.api_id`) is another
+/// tool's: its first segment neither names a section of `figment` nor
+/// starts with one and an underscore (`amqp_url`: one underscore where two
+/// belong, a typo of ours).
+fn foreign_key(figment: &Figment, key: &str) -> bool {
+    let first = key.split('.').next().unwrap_or_default();
+    let prefixes = first.match_indices('_').map(|(at, _)| &first[..at]);
+    !std::iter::once(first)
+        .chain(prefixes)
+        .any(|section| figment.find_value(section).is_ok())
 }
 
 /// Tokens arrive as a TOML list or, from env, as one comma-separated string.

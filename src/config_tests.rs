@@ -71,11 +71,19 @@ fn variables_of_no_section_are_left_out() {
         jail.set_env("BRIDGE_UPSTREAM__API_ID", "id-1");
         let config = Config::load(None).unwrap();
         assert_eq!(config.upstream.api_id, "id-1");
-        jail.set_env("BRIDGE_HTTP__BIDN", "0.0.0.0:1");
-        let err = Config::load(None).unwrap_err().to_string();
-        assert!(err.contains("bidn"), "{err}");
         Ok(())
     });
+    for (typo, key) in [
+        ("BRIDGE_AMQP_URL", "amqp_url"),
+        ("BRIDGE_HTTP__BIDN", "bidn"),
+    ] {
+        Jail::expect_with(|jail| {
+            jail.set_env(typo, "x");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains(key), "{typo}: {err}");
+            Ok(())
+        });
+    }
 }
 
 #[test]
