@@ -61,7 +61,9 @@ pub fn is_storage_fault(e: &sqlx::Error) -> bool {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
         sqlx::Error::Database(db) => {
             if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
-                return PG_PASSING_CLASSES.contains(&&pg.code()[..2]);
+                // A server or proxy may send an error without a SQLSTATE.
+                let class = pg.code().get(..2).unwrap_or_default();
+                return PG_PASSING_CLASSES.contains(&class);
             }
             if db.try_downcast_ref::<SqliteError>().is_some() {
                 let primary = db

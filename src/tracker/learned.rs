@@ -85,8 +85,9 @@ impl Learned {
         if let Some(sink) = sink {
             let lengths: Vec<Duration> = rows
                 .iter()
-                .filter(|(_, s)| s.is_finite() && *s >= 0.0)
-                .map(|(_, s)| Duration::from_secs_f64(*s))
+                // A row out of range (written by hand, or corrupted) is
+                // skipped: `from_secs_f64` would panic on it.
+                .filter_map(|(_, s)| Duration::try_from_secs_f64(*s).ok())
                 .collect();
             sink(&lengths);
         }

@@ -144,17 +144,26 @@ impl UpstreamError {
     }
 }
 
-/// `Retry-After` as delta-seconds or an HTTP-date (RFC 9110 §10.2.3).
+/// The longest `Retry-After` taken as said: the daily limit resets within a
+/// day. A longer one (a server's mistake, or a date years ahead) would pause
+/// every request for that long, overflow an `Instant`, or put a poll past
+/// what the scheduler's timer wheel holds (about two years), and is read as
+/// this much instead.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// `Retry-After` as delta-seconds or an HTTP-date (RFC 9110 §10.2.3), at
+/// most [`MAX_RETRY_AFTER`].
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+    let after = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let when = httpdate::parse_http_date(value).ok()?;
+            when.duration_since(std::time::SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(after.min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -233,5 +242,13 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+        for huge in [
+            "68720000",
+            "18446744073709551615",
+            "Fri, 01 Jan 2100 00:00:00 GMT",
+        ] {
+            assert_eq!(parse_retry_after(huge), Some(MAX_RETRY_AFTER), "{huge}");
+        }
+        assert_eq!(parse_retry_after("99999999999999999999999"), None);
     }
 }

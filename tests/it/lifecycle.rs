@@ -163,3 +163,44 @@ async fn tracking_time_is_bounded() {
             .contains("tracking time exceeded")
     );
 }
+
+/// A `Retry-After` years ahead (a server's mistake) delays that one
+/// transfer by at most a day; the tracker lives on and serves the others.
+/// Before the cap the scheduler's timer wheel panicked on the deadline and
+/// polling stopped for every transfer.
+#[tokio::test]
+async fn an_absurd_retry_after_delays_one_transfer_and_nothing_else() {
+    let app = spawn_app().await;
+    let stalled = unique("absurd");
+    app.script(&stalled, completes_with(json!({"transferType": "SYSTEM"})));
+    app.sim.inject(Fault {
+        id: Some(stalled.clone()),
+        retry_after: Some("Fri, 01 Jan 2100 00:00:00 GMT".into()),
+        ..Fault::status(503).times(1)
+    });
+    app.register_id(&stalled).await;
+    for _ in 0..100 {
+        if app.sim.counters().by_status.get(&503) == Some(&1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.sim.counters().by_status.get(&503), Some(&1));
+    let next = unique("after-absurd");
+    app.script(&next, completes_with(json!({"transferType": "SYSTEM"})));
+    app.register_id(&next).await;
+    assert_eq!(
+        app.post(&format!("/v1/transfers/{next}/returned"))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(app.settled(&next).await["state"], "COMPLETED");
+    let view: serde_json::Value = app
+        .get(&format!("/v1/transfers/{stalled}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["state"], "TRACKING");
+}
