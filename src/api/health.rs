@@ -20,9 +20,9 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when the store takes writes, the broker channel is open, the
-/// upstream accepts our credentials (the auth circuit is closed) and the
-/// bridge is not draining for shutdown. The body names each part so an
+/// Ready when the polling loop runs, the store takes writes, the broker
+/// channel is open, the upstream accepts our credentials (the auth circuit
+/// is closed) and the bridge is not draining for shutdown. The body names each part so an
 /// operator sees which one failed; the upstream part also carries the
 /// request budget and its exhaustion forecast.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses(
@@ -37,7 +37,15 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     let broker = broker_check(&app.amqp);
     let upstream = upstream_check(&app);
     let draining = app.draining.is_cancelled();
-    let ready = store["ok"] == true && broker["ok"] == true && upstream["ok"] == true && !draining;
+    // The polling loop stops only at shutdown; stopped otherwise, nothing is
+    // polled and signals are refused, so a load balancer should know.
+    let polling = app.tracker.is_running() || draining;
+    let tracker = json!({"ok": polling});
+    let ready = store["ok"] == true
+        && broker["ok"] == true
+        && upstream["ok"] == true
+        && polling
+        && !draining;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -46,7 +54,7 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     let body = json!({
         "status": if draining { "draining" } else if ready { "ready" } else { "not ready" },
         "checks": {"store": store, "broker": broker, "upstream": upstream,
-            "auditQueue": audit_check(&app.amqp)},
+            "tracker": tracker, "auditQueue": audit_check(&app.amqp)},
     });
     (status, Json(body))
 }

@@ -66,6 +66,12 @@ impl Tracker {
     }
 
     /// The id of an integration name (`None`: the shared bucket).
+    /// Whether the polling loop still runs (it takes commands): `/readyz`
+    /// reports a bridge whose loop has stopped as not ready.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
     pub fn integration(&self, name: Option<&str>) -> IntegrationId {
         self.integrations.id(name)
     }

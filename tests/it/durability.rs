@@ -131,6 +131,7 @@ async fn readyz_names_the_broker_when_it_is_unreachable() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["checks"]["broker"]["ok"], false);
     assert_eq!(body["checks"]["store"]["ok"], true);
+    assert_eq!(body["checks"]["tracker"]["ok"], true);
     assert_eq!(
         reqwest::get(format!("{base}/healthz"))
             .await
