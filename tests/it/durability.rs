@@ -142,3 +142,48 @@ async fn readyz_names_the_broker_when_it_is_unreachable() {
     stop.cancel();
     running.await.unwrap().unwrap();
 }
+
+/// A "broker" that accepts connections and never says a word (a stalled
+/// node, a half-dead proxy): each attempt gives up after
+/// `amqp.connect_timeout` and the next one follows, and a stop is not held
+/// up by an attempt in progress.
+#[tokio::test]
+async fn a_silent_broker_is_retried_and_does_not_hold_up_a_stop() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = simulator::start(listener, SIM_ID, SIM_SECRET).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&sim, dir.path()).await;
+    config.amqp.url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f").into();
+    config.amqp.connect_timeout = Duration::from_millis(300);
+    config.amqp.reconnect_initial = Duration::from_millis(50);
+    let app = transfer_bridge::App::build(config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(app.run(listener, stop.clone()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while accepted.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bridge stopped retrying"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("stopped promptly")
+        .unwrap()
+        .unwrap();
+    holder.abort();
+}

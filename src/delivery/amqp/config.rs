@@ -41,6 +41,11 @@ pub struct AmqpConfig {
     pub reconnect_initial: Duration,
     #[serde(with = "humantime_serde")]
     pub reconnect_max: Duration,
+    /// How long one connection attempt (TCP, handshake, confirm channel,
+    /// topology) may take: a broker that accepts the connection and then
+    /// says nothing must not hold the reconnect loop forever.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
 }
 
 /// The RabbitMQ queue type of the audit queue (`x-queue-type`).
@@ -89,6 +94,7 @@ impl AmqpConfig {
                 "must be greater than 0",
             ));
         }
+        nonzero_duration("amqp.connect_timeout", self.connect_timeout)?;
         nonzero_duration("amqp.confirm_timeout", self.confirm_timeout)
     }
 }

@@ -149,16 +149,28 @@ impl AmqpPublisher {
         let backoff = Backoff::new(cfg.reconnect_initial, cfg.reconnect_max);
         let mut delay = backoff.initial;
         while !cancel.is_cancelled() {
-            match connect(cfg).await {
-                Ok(session) => {
+            let attempt = tokio::select! {
+                _ = cancel.cancelled() => break,
+                attempt = tokio::time::timeout(cfg.connect_timeout, connect(cfg)) => attempt,
+            };
+            let error = match attempt {
+                Ok(Ok(session)) => {
                     delay = backoff.initial;
                     self.hold(session, &cancel).await;
+                    None
                 }
-                Err(e) => tracing::warn!(
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!(
+                    "no answer within amqp.connect_timeout ({})",
+                    humantime::format_duration(cfg.connect_timeout)
+                )),
+            };
+            if let Some(error) = error {
+                tracing::warn!(
                     broker = %mask_url_password(cfg.url.expose_secret()),
-                    error = %e, retry_in_ms = delay.as_millis() as u64,
+                    error = %error, retry_in_ms = delay.as_millis() as u64,
                     "cannot connect to the broker"
-                ),
+                );
             }
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -197,7 +209,10 @@ impl AmqpPublisher {
                     self.inner.alarm.sync(status.blocked());
                 }
                 _ = recheck.tick(), if self.audit_mismatched() => {
-                    self.recheck_audit(&session.conn).await;
+                    let recheck = self.recheck_audit(&session.conn);
+                    if tokio::time::timeout(self.inner.config.connect_timeout, recheck).await.is_err() {
+                        tracing::warn!("the broker did not answer the audit queue's re-declare");
+                    }
                 }
             }
         }
