@@ -64,20 +64,20 @@ pub struct HttpConfig {
     pub register_rate_per_s: u32,
     pub register_burst: u32,
     /// Longest `?wait=` a request may be held for; longer asks are capped.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub max_wait: Duration,
     /// Requests held with `?wait=` at once; beyond it: 503 with Retry-After.
     pub max_waiters: usize,
     /// A connection's first request head must arrive within this, so a
     /// client trickling headers cannot hold a socket (slowloris).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub header_read_timeout: Duration,
     /// A request body must arrive whole within this (a declared length that
     /// never comes would otherwise hold the connection forever).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub body_read_timeout: Duration,
     /// A kept-alive connection with no request this long is closed.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub idle_timeout: Duration,
     /// Open connections at once; more are answered 503 and closed, so file
     /// descriptors cannot run out.
@@ -96,10 +96,10 @@ pub struct StoreConfig {
 pub struct ShutdownConfig {
     /// After the signal: keep answering (registrations and /readyz say 503)
     /// so load balancers stop sending traffic before the listener closes.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub grace: Duration,
     /// Then wait at most this long for in-flight polls and deliveries.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub deadline: Duration,
 }
 

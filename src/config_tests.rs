@@ -99,6 +99,36 @@ fn allowed_hosts_come_as_a_list_or_comma_separated() {
     });
 }
 
+/// Values past what the timers and the limiter hold fail the load, naming
+/// the key, instead of panicking later.
+#[test]
+fn absurd_durations_and_rates_are_refused() {
+    for (key, value, name) in [
+        (
+            "BRIDGE_POLLING__SAFETY_INTERVAL",
+            "1000d",
+            "polling.safety_interval",
+        ),
+        (
+            "BRIDGE_HTTP__HEADER_READ_TIMEOUT",
+            "100000000d",
+            "http.header_read_timeout",
+        ),
+        (
+            "BRIDGE_UPSTREAM__RATE_LIMIT_PER_S",
+            "2000000000",
+            "upstream.rate_limit_per_s",
+        ),
+    ] {
+        Jail::expect_with(|jail| {
+            jail.set_env(key, value);
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.starts_with(name), "{key}={value}: {err}");
+            Ok(())
+        });
+    }
+}
+
 #[test]
 fn validation_names_the_key() {
     Jail::expect_with(|jail| {

@@ -92,3 +92,28 @@ pub fn name_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, 
         .filter(|name| !name.is_empty())
         .collect())
 }
+
+/// Durations in the configuration: humantime text (`5s`, `15m`), at most
+/// [`duration::MAX`]. Timers hold a deadline at most about two years ahead
+/// (tokio-util's `DelayQueue` panics past it), and `Instant + d` overflows
+/// for a large enough `d`: a mistyped `1000000d` fails the load instead.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer, de::Error as _};
+
+    /// The longest duration a setting may hold: a year.
+    pub const MAX: Duration = Duration::from_secs(365 * 24 * 3600);
+
+    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        humantime_serde::serialize(value, s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let value: Duration = humantime_serde::deserialize(d)?;
+        match value <= MAX {
+            true => Ok(value),
+            false => Err(D::Error::custom("must be at most 365 days")),
+        }
+    }
+}

@@ -11,9 +11,9 @@ use crate::settings::ConfigError;
 pub struct ClusterConfig {
     /// Empty: generated at start, `<hostname>-<8 hex>`.
     pub instance_id: String,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub lease_ttl: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub renew_interval: Duration,
 }
 

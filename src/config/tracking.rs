@@ -13,6 +13,9 @@ impl Config {
         let web = matches!(url.scheme(), "http" | "https");
         require(web, "upstream.base_url", "must be an http or https URL")?;
         positive("upstream.rate_limit_per_s", up.rate_limit_per_s)?;
+        // The limiter's spacing is a whole number of nanoseconds per request.
+        let rate = up.rate_limit_per_s <= 1_000_000;
+        require(rate, "upstream.rate_limit_per_s", "must be at most 1000000")?;
         positive("upstream.daily_budget", up.daily_budget)?;
         nonzero_duration("upstream.timeout", up.timeout)?;
         self.validate_budget()?;

@@ -23,14 +23,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboxConfig {
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub poll_interval: Duration,
     pub batch_size: u32,
     pub concurrency: usize,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub claim_timeout: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub retry_initial: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub retry_max: Duration,
 }

@@ -356,7 +356,10 @@ impl Scheduler {
                 };
                 entry.key = match lane {
                     Lane::Signal if delay.is_zero() => None,
-                    Lane::Signal => Some((lane, self.signal.insert(state.id.clone(), delay))),
+                    Lane::Signal => {
+                        let delay = delay.min(super::slack::MAX_DELAY);
+                        Some((lane, self.signal.insert(state.id.clone(), delay)))
+                    }
                     Lane::Routine => {
                         let ceiling = self.deps.policy.ceiling(&state);
                         let at = coalesced(self.epoch, delay, ceiling);

@@ -20,9 +20,15 @@ const GRID: Duration = Duration::from_millis(50);
 /// kept as they are.
 const MIN_COALESCED: Duration = Duration::from_millis(500);
 
+/// The furthest a poll is put off. The timer wheels hold deadlines up to
+/// about two years from their start and panic past that; no policy, backoff
+/// or `Retry-After` needs more than this (a transfer is tracked for hours).
+pub(super) const MAX_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// When a routine poll `delay` from now is due: on the grid that starts
 /// at `epoch`, rounded up, or down where up could pass `ceiling`.
 pub(super) fn coalesced(epoch: Instant, delay: Duration, ceiling: Duration) -> Instant {
+    let delay = delay.min(MAX_DELAY);
     let due = Instant::now() + delay;
     if delay < MIN_COALESCED {
         return due;

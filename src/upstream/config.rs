@@ -12,7 +12,7 @@ pub struct UpstreamConfig {
     pub api_id: String,
     #[serde(serialize_with = "crate::settings::redact")]
     pub api_secret: SecretString,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub timeout: Duration,
     /// Spike limit: no 1-second window sees more requests than this.
     pub rate_limit_per_s: u32,
@@ -26,15 +26,15 @@ pub struct UpstreamConfig {
     pub budget_batch: u32,
     /// Routine polls may run ahead of an even spread of the remaining budget
     /// over the rest of the day by at most this much of it.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub pacing_window: Duration,
     /// First retry after credentials are refused (401/403); doubles.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub auth_probe_initial: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub auth_probe_max: Duration,
     /// Transfers due while the credentials have been refused for this long
     /// end FAILED ("auth refused") so integrators can fall back.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub auth_fail_after: Duration,
 }

@@ -25,6 +25,7 @@ pub struct AmqpConfig {
     /// from an offset, with retention instead of consumption.
     pub audit_queue_type: AuditQueueType,
     /// Retention by age: `x-max-age` on a stream, `x-message-ttl` otherwise.
+    /// Sent to the broker, never a timer here, so a stream may keep years.
     #[serde(with = "humantime_serde")]
     pub audit_max_age: Duration,
     /// Retention by size: `x-max-length-bytes`. Without a bound the queue
@@ -35,16 +36,16 @@ pub struct AmqpConfig {
     /// Return unroutable SIP instructions (and retry them) instead of letting
     /// the broker drop them; on when a PBX adapter consumes `transfer.pbx`.
     pub pbx_mandatory: bool,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub confirm_timeout: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub reconnect_initial: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub reconnect_max: Duration,
     /// How long one connection attempt (TCP, handshake, confirm channel,
     /// topology) may take: a broker that accepts the connection and then
     /// says nothing must not hold the reconnect loop forever.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub connect_timeout: Duration,
 }
 

@@ -51,7 +51,7 @@ pub struct WebhookConfig {
     #[serde(deserialize_with = "crate::settings::name_list")]
     pub allowed_hosts: Vec<String>,
     /// Whole-request timeout per attempt.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub timeout: Duration,
     /// When to retry failed attempts.
     pub retry: RetryPolicy,

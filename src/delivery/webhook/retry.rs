@@ -30,7 +30,7 @@ pub struct RetryPolicy {
     /// Random spread as a fraction of each delay (0.2 = ±20%), clamped to 0..=1.
     pub jitter: f64,
     /// Upper bound on a receiver's `Retry-After` hint.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::settings::duration")]
     pub max_retry_after: Duration,
 }
 
