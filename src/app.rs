@@ -193,6 +193,7 @@ impl App {
             metrics: crate::telemetry::metrics_handle(),
             draining,
             register_limit: Arc::new(RegisterLimiter::new(&self.config.http)),
+            returns_limit: Arc::new(RegisterLimiter::new(&self.config.http)),
             waiters: self.waiters.clone(),
         })
     }

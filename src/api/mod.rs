@@ -68,6 +68,9 @@ pub struct Handles {
     /// Fired at shutdown: registrations answer 503 from then on.
     pub draining: tokio_util::sync::CancellationToken,
     pub register_limit: Arc<RegisterLimiter>,
+    /// The same limit, a bucket of its own, for `POST /v1/sip/returns`: each
+    /// new return is a transfer too (a row, its actions, its publishes).
+    pub returns_limit: Arc<RegisterLimiter>,
     /// Requests held with `?wait=`; the state change that ends TRACKING
     /// wakes them.
     pub waiters: Arc<crate::transfer::Waiters>,

@@ -136,13 +136,18 @@ struct ReturnBody {
         (status = 401, description = "Missing or wrong bearer token", body = ErrorEnvelope),
         (status = 415, description = "Unsupported content type", body = ErrorEnvelope),
         (status = 422, description = "Malformed URI or message (the reason says where)", body = ErrorEnvelope),
+        (status = 429, description = "Over this token's rate (http.register_rate_per_s, a bucket of its own); Retry-After", body = ErrorEnvelope),
         (status = 503, description = "Storage unavailable (disk full or failing); retry after Retry-After", body = ErrorEnvelope),
     ), security(("bearer" = [])))]
 pub async fn returns(
     State(app): State<AppState>,
+    token: Option<axum::Extension<super::limit::TokenId>>,
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
+    app.returns_limit
+        .check(token.map(|t| t.0))
+        .map_err(ApiError::TooMany)?;
     let (text, is_message) = read_input(&headers, &body)?;
     let input = if is_message {
         ReturnInput::Message(&text)

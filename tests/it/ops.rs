@@ -70,6 +70,24 @@ async fn registration_is_rate_limited_per_token() {
     );
     // Another token has its own bucket.
     assert_eq!(post("tok-b").await.status(), 201);
+
+    // Headers-only returns are transfers too: limited alike, in a bucket of
+    // their own (tok-a's registrations above spent none of it).
+    let ret = |n: u32| {
+        let app = &app;
+        async move {
+            let uri = format!(
+                "sip:ivr@pbx.example.com?X-GA-extConId=rl-{n}-{}&X-GA-transfer=SYSTEM",
+                unique("c")
+            );
+            let url = format!("{}/v1/sip/returns", app.base);
+            let request = app.http.post(url).bearer_auth("tok-a");
+            request.json(&json!({"referTo": uri})).send().await.unwrap()
+        }
+    };
+    assert_eq!(ret(1).await.status(), 201);
+    assert_eq!(ret(2).await.status(), 201);
+    assert_eq!(ret(3).await.status(), 429);
 }
 
 #[tokio::test]
