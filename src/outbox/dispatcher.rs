@@ -169,7 +169,7 @@ impl Dispatcher {
         };
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let refill = (self.config.concurrency / 2).max(1);
-        let start = |items: Vec<Claimed>| self.start(items, &permits, inflight, &confirmed);
+        let start = |items: Vec<Claimed>| self.start(items, &permits, inflight, &confirmed, cancel);
         let mut backlog = Backlog::Maybe;
         let tick = tokio::time::sleep(self.config.poll_interval);
         tokio::pin!(tick);
@@ -213,9 +213,16 @@ impl Dispatcher {
         permits: &Arc<Semaphore>,
         inflight: &TaskTracker,
         confirmed: &mpsc::UnboundedSender<Confirmed<DeliveryReport>>,
+        cancel: &CancellationToken,
     ) {
         for item in items {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
+            // A stop is not held up waiting for room: what is not started
+            // stays claimed and is taken again when its claim expires.
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => permit,
+                _ = cancel.cancelled() => break,
+            };
+            let Ok(permit) = permit else {
                 break;
             };
             let (this, confirmed) = (self.clone(), confirmed.clone());
