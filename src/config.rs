@@ -336,24 +336,10 @@ mod secret_list {
     use super::*;
     use serde::Deserializer;
 
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-
+    /// Read as `settings::name_list` reads a list, each token then secret.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
-        let raw = match OneOrMany::deserialize(d)? {
-            OneOrMany::One(s) => s.split(',').map(str::to_owned).collect(),
-            OneOrMany::Many(v) => v,
-        };
-        Ok(raw
-            .into_iter()
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty())
-            .map(SecretString::from)
-            .collect())
+        let tokens = crate::settings::name_list(d)?;
+        Ok(tokens.into_iter().map(SecretString::from).collect())
     }
 
     pub fn serialize<S: Serializer>(v: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
