@@ -24,6 +24,17 @@ pub enum Outcome {
     Failed { error: String },
 }
 
+impl Outcome {
+    /// Its name as a metrics label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retry { .. } => "retry",
+            Self::Failed { .. } => "failed",
+        }
+    }
+}
+
 /// Every sink the dispatcher can deliver to.
 #[derive(Clone)]
 pub struct Sinks {

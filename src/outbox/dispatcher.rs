@@ -187,7 +187,7 @@ impl Dispatcher {
                 _ = cancel.cancelled() => break,
                 Some(batch) = fresh.recv() => {
                     match batch.at.elapsed() < self.config.claim_timeout / 2 {
-                        true => start(batch.claimed).await,
+                        true => start(self.held_back_while_blocked(batch.claimed).await).await,
                         // Its claim is close to lapsing: the poll takes it then.
                         false => tracing::warn!(actions = batch.claimed.len(), "a handed-over batch waited past half its claim; leaving it to the claim's expiry"),
                     }
@@ -203,6 +203,28 @@ impl Dispatcher {
                 _ = self.sinks.amqp.unblocked(), if self.sinks.amqp.blocked().is_some() => backlog = Backlog::Maybe,
             }
         }
+    }
+
+    /// A handed-over batch without its broker actions while a resource
+    /// alarm blocks publishing: each would wait out the alarm holding a
+    /// permit, and enough of them stall every delivery, webhooks included.
+    /// Their claims go back (`repo::release_unused`), and the claim loop
+    /// takes them once the broker is open, as it takes any other.
+    async fn held_back_while_blocked(&self, items: Vec<Claimed>) -> Vec<Claimed> {
+        if self.sinks.amqp.blocked().is_none() {
+            return items;
+        }
+        let (held, go): (Vec<_>, Vec<_>) = items
+            .into_iter()
+            .partition(|item| matches!(item.action.target, Target::Amqp(_)));
+        let ids: Vec<String> = held.into_iter().map(|item| item.action.id).collect();
+        if !ids.is_empty()
+            && let Err(e) = repo::release_unused(&self.store, &self.instance, &ids).await
+        {
+            // Still claimed: taken again once the claim lapses.
+            tracing::warn!(error = %e, "cannot give back broker actions held by an alarm");
+        }
+        go
     }
 
     /// Deliver each of `items` as its own task, one permit each (waiting for
@@ -259,7 +281,7 @@ impl Dispatcher {
     ) {
         let Claimed { action, attempts } = item;
         let outcome = self.sinks.deliver(&action).await;
-        metrics::counter!("bridge_deliveries_total", "kind" => action.kind.to_string(), "outcome" => outcome_label(&outcome)).increment(1);
+        metrics::counter!("bridge_deliveries_total", "kind" => action.kind.to_string(), "outcome" => outcome.label()).increment(1);
         let report = DeliveryReport {
             action_id: action.id.clone(),
             transfer_id: action.transfer_id.to_string(),
@@ -360,14 +382,6 @@ impl Dispatcher {
         let mut failure = Action::new(&action.transfer_id, &name, ActionKind::Audit, target);
         failure.body = serde_json::to_string(&event).expect("events serialize");
         failure
-    }
-}
-
-fn outcome_label(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Delivered => "delivered",
-        Outcome::Retry { .. } => "retry",
-        Outcome::Failed { .. } => "failed",
     }
 }
 

@@ -275,6 +275,39 @@ pub async fn release_claims(store: &Store, instance: &str) -> Result<u64, StoreE
     Ok(done.rows_affected())
 }
 
+/// Give back this instance's claims of `ids`, unused: due again at once for
+/// whoever claims next, and the attempt their claim counted taken back (no
+/// attempt was made). For broker actions handed over while a resource alarm
+/// blocks publishing (see `Dispatcher::held_back_while_blocked`).
+pub async fn release_unused(
+    store: &Store,
+    instance: &str,
+    ids: &[String],
+) -> Result<u64, StoreError> {
+    let sql = match store.backend() {
+        Backend::Sqlite => {
+            "UPDATE actions SET claimed_until = NULL, claimed_by = NULL, \
+             attempts = MAX(attempts - 1, 0) \
+             WHERE id IN (SELECT value FROM json_each($1)) AND claimed_by = $2"
+        }
+        Backend::Postgres => {
+            "UPDATE actions SET claimed_until = NULL, claimed_by = NULL, \
+             attempts = GREATEST(attempts - 1, 0) \
+             WHERE id = ANY(ARRAY(SELECT json_array_elements_text($1::json))) AND claimed_by = $2"
+        }
+    };
+    let mut released = 0;
+    for array in json_arrays(store.backend(), ids) {
+        let done = sqlx::query(sql)
+            .bind(array)
+            .bind(instance)
+            .execute(store.pool())
+            .await?;
+        released += done.rows_affected();
+    }
+    Ok(released)
+}
+
 /// Make every action of a transfer due again, same ids and bodies.
 pub async fn redeliver(store: &Store, transfer: &TransferId) -> Result<u64, StoreError> {
     let sql = match store.backend() {

@@ -132,6 +132,57 @@ fn sqlite_batches_keep_their_blobs_medium_sized_and_name_each_text() {
     assert_eq!(seen, actions.len());
 }
 
+/// Claims handed over at commit and given back unused are due again at
+/// once, their counted attempt taken back; another instance's claim of the
+/// same id is left alone.
+#[tokio::test]
+async fn claims_given_back_unused_are_due_again_uncounted() {
+    for db in testdb::each().await {
+        let backend = db.backend();
+        let new = testdb::plain("t1");
+        let target = agent_target("agent.x".into(), None);
+        let action = Action::new(&new.id, "agent", ActionKind::Route("agent".into()), target);
+        let claim = Claim {
+            by: "i1".into(),
+            until_ms: now_ms() + 60_000,
+        };
+        let mut tx = db.store.begin().await.unwrap();
+        register(&mut tx, backend, &new, "i1").await.unwrap();
+        enqueue(
+            &mut tx,
+            backend,
+            std::slice::from_ref(&action),
+            Some(&claim),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert!(
+            claim_due(&db.store, "i1", 60_000, 10, true)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let ids = [action.id.clone()];
+        assert_eq!(
+            release_unused(&db.store, "i2", &ids).await.unwrap(),
+            0,
+            "{backend:?}"
+        );
+        assert_eq!(
+            release_unused(&db.store, "i1", &ids).await.unwrap(),
+            1,
+            "{backend:?}"
+        );
+        let claimed = claim_due(&db.store, "i1", 60_000, 10, true).await.unwrap();
+        assert_eq!(claimed.len(), 1, "{backend:?}");
+        assert_eq!(
+            claimed[0].attempts, 1,
+            "{backend:?}: the first attempt, counted once"
+        );
+    }
+}
+
 /// An agent route's target with `routing_key` and `correlation_id`.
 fn agent_target(routing_key: String, correlation_id: Option<String>) -> Target {
     Target::Amqp(AmqpTarget {

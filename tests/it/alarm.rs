@@ -45,6 +45,28 @@ async fn memory_alarm_shows_on_readyz_and_loses_nothing() {
     );
     assert!(metric_line(&app, "bridge_amqp_blocked 1").await);
 
+    // Once the bridge knows of the alarm, the actions handed over at commit
+    // give their claims back unused (no attempt counted) instead of each
+    // holding a delivery slot, so webhooks and a stop are not stuck behind
+    // them.
+    let late = unique("alarmlate");
+    app.script(
+        &late,
+        json!({"timeline": [{"status": "COMPLETED"}],
+            "outputContext": {"transferType": "CALLER_DISCONNECT"}}),
+    );
+    app.register_id(&late).await;
+    let view = loop {
+        let view = app.view(&late).await;
+        if view["state"] == "COMPLETED" && view["actions"].as_array().unwrap().len() == 2 {
+            break view;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for action in view["actions"].as_array().unwrap() {
+        assert_eq!(action["attempts"], 0, "held a slot: {view}");
+    }
+
     // Publishes wait: nothing gets through, nothing is retried in a loop.
     assert!(
         agent.next_within(Duration::from_secs(2)).await.is_none(),
