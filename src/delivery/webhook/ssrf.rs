@@ -287,7 +287,10 @@ async fn resolve_vetted(
             host: host.to_owned(),
         });
     }
-    for addr in addrs.iter().filter(|_| !policy.trusts(host)) {
+    if policy.trusts(host) {
+        return Ok(addrs);
+    }
+    for addr in &addrs {
         if let Some(reason) = policy.refusal(addr.ip()) {
             return Err(SsrfError::ResolvedForbidden {
                 host: host.to_owned(),
