@@ -288,35 +288,39 @@ fn describe(error: figment::Error) -> ConfigError {
 /// instead of stopping the bridge as an unknown key. `BRIDGE_AMQP_URL` and
 /// any key in a known section are still checked.
 fn with_env(figment: Figment) -> Figment {
-    use figment::value::Value;
-    let foreign: Vec<String> = Env::prefixed("BRIDGE_")
-        .split("__")
-        .iter()
-        .map(|(key, _)| key.to_string())
-        .filter(|key| foreign_key(&figment, key))
-        .collect();
-    for key in &foreign {
-        let name = key.replace('.', "__").to_ascii_uppercase();
-        let section = key.split('.').next().unwrap_or_default();
-        eprintln!("warning: ignoring BRIDGE_{name}: the configuration has no section {section:?}");
+    let env = Env::prefixed("BRIDGE_").split("__");
+    let (mut foreign, mut texts) = (Vec::new(), Vec::new());
+    for (key, raw) in env.iter() {
+        let key = key.as_str();
+        if foreign_key(&figment, key) {
+            let name = key.replace('.', "__").to_ascii_uppercase();
+            let section = key.split('.').next().unwrap_or_default();
+            eprintln!(
+                "warning: ignoring BRIDGE_{name}: the configuration has no section {section:?}"
+            );
+            foreign.push(key.to_string());
+        } else if keeps_text(&figment, key, &raw) {
+            texts.push((key.to_string(), raw));
+        }
     }
-    let env = Env::prefixed("BRIDGE_")
-        .split("__")
-        .filter(move |key| !foreign.contains(&key.as_str().to_ascii_lowercase()));
-    let texts: Vec<(String, String)> = env
-        .iter()
-        .filter(|(key, raw)| {
-            let scalar = matches!(raw.parse(), Ok(Value::Num(..) | Value::Bool(..)));
-            let text = figment.find_value(key.as_str());
-            scalar && matches!(text, Ok(Value::String(..) | Value::Array(..)))
-        })
-        .map(|(key, raw)| (key.to_string(), raw))
-        .collect();
+    let env = env.filter(move |key| !foreign.contains(&key.as_str().to_ascii_lowercase()));
     let mut figment = figment.merge(env);
     for (key, raw) in texts {
         figment = figment.merge(figment::providers::Serialized::default(&key, raw));
     }
     figment
+}
+
+/// Whether the variable of `key` keeps its text `raw`: it reads as a number
+/// or a bool, and the key's value so far is text or a list.
+fn keeps_text(figment: &Figment, key: &str, raw: &str) -> bool {
+    use figment::value::Value;
+    let scalar = matches!(raw.parse(), Ok(Value::Num(..) | Value::Bool(..)));
+    scalar
+        && matches!(
+            figment.find_value(key),
+            Ok(Value::String(..) | Value::Array(..))
+        )
 }
 
 /// Whether the `BRIDGE_` variable of `key` (`upstream.api_id`) is another
