@@ -1,6 +1,17 @@
 use super::*;
 use figment::Jail;
 
+/// The load's error with one `BRIDGE_*` variable set (and no file).
+fn load_error(key: &str, value: &str) -> String {
+    let mut error = String::new();
+    Jail::expect_with(|jail| {
+        jail.set_env(key, value);
+        error = Config::load(None).unwrap_err().to_string();
+        Ok(())
+    });
+    error
+}
+
 #[test]
 fn defaults_are_valid() {
     let config = Config::from_figment(Figment::from(Toml::string(DEFAULTS_TOML))).unwrap();
@@ -77,12 +88,8 @@ fn variables_of_no_section_are_left_out() {
         ("BRIDGE_AMQP_URL", "amqp_url"),
         ("BRIDGE_HTTP__BIDN", "bidn"),
     ] {
-        Jail::expect_with(|jail| {
-            jail.set_env(typo, "x");
-            let err = Config::load(None).unwrap_err().to_string();
-            assert!(err.contains(key), "{typo}: {err}");
-            Ok(())
-        });
+        let err = load_error(typo, "x");
+        assert!(err.contains(key), "{typo}: {err}");
     }
 }
 
@@ -120,23 +127,15 @@ fn absurd_durations_and_rates_are_refused() {
             "upstream.rate_limit_per_s",
         ),
     ] {
-        Jail::expect_with(|jail| {
-            jail.set_env(key, value);
-            let err = Config::load(None).unwrap_err().to_string();
-            assert!(err.starts_with(name), "{key}={value}: {err}");
-            Ok(())
-        });
+        let err = load_error(key, value);
+        assert!(err.starts_with(name), "{key}={value}: {err}");
     }
 }
 
 #[test]
 fn validation_names_the_key() {
-    Jail::expect_with(|jail| {
-        jail.set_env("BRIDGE_UPSTREAM__RATE_LIMIT_PER_S", "0");
-        let err = Config::load(None).unwrap_err().to_string();
-        assert_eq!(err, "upstream.rate_limit_per_s: must be greater than 0");
-        Ok(())
-    });
+    let err = load_error("BRIDGE_UPSTREAM__RATE_LIMIT_PER_S", "0");
+    assert_eq!(err, "upstream.rate_limit_per_s: must be greater than 0");
 }
 
 #[test]
@@ -150,14 +149,10 @@ fn amqp_url_is_parsed_like_the_client_parses_it() {
         ("amqp://h:5672/%2f?heartbeat=soon", "invalid digit"),
         ("amqps", "relative URL"),
     ] {
-        Jail::expect_with(|jail| {
-            jail.set_env("BRIDGE_AMQP__URL", bad);
-            let err = Config::load(None).unwrap_err().to_string();
-            assert!(err.starts_with("amqp.url: "), "{bad}: {err}");
-            assert!(err.contains(why), "{bad}: {err}");
-            assert!(!err.contains("u:p"), "the reason repeats the URL: {err}");
-            Ok(())
-        });
+        let err = load_error("BRIDGE_AMQP__URL", bad);
+        assert!(err.starts_with("amqp.url: "), "{bad}: {err}");
+        assert!(err.contains(why), "{bad}: {err}");
+        assert!(!err.contains("u:p"), "the reason repeats the URL: {err}");
     }
 }
 
@@ -185,11 +180,7 @@ fn http_timeouts_and_connection_cap_are_checked() {
             "http.max_connections: must be between 1 and 1000000",
         ),
     ] {
-        Jail::expect_with(|jail| {
-            jail.set_env(format!("BRIDGE_HTTP__{key}"), value);
-            let err = Config::load(None).unwrap_err().to_string();
-            assert_eq!(err, message);
-            Ok(())
-        });
+        let err = load_error(&format!("BRIDGE_HTTP__{key}"), value);
+        assert_eq!(err, message);
     }
 }
