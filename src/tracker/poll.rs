@@ -150,13 +150,16 @@ async fn on_resource(
 }
 
 /// After a signal, re-poll at doubling intervals (in case the upstream lags
-/// the PBX) for `returned_window`; otherwise whatever the policy says,
-/// jittered, but never past the policy's ceiling (`max_interval` for a
-/// transfer whose signals are not trusted).
+/// the PBX) for `returned_window`, though never sooner than the next signal
+/// could pull a poll (so a PBX that keeps signalling does not restart the
+/// quick re-polls each time); otherwise whatever the policy says, jittered,
+/// but never past the policy's ceiling (`max_interval` for a transfer whose
+/// signals are not trusted).
 fn next_delay(deps: &PollDeps, st: &TrackState) -> Duration {
     if let Some(at) = st.signalled_at {
+        let (interval, max) = (deps.config.returned_interval, deps.config.max_interval);
         let since = at.elapsed();
-        let delay = since.max(deps.config.returned_interval);
+        let delay = since.max(interval).max(st.pull_gap(interval, max));
         if deps.waiters.is_held(&st.id) {
             return delay.min(HELD_REPOLL);
         }

@@ -239,25 +239,35 @@ impl Scheduler {
     }
 
     /// The transfer's polls so far, `None` when it is not tracked here.
-    /// `known` goes with the poll, unless one is in flight already.
+    /// `known` goes with the poll, unless one is in flight already. The
+    /// signal pulls the next poll forward, at once for the first signal,
+    /// later ones no sooner than [`TrackState::next_pull`] allows.
     fn poll_now(&mut self, id: &TransferId, known: Option<Arc<Transfer>>) -> Option<u32> {
         let entry = self.entries.get_mut(id)?;
         let polls = entry.polls;
-        let waiting = entry.key.is_some() || entry.now;
-        let (Some(state), true) = (&mut entry.state, waiting) else {
-            // In flight: poll again right after.
-            entry.again = true;
+        let (Some(state), Some((lane, key))) = (&mut entry.state, entry.key) else {
+            // In flight: poll again once it is back. (Or due at once already.)
+            entry.again |= entry.state.is_none();
             return Some(polls);
         };
-        state.signalled_at = Some(Instant::now());
         state.known = known;
-        // Jump the queue: due now, in the signal lane (unless it already is).
-        match entry.key.take() {
-            Some((Lane::Signal, key)) => drop(self.signal.remove(&key)),
-            Some((Lane::Routine, key)) => drop(self.routine.remove(&key)),
-            None => return Some(polls),
+        let now = Instant::now();
+        let cfg = &self.deps.config;
+        let at = state.next_pull(now, cfg.returned_interval, cfg.max_interval);
+        let wheel = match lane {
+            Lane::Signal => &mut self.signal,
+            Lane::Routine => &mut self.routine,
+        };
+        if at > now && wheel.deadline(&key) <= at {
+            return Some(polls); // a poll comes by then anyway
         }
-        self.due_now(id.clone());
+        state.pull(at);
+        drop(wheel.remove(&key));
+        // Jump the queue: due now (or at `at`), in the signal lane.
+        entry.key = (at > now).then(|| (Lane::Signal, self.signal.insert_at(id.clone(), at)));
+        if entry.key.is_none() {
+            self.due_now(id.clone());
+        }
         Some(polls)
     }
 
@@ -306,6 +316,9 @@ impl Scheduler {
             entry.state = Some(state);
             return;
         }
+        if !fail {
+            state.last_sent = Some(Instant::now());
+        }
         self.probing |= probe;
         self.busy[lane as usize] += 1;
         self.pending[lane as usize] += 1;
@@ -344,11 +357,9 @@ impl Scheduler {
                 self.by_phase.moved(was, None);
             }
             Step::Again(delay) => {
-                let delay = if std::mem::take(&mut entry.again) {
-                    state.signalled_at = Some(Instant::now());
-                    Duration::ZERO
-                } else {
-                    delay
+                let delay = match std::mem::take(&mut entry.again) {
+                    true => pulled(&self.deps.config, &mut state, delay),
+                    false => delay,
                 };
                 let lane = match super::poll::signalled(&self.deps, &state) {
                     true => Lane::Signal,
@@ -383,4 +394,13 @@ impl Scheduler {
             Lane::Routine => &mut self.routine,
         }
     }
+}
+
+/// A signal came while a poll was in flight: the next poll is due after
+/// `delay` or when the signal may pull it, whichever is sooner.
+fn pulled(cfg: &super::config::PollingConfig, state: &mut TrackState, delay: Duration) -> Duration {
+    let now = Instant::now();
+    let at = state.next_pull(now, cfg.returned_interval, cfg.max_interval);
+    state.pull(at);
+    delay.min(at - now)
 }

@@ -80,9 +80,14 @@ pub struct TrackState {
     pub polls: u32,
     /// Consecutive failed polls, for backoff.
     pub failures: u32,
-    /// The last time the PBX said the call came back. Within
+    /// When the last returned-call signal pulled a poll forward (or will:
+    /// a pull put off by [`TrackState::next_pull`] is in the future). Within
     /// `polling.returned_window` of it, polls go first and re-poll quickly.
     pub signalled_at: Option<Instant>,
+    /// Polls pulled forward by signals so far: their spacing grows with it.
+    pub pulls: u8,
+    /// When the last GET of it was sent.
+    pub last_sent: Option<Instant>,
     /// Who registered it: signal trust is learned per integration.
     pub integration: IntegrationId,
     /// The registration's `returnSignal`, overriding the learned trust.
@@ -104,6 +109,8 @@ impl TrackState {
             polls: 0,
             failures: 0,
             signalled_at: None,
+            pulls: 0,
+            last_sent: None,
             integration: IntegrationId::SHARED,
             return_signal: None,
             known: None,
@@ -143,6 +150,39 @@ impl TrackState {
     pub fn age(&self) -> std::time::Duration {
         let age = OffsetDateTime::now_utc() - self.registered_at;
         age.try_into().unwrap_or_default()
+    }
+
+    /// How long after the last GET a signal may pull the next poll forward:
+    /// the first at once, the second and third `interval` later, then
+    /// doubling up to `max`. A PBX that signals a call once or twice never
+    /// waits, while one looping on `/returned` for a call the upstream still
+    /// shows ONGOING spends a GET per `max` once the gap has grown, not one
+    /// per signal, from the daily budget.
+    pub fn pull_gap(&self, interval: Duration, max: Duration) -> Duration {
+        match self.pulls {
+            0 => Duration::ZERO,
+            n => {
+                let doublings = u32::from(n.saturating_sub(2)).min(20);
+                interval
+                    .saturating_mul(1 << doublings)
+                    .min(max.max(interval))
+            }
+        }
+    }
+
+    /// When a signal arriving `now` may pull a poll: at once for the first,
+    /// and whenever no GET was sent within the gap.
+    pub fn next_pull(&self, now: Instant, interval: Duration, max: Duration) -> Instant {
+        match self.last_sent {
+            Some(sent) if self.pulls > 0 => (sent + self.pull_gap(interval, max)).max(now),
+            _ => now,
+        }
+    }
+
+    /// A signal pulls a poll forward to `at`.
+    pub fn pull(&mut self, at: Instant) {
+        self.signalled_at = Some(at);
+        self.pulls = self.pulls.saturating_add(1);
     }
 
     /// Within `window` of a returned-call signal.
@@ -194,5 +234,41 @@ mod tests {
         assert!(state.expires_at.is_some());
         let age = state.ongoing_since.unwrap().elapsed().as_secs();
         assert!((89..=91).contains(&age), "{age}");
+    }
+
+    #[test]
+    fn signals_pull_at_once_then_at_a_growing_gap_up_to_the_cap() {
+        let (interval, max) = (Duration::from_millis(250), Duration::from_secs(30));
+        let mut state = TrackState::new(TransferId::parse("t").unwrap(), OffsetDateTime::now_utc());
+        let now = Instant::now();
+        assert_eq!(
+            state.next_pull(now, interval, max),
+            now,
+            "the first at once"
+        );
+        let mut gaps = Vec::new();
+        for _ in 0..12 {
+            let at = state.next_pull(now, interval, max);
+            state.pull(at);
+            gaps.push(state.pull_gap(interval, max).as_millis());
+        }
+        let expected = [
+            250, 250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000,
+        ];
+        assert_eq!(gaps, expected);
+        state.pulls = u8::MAX;
+        assert_eq!(state.pull_gap(interval, max), max, "no overflow");
+        // Once a signal has pulled, the next waits out the gap from the last GET.
+        let mut state = TrackState::new(TransferId::parse("t").unwrap(), OffsetDateTime::now_utc());
+        state.last_sent = Some(now);
+        assert_eq!(
+            state.next_pull(now, interval, max),
+            now,
+            "the first at once"
+        );
+        state.pull(now);
+        assert_eq!(state.next_pull(now, interval, max), now + interval);
+        let later = now + Duration::from_secs(1);
+        assert_eq!(state.next_pull(later, interval, max), later);
     }
 }

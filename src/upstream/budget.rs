@@ -162,8 +162,25 @@ impl Budget {
     /// As [`Budget::acquire`], but when a 429's pause or the day's cap holds
     /// every request back past `deadline`, give up at once with the instant
     /// it lifts: for a request someone waits on (a create), who should hear
-    /// "later" rather than hang until midnight.
+    /// "later" rather than hang until midnight. A store too slow to count
+    /// the request by `deadline` (a stalled PostgreSQL) gives up then, with
+    /// `LEDGER_RETRY` as the hint. (A reservation given up in flight may
+    /// still count against the day: at most one batch, as after a crash.)
     pub async fn acquire_by(
+        &self,
+        priority: Priority,
+        deadline: Option<Instant>,
+    ) -> Result<(), Instant> {
+        let Some(by) = deadline else {
+            return self.wait_turn(priority, None).await;
+        };
+        match tokio::time::timeout_at(by, self.wait_turn(priority, deadline)).await {
+            Ok(turn) => turn,
+            Err(_) => Err(Instant::now() + LEDGER_RETRY),
+        }
+    }
+
+    async fn wait_turn(
         &self,
         priority: Priority,
         deadline: Option<Instant>,

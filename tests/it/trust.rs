@@ -193,3 +193,39 @@ async fn a_registration_decides_whether_its_return_is_signalled() {
     assert_eq!(r.status(), 404, "AGENT: no instruction");
     assert_eq!(app.sim.gets(&promised), 1);
 }
+
+/// A PBX looping on `/returned` for a call the upstream still shows
+/// ONGOING, with the default polling settings: the first signal gets its
+/// GET at once, then the quick re-polls of a lagging upstream go on as for
+/// one signal; the other 40 signals of those 2 s add none.
+#[tokio::test]
+async fn a_pbx_looping_on_returned_costs_a_few_gets_not_one_per_signal() {
+    let app = spawn_app_with(|c| {
+        c.polling = Config::from_figment(Config::embedded()).unwrap().polling;
+    })
+    .await;
+    let id = unique("looper");
+    app.script(&id, json!({"timeline": [{"status": "ONGOING"}]}));
+    app.register_id(&id).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = app.sim.gets(&id);
+    let url = format!("{}/v1/transfers/{id}/returned", app.base);
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(status(app.http.post(&url).send().await.unwrap()), 202);
+    let first = Instant::now();
+    while app.sim.gets(&id) == before {
+        assert!(
+            first.elapsed() < Duration::from_millis(500),
+            "no GET at once"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(status(app.http.post(&url).send().await.unwrap()), 202);
+    }
+    // At once, then 250 ms, 500 ms, 1 s and 2 s after the first signal.
+    let spent = app.sim.gets(&id) - before;
+    assert!((2..=6).contains(&spent), "{spent} GETs for 41 signals");
+    assert_eq!(app.view(&id).await["state"], "TRACKING");
+}

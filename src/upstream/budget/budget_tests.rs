@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use time::macros::datetime;
 
 use super::*;
@@ -329,4 +330,32 @@ async fn what_others_reserved_counts_as_spent() {
         "the 11th waits for the reset"
     );
     assert_eq!(budget.snapshot().used_today, 1, "a new day");
+}
+
+/// A ledger whose store never answers (a stalled PostgreSQL).
+struct Stalled;
+
+impl Ledger for Stalled {
+    fn reserve(&self, _: time::Date, _: u32, _: u32) -> BoxFuture<'_, anyhow::Result<Grant>> {
+        Box::pin(std::future::pending())
+    }
+    fn release(&self, _: time::Date, _: u32) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(std::future::pending())
+    }
+    fn spent(&self, _: time::Date) -> BoxFuture<'_, anyhow::Result<u32>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_ledger_gives_a_request_with_a_deadline_up_at_its_deadline() {
+    let budget = Budget::new(&config(50, 10_000, 100)).with_ledger(Arc::new(Stalled));
+    let start = Instant::now();
+    let by = start + Duration::from_secs(2);
+    let until = budget
+        .acquire_by(Priority::Signal, Some(by))
+        .await
+        .unwrap_err();
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    assert_eq!(until, by + LEDGER_RETRY);
 }
