@@ -32,6 +32,8 @@ struct Background {
     broker: JoinHandle<()>,
     /// The cluster's lease (renewal and adoption).
     lease: JoinHandle<()>,
+    /// The lease outlives the drain: given up after the last poll and delivery.
+    lease_stop: CancellationToken,
     /// Fired when this instance lost its lease: it stops at once.
     fenced: CancellationToken,
 }
@@ -147,10 +149,11 @@ impl App {
         let cluster = self.join(tracker.clone()).await?;
         let fenced = CancellationToken::new();
         let url = self.config.store.url.expose_secret().to_owned();
+        let lease_stop = CancellationToken::new();
         let lease = tokio::spawn(cluster.clone().run(
             self.waiters.clone(),
             url,
-            work_stop.clone(),
+            [work_stop.clone(), lease_stop.clone()],
             fenced.clone(),
         ));
         tasks.spawn(self.dispatcher.clone().run(work_stop.clone(), drain));
@@ -171,6 +174,7 @@ impl App {
             broker_stop,
             broker,
             lease,
+            lease_stop,
             fenced,
         };
         Ok((background, tracker, cluster))
@@ -227,6 +231,7 @@ impl App {
         background.tasks.close();
         background.tasks.wait().await;
         // The lease is given up only after the last poll and delivery.
+        background.lease_stop.cancel();
         let _ = background.lease.await;
         self.upstream.budget().release_unused().await;
         background.broker_stop.cancel();

@@ -13,6 +13,7 @@ use super::register::{RegisterRequest, register};
 use super::view::{ListResponse, TransferView};
 use super::wait::{self, WaitQuery};
 use crate::lifecycle::{Finish, Finished};
+use crate::tracker::Signal;
 use crate::transfer::{BridgeState, TransferId};
 use crate::upstream::ErrorEnvelope;
 
@@ -222,7 +223,11 @@ async fn signal(app: &AppState, id: &TransferId) -> Result<TransferView, ApiErro
     if found.transfer.state.is_terminal() {
         return Ok(app.view_of(found).await);
     }
-    let Some(signalled) = app.cluster.poll_now(&found.transfer).await else {
+    let Some(signalled) = app
+        .cluster
+        .poll_now(&found.transfer, Signal::Returned)
+        .await
+    else {
         return Err(ApiError::Unavailable("the tracker is not running".into()));
     };
     Ok(AppState::view_with(found, signalled.polls()))

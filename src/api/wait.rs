@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::{AppState, Found};
+use crate::tracker::Signal;
 use crate::transfer::{Transfer, TransferId};
 
 /// Digits allowed before and after the point: a day is 5 digits, so
@@ -147,7 +148,12 @@ async fn settled(
         return Ok(Settled::Read(Box::new(found)));
     }
     let transfer = found.transfer;
-    if app.cluster.poll_now(&transfer).await.is_none() {
+    if app
+        .cluster
+        .poll_now(&transfer, Signal::Returned)
+        .await
+        .is_none()
+    {
         // The tracker lets go of a transfer once it ended it: read again.
         let found = app.find_full(id).await?;
         return match found.transfer.state.is_terminal() {
@@ -189,7 +195,7 @@ async fn hold(
             _ = &mut deadline => return "timeout",
             _ = app.draining.cancelled() => return "shutdown",
             _ = nudge.tick(), if remote => {
-                app.cluster.poll_now(transfer).await;
+                app.cluster.poll_now(transfer, Signal::Held).await;
             }
         }
     }

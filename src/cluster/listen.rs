@@ -8,7 +8,8 @@ use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{Cluster, RELISTEN};
-use crate::store::{CHANGED, SIGNAL};
+use crate::store::{CHANGED, SIGNAL, parse_signal};
+use crate::tracker::Signal;
 use crate::transfer::{TransferId, Waiters};
 
 pub struct Listener {
@@ -63,14 +64,15 @@ impl Listener {
     }
 
     async fn signal(&self, payload: &str) {
-        let Some((owner, id)) = payload.split_once(' ') else {
+        let Some((owner, id, held)) = parse_signal(payload) else {
             return;
         };
-        if owner != self.cluster.instance() {
-            return;
-        }
-        if let Ok(id) = TransferId::parse(id) {
-            self.cluster.signalled(id).await;
+        if owner == self.cluster.instance() {
+            let signal = match held {
+                true => Signal::Held,
+                false => Signal::Returned,
+            };
+            self.cluster.signalled(id, signal).await;
         }
     }
 }

@@ -29,7 +29,7 @@ pub use ledger::{StoreDurationLog, StoreLedger};
 
 use crate::lifecycle::{AdoptFrom, Lifecycle};
 use crate::store::{Adopted, Backend, Renewal, Store, StoreError};
-use crate::tracker::{TrackState, Tracker};
+use crate::tracker::{Signal, TrackState, Tracker};
 use crate::transfer::{Transfer, Waiters};
 
 /// Transfers adopted per transaction.
@@ -65,6 +65,9 @@ struct Inner {
     lifecycle: Lifecycle,
     tracker: Tracker,
     config: ClusterConfig,
+    /// This run's start time, to the nanosecond: with the instance id, whose
+    /// lease it is (a later run with the same id takes it over).
+    started: String,
     /// Called with the number of live instances after each renewal (the
     /// upstream spike limit is shared among them).
     on_live: Box<dyn Fn(u32) + Send + Sync>,
@@ -83,6 +86,7 @@ impl Cluster {
             lifecycle,
             tracker,
             config,
+            started: crate::transfer::clock::now_rfc3339(),
             on_live: Box::new(on_live),
         };
         Self {
@@ -107,21 +111,30 @@ impl Cluster {
             self.track(adopted).await;
             return Ok(count);
         }
-        store.join(self.instance(), self.ttl_ms()).await?;
+        store
+            .join(self.instance(), &self.inner.started, self.ttl_ms())
+            .await?;
         store.prune_instances().await?;
-        let adopted = self.adopt_round(None).await?;
+        // A run that keeps its predecessor's id takes back what it owned:
+        // no one adopts from a lease that is live again.
+        let mut adopted = self.inner.lifecycle.adopt(AdoptFrom::Own).await?;
+        adopted.extend(self.adopt_round(None).await?);
         let count = adopted.len();
         self.track(adopted).await;
         Ok(count + self.adopt_from_dead().await?)
     }
 
-    /// Renew and adopt until `stop`; then give the lease up. Fires `fence`
-    /// when the lease was lost, so the process stops polling.
+    /// Renew and adopt until `work_stop`, then only renew until `stop`, and
+    /// give the lease up. `stop` comes after the last poll and delivery of a
+    /// clean stop: until then the lease keeps others from adopting (and
+    /// delivering again) what is still in flight here. Fires `fence` when
+    /// the lease was lost (it expired, or a later run took this instance's
+    /// id), so the process stops polling.
     pub async fn run(
         self,
         waiters: Arc<Waiters>,
         url: String,
-        stop: CancellationToken,
+        [work_stop, stop]: [CancellationToken; 2],
         fence: CancellationToken,
     ) {
         // SQLite has one instance: no lease to keep, nobody to adopt from.
@@ -138,7 +151,7 @@ impl Cluster {
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            match self.round().await {
+            match self.round(!work_stop.is_cancelled()).await {
                 Ok(Renewal::Held) => last_renewed = Instant::now(),
                 Ok(Renewal::Lost) => return self.fenced(&fence, "the lease had expired"),
                 Err(e) if last_renewed.elapsed() >= self.inner.config.lease_ttl => {
@@ -147,7 +160,8 @@ impl Cluster {
                 Err(e) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
             }
         }
-        if let Err(e) = self.inner.store.leave(self.instance()).await {
+        let left = self.inner.store.leave(self.instance(), &self.inner.started);
+        if let Err(e) = left.await {
             tracing::warn!(error = %e, "could not give the lease up; others adopt after lease_ttl");
         }
     }
@@ -162,16 +176,20 @@ impl Cluster {
         fence.cancel();
     }
 
-    /// One renewal: extend the lease, count the living, adopt from the dead.
-    async fn round(&self) -> Result<Renewal, StoreError> {
+    /// One renewal: extend the lease, count the living, adopt from the dead
+    /// (unless stopping: nothing adopted then would be polled).
+    async fn round(&self, adopt: bool) -> Result<Renewal, StoreError> {
         let store = &self.inner.store;
-        if store.renew(self.instance(), self.ttl_ms()).await? == Renewal::Lost {
+        let renewal = store.renew(self.instance(), &self.inner.started, self.ttl_ms());
+        if renewal.await? == Renewal::Lost {
             return Ok(Renewal::Lost);
         }
         let live = store.live_instances().await?.max(1);
         metrics::gauge!("bridge_instances_live").set(f64::from(live));
         (self.inner.on_live)(live);
-        self.adopt_from_dead().await?;
+        if adopt {
+            self.adopt_from_dead().await?;
+        }
         Ok(Renewal::Held)
     }
 
@@ -214,15 +232,16 @@ impl Cluster {
         }
     }
 
-    /// The call came back: have `transfer` polled now, wherever it is owned.
-    /// `None` only when nobody can (this instance's tracker is not running).
-    pub async fn poll_now(&self, transfer: &Transfer) -> Option<Signalled> {
+    /// The call came back (or a request held here asks again): have
+    /// `transfer` polled now, wherever it is owned. `None` only when nobody
+    /// can (this instance's tracker is not running).
+    pub async fn poll_now(&self, transfer: &Transfer, signal: Signal) -> Option<Signalled> {
         let tracker = &self.inner.tracker;
         let here = |polls: u32| Signalled::Here { polls };
         // For the ending this poll may bring, which records what the GET
         // says: the stored resource it replaces need not travel.
         let known = Some(Arc::new(transfer.without_upstream()));
-        if let Some(polls) = tracker.poll_now(transfer.id.clone(), known).await {
+        if let Some(polls) = tracker.poll_now(transfer.id.clone(), known, signal).await {
             return Some(here(polls));
         }
         let owner = transfer.owner.as_deref();
@@ -230,13 +249,16 @@ impl Cluster {
             return None;
         }
         match self.take_over(transfer).await {
-            Ok(true) => tracker.poll_now(transfer.id.clone(), None).await.map(here),
+            Ok(true) => tracker
+                .poll_now(transfer.id.clone(), None, signal)
+                .await
+                .map(here),
             Ok(false) => {
                 let owner = owner.unwrap_or_default();
                 let sent = self
                     .inner
                     .lifecycle
-                    .forward_signal(owner, &transfer.id)
+                    .forward_signal(owner, &transfer.id, signal == Signal::Held)
                     .await;
                 sent.inspect_err(|e| tracing::warn!(error = %e, "cannot forward a returned signal"))
                     .ok()
@@ -260,11 +282,11 @@ impl Cluster {
     }
 
     /// A signal forwarded to this instance: poll its transfer now.
-    async fn signalled(&self, id: crate::transfer::TransferId) {
+    async fn signalled(&self, id: crate::transfer::TransferId, signal: Signal) {
         if self
             .inner
             .tracker
-            .poll_now(id.clone(), None)
+            .poll_now(id.clone(), None, signal)
             .await
             .is_none()
         {

@@ -16,6 +16,8 @@ pub enum From<'a> {
     Dead(Option<&'a str>, u32),
     /// This one, if its owner (`None`: no owner) is still dead.
     One(&'a TransferId, Option<&'a str>),
+    /// What this instance's id owned in an earlier run (PostgreSQL).
+    Own,
 }
 
 impl Lifecycle {
@@ -32,11 +34,13 @@ impl Lifecycle {
                 .await?
                 .into_iter()
                 .collect(),
+            From::Own => store::owned_by(&mut tx, me).await?,
         };
-        // A restart on SQLite takes back the previous run's transfers: that
-        // is resuming, not adopting, and says nothing.
+        // A restart on SQLite, or with the same instance id, takes back the
+        // previous run's transfers: that is resuming, not adopting, and
+        // says nothing.
         let audit: Vec<_> = match from {
-            From::Everyone => Vec::new(),
+            From::Everyone | From::Own => Vec::new(),
             _ => adopted
                 .iter()
                 .map(|a| self.router.adopted(&a.transfer, a.from.as_deref(), me))
@@ -51,10 +55,17 @@ impl Lifecycle {
         Ok(adopted)
     }
 
-    /// Ask the owner of a TRACKING transfer to poll it now (PostgreSQL).
-    pub async fn forward_signal(&self, owner: &str, id: &TransferId) -> Result<(), StoreError> {
+    /// Ask the owner of a TRACKING transfer to poll it now (PostgreSQL);
+    /// `held`: a held request's nudge, not a returned call.
+    pub async fn forward_signal(
+        &self,
+        owner: &str,
+        id: &TransferId,
+        held: bool,
+    ) -> Result<(), StoreError> {
         let mut conn = self.store.writer().await?;
-        store::notify(&mut conn, store::SIGNAL, &format!("{owner} {id}")).await
+        let payload = store::signal_payload(owner, id, held);
+        store::notify(&mut conn, store::SIGNAL, &payload).await
     }
 
     /// This instance's id.

@@ -6,15 +6,35 @@
 //! survivors can take side by side (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
 
 use super::transfers::{columns, from_row, select};
-use super::{Backend, Conn, Store, StoreError, now_text};
+use super::{Backend, Conn, Store, StoreError};
 use crate::transfer::clock::now_unix_ms;
 use crate::transfer::{Transfer, TransferId};
 
 /// NOTIFY channels (PostgreSQL): a transfer left TRACKING (payload: its
 /// id), and a returned signal for another instance's transfer (payload:
-/// `<owner> <id>`).
+/// [`signal_payload`]).
 pub const CHANGED: &str = "bridge_changed";
 pub const SIGNAL: &str = "bridge_signal";
+
+/// A signal for `owner`'s transfer `id` on [`SIGNAL`]: `<owner> <id>`, and
+/// ` held` when it is a held request's nudge. Neither id holds a space.
+pub fn signal_payload(owner: &str, id: &TransferId, held: bool) -> String {
+    match held {
+        true => format!("{owner} {id} held"),
+        false => format!("{owner} {id}"),
+    }
+}
+
+/// What [`signal_payload`] wrote: owner, id, whether a nudge.
+pub fn parse_signal(payload: &str) -> Option<(&str, TransferId, bool)> {
+    let (owner, rest) = payload.split_once(' ')?;
+    let (id, held) = match rest.split_once(' ') {
+        None => (rest, false),
+        Some((id, "held")) => (id, true),
+        Some(_) => return None,
+    };
+    Some((owner, TransferId::parse(id).ok()?, held))
+}
 
 /// Tell every instance listening on `channel`, when the caller's transaction
 /// commits (PostgreSQL only).
@@ -95,8 +115,11 @@ pub(super) const PRUNE: &str = "DELETE FROM instances WHERE expires_at < $1 AND 
 pub(super) const OWN_ALL: &str = "UPDATE transfers SET owner = $1 WHERE state = 'TRACKING'";
 
 impl Store {
-    /// Take (or take back) this instance's lease until now + `ttl_ms`.
-    pub async fn join(&self, instance: &str, ttl_ms: i64) -> Result<(), StoreError> {
+    /// Take (or take back) this instance's lease until now + `ttl_ms`, for
+    /// the run that started at `started` (its RFC 3339 start time, to the
+    /// nanosecond). A run with the same `cluster.instance_id` still renewing
+    /// finds its lease lost at its next renewal and stops.
+    pub async fn join(&self, instance: &str, started: &str, ttl_ms: i64) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO instances (id, expires_at, started_at) VALUES ($1, $2, $3) \
              ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at, \
@@ -104,32 +127,43 @@ impl Store {
         )
         .bind(instance)
         .bind(now_unix_ms() + ttl_ms)
-        .bind(now_text())
+        .bind(started)
         .execute(self.pool())
         .await?;
         Ok(())
     }
 
     /// Extend the lease, one write for every transfer the instance owns.
-    pub async fn renew(&self, instance: &str, ttl_ms: i64) -> Result<Renewal, StoreError> {
+    /// Lost when it expired, or when a later run took the same id.
+    pub async fn renew(
+        &self,
+        instance: &str,
+        started: &str,
+        ttl_ms: i64,
+    ) -> Result<Renewal, StoreError> {
         let now = now_unix_ms();
-        let done =
-            sqlx::query("UPDATE instances SET expires_at = $2 WHERE id = $1 AND expires_at > $3")
-                .bind(instance)
-                .bind(now + ttl_ms)
-                .bind(now)
-                .execute(self.pool())
-                .await?;
+        let done = sqlx::query(
+            "UPDATE instances SET expires_at = $2 WHERE id = $1 AND expires_at > $3 \
+             AND started_at = $4",
+        )
+        .bind(instance)
+        .bind(now + ttl_ms)
+        .bind(now)
+        .bind(started)
+        .execute(self.pool())
+        .await?;
         Ok(match done.rows_affected() {
             1 => Renewal::Held,
             _ => Renewal::Lost,
         })
     }
 
-    /// Give the lease up at a clean stop, so the others adopt at once.
-    pub async fn leave(&self, instance: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE instances SET expires_at = 0 WHERE id = $1")
+    /// Give the lease up at a clean stop, so the others adopt at once;
+    /// unless a later run with the same id holds it now.
+    pub async fn leave(&self, instance: &str, started: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE instances SET expires_at = 0 WHERE id = $1 AND started_at = $2")
             .bind(instance)
+            .bind(started)
             .execute(self.pool())
             .await?;
         Ok(())
@@ -232,6 +266,19 @@ pub async fn adopt_from(
     adopted(&rows, from)
 }
 
+/// The TRACKING transfers `me` owns: a run that keeps its predecessor's
+/// `cluster.instance_id` resumes them, as nobody else adopts from a lease
+/// that is live again.
+pub async fn owned_by(conn: &mut Conn, me: &str) -> Result<Vec<Adopted>, StoreError> {
+    let rows = sqlx::query(select!(
+        "WHERE state = 'TRACKING' AND owner = $1 ORDER BY seq"
+    ))
+    .bind(me)
+    .fetch_all(conn)
+    .await?;
+    adopted(&rows, Some(me))
+}
+
 /// On SQLite one instance owns everything: at start it takes every
 /// TRACKING transfer, whoever the last run was.
 pub async fn adopt_all(conn: &mut Conn, me: &str) -> Result<Vec<Adopted>, StoreError> {
@@ -289,4 +336,27 @@ fn adopted(rows: &[super::Row], from: Option<&str>) -> Result<Vec<Adopted>, Stor
 pub struct Adopted {
     pub transfer: Transfer,
     pub from: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signal_payload_reads_back_as_written_and_nothing_else_reads() {
+        let id = TransferId::parse("ct-1.a_b").unwrap();
+        for held in [false, true] {
+            let payload = signal_payload("bridge-a", &id, held);
+            assert_eq!(parse_signal(&payload), Some(("bridge-a", id.clone(), held)));
+        }
+        for bad in [
+            "",
+            "bridge-a",
+            "bridge-a ct-1 later",
+            "bridge-a ct 1 held",
+            "a b/c",
+        ] {
+            assert_eq!(parse_signal(bad), None, "{bad:?}");
+        }
+    }
 }

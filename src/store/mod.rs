@@ -35,6 +35,7 @@ pub use ending::{Ending, end_many, fetch_many};
 pub use errors::{StoreError, is_storage_fault};
 pub use instances::{
     Adopted, CHANGED, Renewal, SIGNAL, adopt_all, adopt_from, adopt_one, notify, notify_many,
+    owned_by, parse_signal, signal_payload,
 };
 pub use outage::while_unavailable;
 pub use registration::{

@@ -190,8 +190,8 @@ fn store_urls_name_their_backend() {
 async fn leases_expire_and_a_dead_owners_transfers_are_adopted_once() {
     for db in testdb::each().await {
         let (store, backend) = (&db.store, db.backend());
-        store.join("dead", 0).await.unwrap();
-        store.join("alive", 60_000).await.unwrap();
+        store.join("dead", "run-1", 0).await.unwrap();
+        store.join("alive", "run-1", 60_000).await.unwrap();
         for (i, owner) in ["dead", "dead", "alive"].into_iter().enumerate() {
             let mut tx = store.begin().await.unwrap();
             register(&mut tx, backend, &new(&format!("t{i}"), "a"), owner)
@@ -200,11 +200,14 @@ async fn leases_expire_and_a_dead_owners_transfers_are_adopted_once() {
             tx.commit().await.unwrap();
         }
         assert_eq!(
-            store.renew("dead", 1000).await.unwrap(),
+            store.renew("dead", "run-1", 1000).await.unwrap(),
             Renewal::Lost,
             "{backend:?}"
         );
-        assert_eq!(store.renew("alive", 60_000).await.unwrap(), Renewal::Held);
+        assert_eq!(
+            store.renew("alive", "run-1", 60_000).await.unwrap(),
+            Renewal::Held
+        );
         assert_eq!(store.live_instances().await.unwrap(), 1, "{backend:?}");
         assert_eq!(
             store.dead_instances().await.unwrap(),
@@ -259,8 +262,8 @@ async fn leases_expire_and_a_dead_owners_transfers_are_adopted_once() {
 async fn a_lapsed_lease_counts_as_dead_while_it_holds_a_claim() {
     for db in testdb::each().await {
         let (store, backend) = (&db.store, db.backend());
-        store.join("claimer", 0).await.unwrap();
-        store.join("idle", 0).await.unwrap();
+        store.join("claimer", "run-1", 0).await.unwrap();
+        store.join("idle", "run-1", 0).await.unwrap();
         register_one(&db, &new("c1", "a")).await;
         sqlx::query(
             "INSERT INTO actions (id, transfer_id, kind, target_json, body, status, attempts, \
@@ -351,5 +354,32 @@ async fn a_read_of_many_gives_what_a_read_of_one_gives() {
         // What the upstream said comes back as it was said.
         assert_eq!(many["t1"].upstream.as_ref(), Some(&said), "{backend:?}");
         assert_eq!(many["t2"].upstream, None, "{backend:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_later_run_with_the_same_id_takes_the_lease_and_resumes_what_it_owned() {
+    for db in testdb::each().await {
+        let (store, backend) = (&db.store, db.backend());
+        store.join("fixed", "run-1", 60_000).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        register(&mut tx, backend, &new("own-1", "a"), "fixed")
+            .await
+            .unwrap();
+        register(&mut tx, backend, &new("other-1", "a"), "else")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        store.join("fixed", "run-2", 60_000).await.unwrap();
+        let lost = store.renew("fixed", "run-1", 60_000).await.unwrap();
+        assert_eq!(lost, Renewal::Lost, "{backend:?}: the earlier run stops");
+        store.leave("fixed", "run-1").await.unwrap();
+        assert_eq!(store.live_instances().await.unwrap(), 1, "{backend:?}");
+        let held = store.renew("fixed", "run-2", 60_000).await.unwrap();
+        assert_eq!(held, Renewal::Held, "{backend:?}");
+        let mut conn = store.writer().await.unwrap();
+        let own = crate::store::owned_by(&mut conn, "fixed").await.unwrap();
+        let ids: Vec<_> = own.iter().map(|a| a.transfer.id.as_str()).collect();
+        assert_eq!(ids, ["own-1"], "{backend:?}");
     }
 }

@@ -34,7 +34,7 @@ pub use policy::{
 };
 pub use poll::{PollDeps, Step, fail_auth, finish, poll_once};
 pub use signals::SignalAware;
-pub use state::{Phase, TrackState};
+pub use state::{Phase, Signal, TrackState};
 
 use crate::transfer::{Transfer, TransferId};
 use scheduler::{Command, Scheduler};
@@ -97,10 +97,15 @@ impl Tracker {
     /// the transfer is not being tracked.
     /// `known`: the transfer as the caller just read it, for the ending
     /// that poll may bring (see [`TrackState::known`]).
-    pub async fn poll_now(&self, id: TransferId, known: Option<Arc<Transfer>>) -> Option<u32> {
+    pub async fn poll_now(
+        &self,
+        id: TransferId,
+        known: Option<Arc<Transfer>>,
+        signal: Signal,
+    ) -> Option<u32> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::PollNow(id, known, reply))
+            .send(Command::PollNow(id, known, signal, reply))
             .await
             .ok()?;
         rx.await.ok().flatten()

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::config::PollingConfig;
 use super::integrations::Integrations;
 use super::policy::{Completion, PollPolicy, backoff};
-use super::state::TrackState;
+use super::state::{HELD_REPOLL, TrackState};
 use crate::backoff::jitter;
 use crate::lifecycle::{Finish, Finished, Lifecycle, Seen};
 use crate::store::{self, StoreError};
@@ -21,11 +21,6 @@ use crate::upstream::model::parse_time;
 use crate::upstream::{
     CallTransfer, CircuitStatus, Disposition, Fetched, Priority, UpstreamClient, UpstreamError,
 };
-
-/// While a request is held for the transfer (`?wait=`), a caller is on the
-/// line: re-poll at least this often, not at ever-doubling intervals, until
-/// the transfer ends or the request gives up.
-const HELD_REPOLL: Duration = Duration::from_secs(1);
 
 /// In the returned-call lane: within `returned_window` of a signal, or while
 /// a request is held for it.

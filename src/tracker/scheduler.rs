@@ -26,7 +26,7 @@ use tokio_util::time::{DelayQueue, delay_queue};
 use super::gate::Gate;
 use super::poll::{PollDeps, Step, fail_auth, poll_once};
 use super::slack::coalesced;
-use super::state::{Phase, PhaseCounts, TrackState};
+use super::state::{Phase, PhaseCounts, Signal, TrackState};
 use crate::transfer::{Transfer, TransferId};
 
 pub(super) enum Command {
@@ -37,6 +37,7 @@ pub(super) enum Command {
     PollNow(
         TransferId,
         Option<Arc<Transfer>>,
+        Signal,
         oneshot::Sender<Option<u32>>,
     ),
     /// Live poll count, for the API.
@@ -207,8 +208,8 @@ impl Scheduler {
                     self.by_phase.moved(entry.phase, None);
                 }
             }
-            Command::PollNow(id, known, reply) => {
-                let _ = reply.send(self.poll_now(&id, known));
+            Command::PollNow(id, known, signal, reply) => {
+                let _ = reply.send(self.poll_now(&id, known, signal));
             }
             Command::Polls(id, reply) => {
                 let _ = reply.send(self.entries.get(&id).map(|e| e.polls));
@@ -241,19 +242,29 @@ impl Scheduler {
     /// The transfer's polls so far, `None` when it is not tracked here.
     /// `known` goes with the poll, unless one is in flight already. The
     /// signal pulls the next poll forward, at once for the first signal,
-    /// later ones no sooner than [`TrackState::next_pull`] allows.
-    fn poll_now(&mut self, id: &TransferId, known: Option<Arc<Transfer>>) -> Option<u32> {
+    /// later ones no sooner than [`TrackState::next_pull`] allows (a held
+    /// request's nudge: [`TrackState::next_held_poll`]).
+    fn poll_now(
+        &mut self,
+        id: &TransferId,
+        known: Option<Arc<Transfer>>,
+        signal: Signal,
+    ) -> Option<u32> {
         let entry = self.entries.get_mut(id)?;
         let polls = entry.polls;
         let (Some(state), Some((lane, key))) = (&mut entry.state, entry.key) else {
-            // In flight: poll again once it is back. (Or due at once already.)
-            entry.again |= entry.state.is_none();
+            // In flight: a signal polls again once it is back (a nudge: the
+            // GET just sent will do). Or due at once already.
+            entry.again |= entry.state.is_none() && signal == Signal::Returned;
             return Some(polls);
         };
         state.known = known;
         let now = Instant::now();
         let cfg = &self.deps.config;
-        let at = state.next_pull(now, cfg.returned_interval, cfg.max_interval);
+        let at = match signal {
+            Signal::Returned => state.next_pull(now, cfg.returned_interval, cfg.max_interval),
+            Signal::Held => state.next_held_poll(now),
+        };
         let wheel = match lane {
             Lane::Signal => &mut self.signal,
             Lane::Routine => &mut self.routine,
@@ -261,7 +272,9 @@ impl Scheduler {
         if at > now && wheel.deadline(&key) <= at {
             return Some(polls); // a poll comes by then anyway
         }
-        state.pull(at);
+        if signal == Signal::Returned {
+            state.pull(at);
+        }
         drop(wheel.remove(&key));
         // Jump the queue: due now (or at `at`), in the signal lane.
         entry.key = (at > now).then(|| (Lane::Signal, self.signal.insert_at(id.clone(), at)));

@@ -66,6 +66,23 @@ impl PhaseCounts {
     }
 }
 
+/// What asks for a poll now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// The call came back (`/returned`, or a `?wait=` pull's first look):
+    /// at once the first time, then spaced (see [`TrackState::pull_gap`]).
+    Returned,
+    /// A request held on another instance asks again (its once-a-second
+    /// nudge): polled at most once per [`HELD_REPOLL`] while it waits, as
+    /// for a request held here, and not counted as a pull.
+    Held,
+}
+
+/// While a request is held for the transfer (`?wait=`), a caller is on the
+/// line: re-poll at least this often, not at ever-doubling intervals, until
+/// the transfer ends or the request gives up.
+pub const HELD_REPOLL: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 pub struct TrackState {
     pub id: TransferId,
@@ -177,6 +194,13 @@ impl TrackState {
             Some(sent) if self.pulls > 0 => (sent + self.pull_gap(interval, max)).max(now),
             _ => now,
         }
+    }
+
+    /// When a nudge for a request held elsewhere may poll: no GET within
+    /// [`HELD_REPOLL`].
+    pub fn next_held_poll(&self, now: Instant) -> Instant {
+        self.last_sent
+            .map_or(now, |sent| (sent + HELD_REPOLL).max(now))
     }
 
     /// A signal pulls a poll forward to `at`.

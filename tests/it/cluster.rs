@@ -264,3 +264,24 @@ async fn two_instances_share_one_daily_budget() {
     );
     drop((a, b));
 }
+
+/// A run that keeps its predecessor's `cluster.instance_id` (compose's
+/// `bridge-a` after a crash) takes its lease back at once, so nobody else
+/// adopts from it: it must resume what it owned itself.
+#[tokio::test]
+async fn a_restart_with_the_same_instance_id_resumes_its_own_transfers() {
+    let app = on_postgres(|_| {}).await;
+    let mut agent = app.bind(&app.config.amqp.agent_exchange, "agent.#").await;
+    let http = reqwest::Client::new();
+    let first = instance(&app, "fixed");
+    let id = unique("resumed");
+    app.script(&id, agent_outcome(2_000));
+    register(&http, &first.base, &id).await;
+    first.crash();
+    let second = instance(&app, "fixed");
+    let d = agent.next_within(Duration::from_secs(20)).await;
+    let d = d.expect("the restarted run polled its own transfer to the end");
+    assert_eq!(body(&d)["callTransferId"], id.as_str());
+    let v = view(&http, &second.base, &id).await;
+    assert_eq!(v["state"], "COMPLETED", "{v}");
+}
