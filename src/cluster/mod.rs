@@ -30,7 +30,7 @@ pub use ledger::{StoreDurationLog, StoreLedger};
 use crate::lifecycle::{AdoptFrom, Lifecycle};
 use crate::store::{Adopted, Backend, Renewal, Store, StoreError};
 use crate::tracker::{Signal, TrackState, Tracker};
-use crate::transfer::{Transfer, Waiters};
+use crate::transfer::{Transfer, TransferId, Waiters};
 
 /// Transfers adopted per transaction.
 const ADOPT_BATCH: u32 = 500;
@@ -260,6 +260,9 @@ impl Cluster {
                     .lifecycle
                     .forward_signal(owner, &transfer.id, signal == Signal::Held)
                     .await;
+                if signal == Signal::Returned {
+                    self.recheck_after_failover(transfer.id.clone(), owner.to_owned());
+                }
                 sent.inspect_err(|e| tracing::warn!(error = %e, "cannot forward a returned signal"))
                     .ok()
                     .map(|()| Signalled::Forwarded)
@@ -269,6 +272,40 @@ impl Cluster {
                 None
             }
         }
+    }
+
+    /// A signal sent to an owner that died before its lease lapsed is lost
+    /// with it, and whoever adopts the transfer polls it on schedule, which
+    /// for a transfer whose signals are trusted is `safety_interval` away.
+    /// So once that lease would have lapsed and been adopted from
+    /// (`lease_ttl` + `renew_interval`, and a second), look again: if the
+    /// transfer is still TRACKING and someone else owns it now, signal the
+    /// new owner. A live owner keeps it, and nothing more is sent.
+    fn recheck_after_failover(&self, id: TransferId, owner: String) {
+        let config = &self.inner.config;
+        let after = config.lease_ttl + config.renew_interval + Duration::from_secs(1);
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let Ok(Some(now)) = this.inner.store.get(&id).await else {
+                return;
+            };
+            let Some(new_owner) = now.owner.filter(|o| *o != owner) else {
+                return;
+            };
+            if now.state.is_terminal() {
+                return;
+            }
+            tracing::info!(call_transfer_id = %id, from = %owner, to = %new_owner, "a returned signal sent to an instance that died: signalling its adopter");
+            if new_owner == this.instance() {
+                this.signalled(id, Signal::Returned).await;
+            } else if let Err(e) = (this.inner.lifecycle)
+                .forward_signal(&new_owner, &id, false)
+                .await
+            {
+                tracing::warn!(error = %e, "cannot forward a returned signal");
+            }
+        });
     }
 
     /// Adopt `transfer` now if its owner is dead; true when this instance
@@ -282,7 +319,7 @@ impl Cluster {
     }
 
     /// A signal forwarded to this instance: poll its transfer now.
-    async fn signalled(&self, id: crate::transfer::TransferId, signal: Signal) {
+    async fn signalled(&self, id: TransferId, signal: Signal) {
         if self
             .inner
             .tracker
@@ -295,7 +332,7 @@ impl Cluster {
     }
 
     /// Another instance ended this transfer: stop polling it.
-    async fn ended_elsewhere(&self, id: crate::transfer::TransferId) {
+    async fn ended_elsewhere(&self, id: TransferId) {
         self.inner.tracker.untrack(id).await;
     }
 }

@@ -27,7 +27,7 @@ pub async fn scratch_database() -> ScratchDatabase {
 /// A stopped test app on a fresh PostgreSQL database (its simulator, broker
 /// names and helpers stay usable), and that config for each instance. The
 /// app keeps the database until it goes.
-async fn on_postgres(tweak: impl FnOnce(&mut Config)) -> TestApp {
+pub(crate) async fn on_postgres(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let database = scratch_database().await;
     let url = database.url().to_owned();
     let mut app = spawn_app_with(move |c| {
@@ -43,13 +43,13 @@ async fn on_postgres(tweak: impl FnOnce(&mut Config)) -> TestApp {
     app
 }
 
-fn instance(app: &TestApp, name: &str) -> Crashable {
+pub(crate) fn instance(app: &TestApp, name: &str) -> Crashable {
     let mut config = app.config.clone();
     config.cluster.instance_id = name.into();
     Crashable::start(config)
 }
 
-async fn register(http: &reqwest::Client, base: &str, id: &str) {
+pub(crate) async fn register(http: &reqwest::Client, base: &str, id: &str) {
     let r = http
         .post(format!("{base}/v1/transfers"))
         .json(&json!({"callTransferId": id}))
@@ -59,7 +59,7 @@ async fn register(http: &reqwest::Client, base: &str, id: &str) {
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
 }
 
-async fn view(http: &reqwest::Client, base: &str, id: &str) -> Value {
+pub(crate) async fn view(http: &reqwest::Client, base: &str, id: &str) -> Value {
     let r = http
         .get(format!("{base}/v1/transfers/{id}"))
         .send()
@@ -68,7 +68,7 @@ async fn view(http: &reqwest::Client, base: &str, id: &str) -> Value {
     r.json().await.unwrap()
 }
 
-fn agent_outcome(ongoing_ms: u64) -> Value {
+pub(crate) fn agent_outcome(ongoing_ms: u64) -> Value {
     json!({"timeline": [{"status": "ACTIVE", "forMs": 50}, {"status": "ONGOING", "forMs": ongoing_ms},
         {"status": "COMPLETED"}],
         "outputContext": {"transferType": "AGENT", "currentTaskName": "cluster"}})
@@ -263,25 +263,4 @@ async fn two_instances_share_one_daily_budget() {
         "{gets} GETs for a budget of {BUDGET}"
     );
     drop((a, b));
-}
-
-/// A run that keeps its predecessor's `cluster.instance_id` (compose's
-/// `bridge-a` after a crash) takes its lease back at once, so nobody else
-/// adopts from it: it must resume what it owned itself.
-#[tokio::test]
-async fn a_restart_with_the_same_instance_id_resumes_its_own_transfers() {
-    let app = on_postgres(|_| {}).await;
-    let mut agent = app.bind(&app.config.amqp.agent_exchange, "agent.#").await;
-    let http = reqwest::Client::new();
-    let first = instance(&app, "fixed");
-    let id = unique("resumed");
-    app.script(&id, agent_outcome(2_000));
-    register(&http, &first.base, &id).await;
-    first.crash();
-    let second = instance(&app, "fixed");
-    let d = agent.next_within(Duration::from_secs(20)).await;
-    let d = d.expect("the restarted run polled its own transfer to the end");
-    assert_eq!(body(&d)["callTransferId"], id.as_str());
-    let v = view(&http, &second.base, &id).await;
-    assert_eq!(v["state"], "COMPLETED", "{v}");
 }

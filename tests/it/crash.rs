@@ -9,6 +9,8 @@ use transfer_bridge::config::Config;
 /// crash would: every task dropped mid-await, no drain, no clean close.
 pub struct Crashable {
     pub base: String,
+    /// A clean stop, as SIGTERM would.
+    shutdown: CancellationToken,
     kill: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -17,6 +19,8 @@ impl Crashable {
     pub fn start(config: Config) -> Self {
         let (kill, killed) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -28,7 +32,7 @@ impl Crashable {
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 let app = App::build(config).await.unwrap();
                 tokio::select! {
-                    _ = app.run(listener, CancellationToken::new()) => {}
+                    _ = app.run(listener, stop) => {}
                     _ = killed => {}
                 }
             });
@@ -38,9 +42,17 @@ impl Crashable {
         let addr = addr_rx.recv().unwrap();
         Self {
             base: format!("http://{addr}"),
+            shutdown,
             kill: Some(kill),
             thread: Some(thread),
         }
+    }
+
+    /// Stop cleanly and wait until the bridge has (on a blocking thread:
+    /// call it from `spawn_blocking`).
+    pub fn stop(mut self) {
+        self.shutdown.cancel();
+        self.thread.take().unwrap().join().unwrap();
     }
 
     pub fn crash(mut self) {

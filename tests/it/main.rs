@@ -19,6 +19,7 @@ mod compose;
 mod connections;
 mod create;
 mod durability;
+mod failover;
 mod hostile;
 mod ids;
 mod kamailio;

@@ -21,6 +21,8 @@ pub enum Reply {
     RetryAfter(u16, &'static str),
     Abort,
     Redirect(String),
+    /// 200 after this long.
+    Slow(Duration),
 }
 
 #[derive(Clone, Debug)]
@@ -88,14 +90,17 @@ async fn hook(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let mut inner = receiver.inner.lock().unwrap();
-    inner.got.push(Got {
-        id,
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-        verified,
-        at: Instant::now(),
-    });
-    match inner.script.pop_front() {
+    let reply = {
+        let mut inner = receiver.inner.lock().unwrap();
+        inner.got.push(Got {
+            id,
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            verified,
+            at: Instant::now(),
+        });
+        inner.script.pop_front()
+    };
+    match reply {
         None => StatusCode::OK.into_response(),
         Some(Reply::Status(code)) => StatusCode::from_u16(code).unwrap().into_response(),
         Some(Reply::RetryAfter(code, after)) => (
@@ -109,5 +114,9 @@ async fn hook(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes)
         )
             .into_response(),
         Some(Reply::Redirect(to)) => (StatusCode::FOUND, [("location", to)]).into_response(),
+        Some(Reply::Slow(after)) => {
+            tokio::time::sleep(after).await;
+            StatusCode::OK.into_response()
+        }
     }
 }

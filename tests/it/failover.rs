@@ -1,0 +1,112 @@
+//! Failovers on one PostgreSQL: a restart under the same instance id, a
+//! signal that went to an owner as it died, and a clean stop that keeps its
+//! lease until its last delivery is done.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::cluster::{agent_outcome, instance, on_postgres, register, view};
+use crate::helpers::*;
+use crate::receiver::{Receiver, Reply, SECRET};
+
+/// A run that keeps its predecessor's `cluster.instance_id` (compose's
+/// `bridge-a` after a crash) takes its lease back at once, so nobody else
+/// adopts from it: it must resume what it owned itself.
+#[tokio::test]
+async fn a_restart_with_the_same_instance_id_resumes_its_own_transfers() {
+    let app = on_postgres(|_| {}).await;
+    let mut agent = app.bind(&app.config.amqp.agent_exchange, "agent.#").await;
+    let http = reqwest::Client::new();
+    let first = instance(&app, "fixed");
+    let id = unique("resumed");
+    app.script(&id, agent_outcome(2_000));
+    register(&http, &first.base, &id).await;
+    first.crash();
+    let second = instance(&app, "fixed");
+    let d = agent.next_within(Duration::from_secs(20)).await;
+    let d = d.expect("the restarted run polled its own transfer to the end");
+    assert_eq!(body(&d)["callTransferId"], id.as_str());
+    let v = view(&http, &second.base, &id).await;
+    assert_eq!(v["state"], "COMPLETED", "{v}");
+}
+
+/// The owner dies with its lease still live; a returned signal sent to the
+/// survivor meanwhile goes to the dead owner. The transfer's signals are
+/// trusted, so once adopted its next routine poll is ten minutes away: the
+/// survivor signals again once it has adopted it.
+#[tokio::test]
+async fn a_signal_sent_to_an_owner_that_just_died_reaches_its_adopter() {
+    let app = on_postgres(|_| {}).await;
+    let (a, b) = (instance(&app, "doomed"), instance(&app, "heir"));
+    let http = reqwest::Client::new();
+    let id = unique("orphan");
+    app.script(&id, agent_outcome(300));
+    let r = http
+        .post(format!("{}/v1/transfers", a.base))
+        .json(&json!({"callTransferId": id, "returnSignal": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    a.crash();
+    let r = http
+        .post(format!("{}/v1/transfers/{id}/returned", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let signalled = Instant::now();
+    loop {
+        let v = view(&http, &b.base, &id).await;
+        if v["state"] == "COMPLETED" {
+            break;
+        }
+        let waited = signalled.elapsed();
+        assert!(
+            waited < Duration::from_secs(25),
+            "still {v} after {waited:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!("completed {:?} after the signal", signalled.elapsed());
+}
+
+/// A clean stop drains its in-flight delivery (a receiver that takes 5 s)
+/// holding its lease: the other instance neither voids the claim nor sends
+/// the webhook again meanwhile.
+#[tokio::test]
+async fn a_clean_stop_keeps_its_lease_until_its_last_delivery_is_done() {
+    let app = on_postgres(|c| {
+        c.webhook.secret = Some(SECRET.parse().unwrap());
+        c.webhook.allow_http = true;
+        c.webhook.allowed_cidrs = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let receiver = Receiver::start(&[SECRET], vec![Reply::Slow(Duration::from_secs(5))]).await;
+    let (a, b) = (instance(&app, "leaving"), instance(&app, "staying"));
+    let http = reqwest::Client::new();
+    let id = unique("drain");
+    app.script(&id, agent_outcome(100));
+    let r = http
+        .post(format!("{}/v1/transfers", a.base))
+        .json(&json!({"callTransferId": id, "callbackUrl": receiver.url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let first = receiver.wait_for(1).await;
+    let stopping = tokio::task::spawn_blocking(move || a.stop());
+    stopping.await.unwrap();
+    // And past the survivor's next renewal.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let got = receiver.got();
+    assert_eq!(
+        got.len(),
+        1,
+        "sent again while the first was in flight: {got:?}"
+    );
+    assert_eq!(got[0].id, first[0].id);
+    assert_eq!(view(&http, &b.base, &id).await["state"], "COMPLETED");
+}
