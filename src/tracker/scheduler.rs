@@ -23,6 +23,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::{DelayQueue, delay_queue};
 
+mod signal;
+
 use super::gate::Gate;
 use super::poll::{PollDeps, Step, fail_auth, poll_once};
 use super::slack::coalesced;
@@ -239,74 +241,6 @@ impl Scheduler {
         self.entries.insert(id, entry);
     }
 
-    /// The transfer's polls so far, `None` when it is not tracked here.
-    /// `known` goes with the poll, unless one is in flight already. The
-    /// signal pulls the next poll forward, at once for the first signal,
-    /// later ones no sooner than [`TrackState::next_pull`] allows (a held
-    /// request's nudge: [`TrackState::next_held_poll`]).
-    fn poll_now(
-        &mut self,
-        id: &TransferId,
-        known: Option<Arc<Transfer>>,
-        signal: Signal,
-    ) -> Option<u32> {
-        let entry = self.entries.get_mut(id)?;
-        let polls = entry.polls;
-        let (Some(state), Some((lane, key))) = (&mut entry.state, entry.key) else {
-            // In flight: a signal polls again once it is back (a nudge: the
-            // GET just sent will do). Or due at once already.
-            entry.again |= entry.state.is_none() && signal == Signal::Returned;
-            return Some(polls);
-        };
-        state.known = known;
-        let now = Instant::now();
-        let cfg = &self.deps.config;
-        let at = match signal {
-            Signal::Returned => state.next_pull(now, cfg.returned_interval, cfg.max_interval),
-            Signal::Held => state.next_held_poll(now),
-        };
-        let wheel = match lane {
-            Lane::Signal => &mut self.signal,
-            Lane::Routine => &mut self.routine,
-        };
-        if at > now && wheel.deadline(&key) <= at {
-            return Some(polls); // a poll comes by then anyway
-        }
-        if signal == Signal::Returned {
-            state.pull(at);
-        }
-        drop(wheel.remove(&key));
-        // Jump the queue: due now (or at `at`), in the signal lane.
-        entry.key = (at > now).then(|| (Lane::Signal, self.signal.insert_at(id.clone(), at)));
-        if entry.key.is_none() {
-            self.due_now(id.clone());
-        }
-        Some(polls)
-    }
-
-    /// Into the signal lane's queue of polls due at once.
-    fn due_now(&mut self, id: TransferId) {
-        if let Some(entry) = self.entries.get_mut(&id) {
-            entry.now = true;
-            self.now.push_back(id);
-        }
-    }
-
-    /// The next poll due at once, if it still is (untracked meanwhile, it
-    /// is gone).
-    fn start_now(&mut self, gate: Gate) {
-        let Some(id) = self.now.pop_front() else {
-            return;
-        };
-        let due = self
-            .entries
-            .get_mut(&id)
-            .map(|e| std::mem::take(&mut e.now));
-        if due == Some(true) {
-            self.start(Lane::Signal, id, gate);
-        }
-    }
-
     fn start(&mut self, lane: Lane, id: TransferId, gate: Gate) {
         let Some(entry) = self.entries.get_mut(&id) else {
             return;
@@ -371,7 +305,7 @@ impl Scheduler {
             }
             Step::Again(delay) => {
                 let delay = match std::mem::take(&mut entry.again) {
-                    true => pulled(&self.deps.config, &mut state, delay),
+                    true => signal::pulled(&self.deps.config, &mut state, delay),
                     false => delay,
                 };
                 let lane = match super::poll::signalled(&self.deps, &state) {
@@ -407,13 +341,4 @@ impl Scheduler {
             Lane::Routine => &mut self.routine,
         }
     }
-}
-
-/// A signal came while a poll was in flight: the next poll is due after
-/// `delay` or when the signal may pull it, whichever is sooner.
-fn pulled(cfg: &super::config::PollingConfig, state: &mut TrackState, delay: Duration) -> Duration {
-    let now = Instant::now();
-    let at = state.next_pull(now, cfg.returned_interval, cfg.max_interval);
-    state.pull(at);
-    delay.min(at - now)
 }

@@ -1,0 +1,92 @@
+//! Returned-call signals in the scheduler: a signal pulls the transfer's
+//! next poll forward into the signal lane, at once the first time, then
+//! spaced (see `TrackState::next_pull`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Gate, Lane, Scheduler};
+use crate::tracker::config::PollingConfig;
+use crate::tracker::state::{Signal, TrackState};
+use crate::transfer::{Transfer, TransferId};
+
+impl Scheduler {
+    /// The transfer's polls so far, `None` when it is not tracked here.
+    /// `known` goes with the poll, unless one is in flight already. The
+    /// signal pulls the next poll forward, at once for the first signal,
+    /// later ones no sooner than [`TrackState::next_pull`] allows (a held
+    /// request's nudge: [`TrackState::next_held_poll`]).
+    pub(super) fn poll_now(
+        &mut self,
+        id: &TransferId,
+        known: Option<Arc<Transfer>>,
+        signal: Signal,
+    ) -> Option<u32> {
+        let entry = self.entries.get_mut(id)?;
+        let polls = entry.polls;
+        let (Some(state), Some((lane, key))) = (&mut entry.state, entry.key) else {
+            // In flight: a signal polls again once it is back (a nudge: the
+            // GET just sent will do). Or due at once already.
+            entry.again |= entry.state.is_none() && signal == Signal::Returned;
+            return Some(polls);
+        };
+        state.known = known;
+        let now = Instant::now();
+        let cfg = &self.deps.config;
+        let at = match signal {
+            Signal::Returned => state.next_pull(now, cfg.returned_interval, cfg.max_interval),
+            Signal::Held => state.next_held_poll(now),
+        };
+        let wheel = match lane {
+            Lane::Signal => &mut self.signal,
+            Lane::Routine => &mut self.routine,
+        };
+        if at > now && wheel.deadline(&key) <= at {
+            return Some(polls); // a poll comes by then anyway
+        }
+        if signal == Signal::Returned {
+            state.pull(at);
+        }
+        drop(wheel.remove(&key));
+        // Jump the queue: due now (or at `at`), in the signal lane.
+        entry.key = (at > now).then(|| (Lane::Signal, self.signal.insert_at(id.clone(), at)));
+        if entry.key.is_none() {
+            self.due_now(id.clone());
+        }
+        Some(polls)
+    }
+
+    /// Into the signal lane's queue of polls due at once.
+    pub(super) fn due_now(&mut self, id: TransferId) {
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.now = true;
+            self.now.push_back(id);
+        }
+    }
+
+    /// The next poll due at once, if it still is (untracked meanwhile, it
+    /// is gone).
+    pub(super) fn start_now(&mut self, gate: Gate) {
+        let Some(id) = self.now.pop_front() else {
+            return;
+        };
+        let due = self
+            .entries
+            .get_mut(&id)
+            .map(|e| std::mem::take(&mut e.now));
+        if due == Some(true) {
+            self.start(Lane::Signal, id, gate);
+        }
+    }
+}
+
+/// A signal came while a poll was in flight: the next poll is due after
+/// `delay` or when the signal may pull it, whichever is sooner.
+pub(super) fn pulled(cfg: &PollingConfig, state: &mut TrackState, delay: Duration) -> Duration {
+    let now = Instant::now();
+    let at = state.next_pull(now, cfg.returned_interval, cfg.max_interval);
+    state.pull(at);
+    delay.min(at - now)
+}
