@@ -154,7 +154,9 @@ fn next_delay(deps: &PollDeps, st: &TrackState) -> Duration {
     if let Some(at) = st.signalled_at {
         let (interval, max) = (deps.config.returned_interval, deps.config.max_interval);
         let since = at.elapsed();
-        let delay = since.max(interval).max(st.pull_gap(interval, max));
+        // A signal has pulled a poll (`signalled_at` is set): the gap is
+        // `returned_interval` or more.
+        let delay = since.max(st.pull_gap(interval, max));
         if deps.waiters.is_held(&st.id) {
             return delay.min(HELD_REPOLL);
         }

@@ -50,9 +50,14 @@ pub(crate) fn instance(app: &TestApp, name: &str) -> Crashable {
 }
 
 pub(crate) async fn register(http: &reqwest::Client, base: &str, id: &str) {
+    register_with(http, base, json!({"callTransferId": id})).await;
+}
+
+/// Register `body` at the instance at `base`; it must answer 201.
+pub(crate) async fn register_with(http: &reqwest::Client, base: &str, body: Value) {
     let r = http
         .post(format!("{base}/v1/transfers"))
-        .json(&json!({"callTransferId": id}))
+        .json(&body)
         .send()
         .await
         .unwrap();

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::cluster::{agent_outcome, instance, on_postgres, register, view};
+use crate::cluster::{agent_outcome, instance, on_postgres, register, register_with, view};
 use crate::helpers::*;
 use crate::receiver::{Receiver, Reply, SECRET};
 
@@ -42,13 +42,12 @@ async fn a_signal_sent_to_an_owner_that_just_died_reaches_its_adopter() {
     let http = reqwest::Client::new();
     let id = unique("orphan");
     app.script(&id, agent_outcome(300));
-    let r = http
-        .post(format!("{}/v1/transfers", a.base))
-        .json(&json!({"callTransferId": id, "returnSignal": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    register_with(
+        &http,
+        &a.base,
+        json!({"callTransferId": id, "returnSignal": true}),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     a.crash();
     let r = http
@@ -89,13 +88,8 @@ async fn a_clean_stop_keeps_its_lease_until_its_last_delivery_is_done() {
     let http = reqwest::Client::new();
     let id = unique("drain");
     app.script(&id, agent_outcome(100));
-    let r = http
-        .post(format!("{}/v1/transfers", a.base))
-        .json(&json!({"callTransferId": id, "callbackUrl": receiver.url}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let body = json!({"callTransferId": id, "callbackUrl": receiver.url});
+    register_with(&http, &a.base, body).await;
     let first = receiver.wait_for(1).await;
     let stopping = tokio::task::spawn_blocking(move || a.stop());
     stopping.await.unwrap();

@@ -39,6 +39,7 @@ impl Scheduler {
             Signal::Returned => state.next_pull(now, cfg.returned_interval, cfg.max_interval),
             Signal::Held => state.next_held_poll(now),
         };
+        // Not `self.wheel(lane)`: `entry` still borrows `self.entries`.
         let wheel = match lane {
             Lane::Signal => &mut self.signal,
             Lane::Routine => &mut self.routine,
