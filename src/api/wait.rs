@@ -175,6 +175,8 @@ async fn settled(
 /// Wait for the change, the deadline or shutdown. While another instance
 /// polls the transfer, ask it again every second: its tracker does not know
 /// a caller is held here (it re-polls held transfers that often itself).
+/// Every few nudges, read who owns it now: an owner that died meanwhile is
+/// adopted from, and the nudges go to its adopter.
 async fn hold(
     app: &AppState,
     transfer: &Transfer,
@@ -185,17 +187,23 @@ async fn hold(
         .owner
         .as_deref()
         .is_some_and(|o| o != app.cluster.instance());
+    let mut transfer = std::borrow::Cow::Borrowed(transfer);
     let deadline = tokio::time::sleep(wait);
     tokio::pin!(deadline);
     let mut nudge = tokio::time::interval(HELD_NUDGE);
     nudge.reset();
+    let mut nudges = 0u32;
     loop {
         tokio::select! {
             _ = waiter.changed() => return "changed",
             _ = &mut deadline => return "timeout",
             _ = app.draining.cancelled() => return "shutdown",
             _ = nudge.tick(), if remote => {
-                app.cluster.poll_now(transfer, Signal::Held).await;
+                nudges = nudges.wrapping_add(1);
+                if nudges.is_multiple_of(OWNER_RECHECK) {
+                    reread_owner(app, &mut transfer).await;
+                }
+                app.cluster.poll_now(&transfer, Signal::Held).await;
             }
         }
     }
@@ -203,6 +211,17 @@ async fn hold(
 
 /// How often a request held on a non-owner asks the owner to poll again.
 const HELD_NUDGE: Duration = Duration::from_secs(1);
+
+/// Every how many nudges a held request reads the transfer's owner again.
+const OWNER_RECHECK: u32 = 5;
+
+async fn reread_owner(app: &AppState, transfer: &mut std::borrow::Cow<'_, Transfer>) {
+    match app.store.get(&transfer.id).await {
+        Ok(Some(now)) if now.owner != transfer.owner => transfer.to_mut().owner = now.owner,
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "cannot read a held transfer's owner"),
+    }
+}
 
 fn shutting_down() -> ApiError {
     ApiError::Unavailable("shutting down; ask another instance or retry shortly".into())

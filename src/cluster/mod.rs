@@ -35,7 +35,10 @@ use crate::transfer::{Transfer, TransferId, Waiters};
 /// Transfers adopted per transaction.
 const ADOPT_BATCH: u32 = 500;
 
-/// This instance's part in the cluster; cheap to clone.
+/// A clock this far (or more) from the database's is worth a warning: NTP
+/// keeps machines within milliseconds.
+const CLOCK_WARN_MS: i64 = 1_000;
+
 /// Where a returned signal went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signalled {
@@ -55,6 +58,7 @@ impl Signalled {
     }
 }
 
+/// This instance's part in the cluster; cheap to clone.
 #[derive(Clone)]
 pub struct Cluster {
     inner: Arc<Inner>,
@@ -111,17 +115,18 @@ impl Cluster {
             self.track(adopted).await;
             return Ok(count);
         }
+        self.follow_database_clock().await;
         store
             .join(self.instance(), &self.inner.started, self.ttl_ms())
             .await?;
         store.prune_instances().await?;
         // A run that keeps its predecessor's id takes back what it owned:
         // no one adopts from a lease that is live again.
-        let mut adopted = self.inner.lifecycle.adopt(AdoptFrom::Own).await?;
-        adopted.extend(self.adopt_round(None).await?);
-        let count = adopted.len();
-        self.track(adopted).await;
-        Ok(count + self.adopt_from_dead().await?)
+        let own = self.inner.lifecycle.adopt(AdoptFrom::Own).await?;
+        let count = own.len();
+        self.track(own).await;
+        let unowned = self.adopt_round(None).await?;
+        Ok(count + unowned + self.adopt_from_dead().await?)
     }
 
     /// Renew and adopt until `work_stop`, then only renew until `stop`, and
@@ -143,7 +148,8 @@ impl Cluster {
         }
         let listener = listen::Listener::new(self.clone(), waiters);
         tokio::spawn(listener.run(url, stop.clone()));
-        let mut last_renewed = Instant::now();
+        let ttl = self.inner.config.lease_ttl;
+        let mut renewed = Instant::now();
         let mut tick = tokio::time::interval(self.inner.config.renew_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -151,13 +157,16 @@ impl Cluster {
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            match self.round(!work_stop.is_cancelled()).await {
-                Ok(Renewal::Held) => last_renewed = Instant::now(),
-                Ok(Renewal::Lost) => return self.fenced(&fence, "the lease had expired"),
-                Err(e) if last_renewed.elapsed() >= self.inner.config.lease_ttl => {
-                    return self.fenced(&fence, &format!("cannot renew the lease: {e}"));
-                }
-                Err(e) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
+            match self.renew_by(renewed + ttl).await {
+                Ok(Some(at)) => renewed = at,
+                Ok(None) => continue,
+                Err(why) => return self.fenced(&fence, &why),
+            }
+            // Nothing adopted while stopping would be polled. Adoption
+            // leaves a renewal interval for the next renewal.
+            if !work_stop.is_cancelled() {
+                let interval = self.inner.config.renew_interval;
+                self.adopt_by(renewed + ttl.saturating_sub(interval)).await;
             }
         }
         let left = self.inner.store.leave(self.instance(), &self.inner.started);
@@ -176,10 +185,29 @@ impl Cluster {
         fence.cancel();
     }
 
-    /// One renewal: extend the lease, count the living, adopt from the dead
-    /// (unless stopping: nothing adopted then would be polled).
-    async fn round(&self, adopt: bool) -> Result<Renewal, StoreError> {
+    /// Renew the lease before `deadline`, past which it may have lapsed
+    /// and others adopted from this instance, however the database stalls.
+    /// `Some(when)`: renewed as of `when`; `None`: failed, retried at the
+    /// next tick; `Err(why)`: fence.
+    async fn renew_by(&self, deadline: Instant) -> Result<Option<Instant>, String> {
+        let sent = Instant::now();
+        match tokio::time::timeout_at(deadline, self.renew()).await {
+            Ok(Ok(Renewal::Held)) => Ok(Some(sent)),
+            Ok(Ok(Renewal::Lost)) => Err("the lease had expired".into()),
+            Err(_) => Err("no renewal within lease_ttl".into()),
+            Ok(Err(e)) if Instant::now() >= deadline => Err(format!("cannot renew the lease: {e}")),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "lease renewal failed; retrying");
+                Ok(None)
+            }
+        }
+    }
+
+    /// One renewal: follow the database's clock, extend the lease, count
+    /// the living.
+    async fn renew(&self) -> Result<Renewal, StoreError> {
         let store = &self.inner.store;
+        self.follow_database_clock().await;
         let renewal = store.renew(self.instance(), &self.inner.started, self.ttl_ms());
         if renewal.await? == Renewal::Lost {
             return Ok(Renewal::Lost);
@@ -187,10 +215,36 @@ impl Cluster {
         let live = store.live_instances().await?.max(1);
         metrics::gauge!("bridge_instances_live").set(f64::from(live));
         (self.inner.on_live)(live);
-        if adopt {
-            self.adopt_from_dead().await?;
-        }
         Ok(Renewal::Held)
+    }
+
+    /// Adopt from the dead, giving up at `deadline` (the lease needs
+    /// renewing): the next round goes on where this one stopped.
+    async fn adopt_by(&self, deadline: Instant) {
+        match tokio::time::timeout_at(deadline, self.adopt_from_dead()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "adoption failed; the next round retries"),
+            Err(_) => tracing::warn!("adoption outlasted the lease; the next round goes on"),
+        }
+    }
+
+    /// Measure this machine's clock against the database's and follow the
+    /// database's (see `transfer::clock`), before the lease is written.
+    async fn follow_database_clock(&self) {
+        let offset = match self.inner.store.clock_offset().await {
+            Ok(Some(offset)) => offset,
+            Ok(None) => return,
+            // The renewal that follows meets the same outage and says so.
+            Err(e) => return tracing::debug!(error = %e, "cannot read the database's clock"),
+        };
+        let before = crate::transfer::clock::set_shared_offset(offset);
+        metrics::gauge!("bridge_clock_offset_seconds").set(offset as f64 / 1000.0);
+        if offset.abs() >= CLOCK_WARN_MS && (offset - before).abs() >= CLOCK_WARN_MS {
+            tracing::warn!(
+                offset_ms = offset,
+                "this machine's clock is off the database's: leases, outbox claims and due times follow the database's"
+            );
+        }
     }
 
     /// Adopt from every instance whose lease expired, and void its claims.
@@ -200,23 +254,25 @@ impl Cluster {
         for dead in store.dead_instances().await? {
             let released = store.release_claims_of(&dead).await?;
             let adopted = self.adopt_round(Some(&dead)).await?;
-            count += adopted.len();
-            tracing::warn!(instance = self.instance(), from = %dead, transfers = adopted.len(), outbox_claims = released, "adopted from an instance whose lease expired");
-            self.track(adopted).await;
+            count += adopted;
+            tracing::warn!(instance = self.instance(), from = %dead, transfers = adopted, outbox_claims = released, "adopted from an instance whose lease expired");
         }
         Ok(count)
     }
 
-    /// Adopt every transfer of `from` this instance can get.
-    async fn adopt_round(&self, from: Option<&str>) -> Result<Vec<Adopted>, StoreError> {
-        let mut all = Vec::new();
+    /// Adopt and track every transfer of `from` this instance can get;
+    /// how many. Each batch is tracked as it commits, so an adoption cut
+    /// short (see [`Self::adopt_by`]) leaves nothing owned and unpolled.
+    async fn adopt_round(&self, from: Option<&str>) -> Result<usize, StoreError> {
+        let mut count = 0;
         loop {
             let batch = AdoptFrom::Dead(from, ADOPT_BATCH);
             let adopted = self.inner.lifecycle.adopt(batch).await?;
             let done = (adopted.len() as u32) < ADOPT_BATCH;
-            all.extend(adopted);
+            count += adopted.len();
+            self.track(adopted).await;
             if done {
-                return Ok(all);
+                return Ok(count);
             }
         }
     }

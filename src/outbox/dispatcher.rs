@@ -13,12 +13,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::OutboxConfig;
+use super::failure;
 use super::handoff::{Fresh, Handoff};
 use super::repo::{self, Claimed};
 use super::settle::{self, Confirmed};
 use crate::delivery::{Outcome, Sinks};
 use crate::store::{self, Store, StoreError};
-use crate::transfer::{Action, ActionKind, AmqpTarget, Target, TransferEvent};
+use crate::transfer::{Action, Target};
 
 /// Committed batches (one per commit) waiting for the claim loop.
 const HANDOFF_QUEUE: usize = 1024;
@@ -187,7 +188,7 @@ impl Dispatcher {
                 _ = cancel.cancelled() => break,
                 Some(batch) = fresh.recv() => {
                     match batch.at.elapsed() < self.config.claim_timeout / 2 {
-                        true => start(self.held_back_while_blocked(batch.claimed).await).await,
+                        true => start(self.held_back_while_closed(batch.claimed).await).await,
                         // Its claim is close to lapsing: the poll takes it then.
                         false => tracing::warn!(actions = batch.claimed.len(), "a handed-over batch waited past half its claim; leaving it to the claim's expiry"),
                     }
@@ -199,19 +200,21 @@ impl Dispatcher {
                 }
                 // Enough room freed up for another batch.
                 _ = permits.acquire_many(refill as u32), if permits.available_permits() < refill => {}
-                // Broker actions held back by a resource alarm go at once.
-                _ = self.sinks.amqp.unblocked(), if self.sinks.amqp.blocked().is_some() => backlog = Backlog::Maybe,
+                // Broker actions held back (no connection, or a resource
+                // alarm) go at once.
+                _ = self.sinks.amqp.opened(), if !self.sinks.amqp.is_open() => backlog = Backlog::Maybe,
             }
         }
     }
 
-    /// A handed-over batch without its broker actions while a resource
-    /// alarm blocks publishing: each would wait out the alarm holding a
-    /// permit, and enough of them stall every delivery, webhooks included.
-    /// Their claims go back (`repo::release_unused`), and the claim loop
-    /// takes them once the broker is open, as it takes any other.
-    async fn held_back_while_blocked(&self, items: Vec<Claimed>) -> Vec<Claimed> {
-        if self.sinks.amqp.blocked().is_none() {
+    /// A handed-over batch without its broker actions while this instance
+    /// cannot publish: under a resource alarm each would wait it out holding
+    /// a permit, and enough of them stall every delivery, webhooks included;
+    /// with no connection each would fail and back off. Their claims go back
+    /// (`repo::release_unused`): another instance that can publish claims
+    /// them, or this one's claim loop once the broker is open.
+    async fn held_back_while_closed(&self, items: Vec<Claimed>) -> Vec<Claimed> {
+        if self.sinks.amqp.is_open() {
             return items;
         }
         let (held, go): (Vec<_>, Vec<_>) = items
@@ -222,7 +225,7 @@ impl Dispatcher {
             && let Err(e) = repo::release_unused(&self.store, &self.instance, &ids).await
         {
             // Still claimed: taken again once the claim lapses.
-            tracing::warn!(error = %e, "cannot give back broker actions held by an alarm");
+            tracing::warn!(error = %e, "cannot give back broker actions held back");
         }
         go
     }
@@ -260,7 +263,7 @@ impl Dispatcher {
             return Vec::new();
         }
         let lease = self.config.claim_timeout.as_millis() as i64;
-        let broker_open = self.sinks.amqp.blocked().is_none();
+        let broker_open = self.sinks.amqp.is_open();
         match repo::claim_due(&self.store, &self.instance, lease, room, broker_open).await {
             Ok(claimed) => claimed,
             Err(e) => {
@@ -318,8 +321,21 @@ impl Dispatcher {
         };
         tracing::warn!(action_id = %action.id, attempts, error = %error, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
         let delay_ms = delay.as_millis() as i64;
-        let mark = || repo::mark_retry(self.store.pool(), &action.id, delay_ms, error);
-        store::while_unavailable("record a delivery retry", self.while_claimed(), mark).await
+        let mark = || {
+            repo::mark_retry(
+                self.store.pool(),
+                &action.id,
+                &self.instance,
+                delay_ms,
+                error,
+            )
+        };
+        let marked =
+            store::while_unavailable("record a delivery retry", self.while_claimed(), mark);
+        if !marked.await? {
+            tracing::warn!(action_id = %action.id, "the claim lapsed meanwhile: this attempt's result is not recorded");
+        }
+        Ok(())
     }
 
     /// Until when a result may still be recorded under this attempt's claim
@@ -343,45 +359,18 @@ impl Dispatcher {
     /// audit event so the failure itself is never lost.
     async fn give_up(&self, action: &Action, error: &str) -> Result<(), StoreError> {
         tracing::error!(action_id = %action.id, error = %error, "delivery failed for good");
-        let record = || self.record_failed(action, error);
+        let record = || {
+            failure::record(
+                &self.store,
+                &self.instance,
+                &self.audit_exchange,
+                action,
+                error,
+            )
+        };
         store::while_unavailable("record a delivery failure", self.while_claimed(), record).await?;
         self.wake();
         Ok(())
-    }
-
-    async fn record_failed(&self, action: &Action, error: &str) -> Result<(), StoreError> {
-        let mut tx = self.store.begin().await?;
-        repo::mark_failed(&mut tx, &action.id, error).await?;
-        if action.kind != ActionKind::Audit {
-            let failed = [self.failure_event(action, error)];
-            repo::enqueue(&mut tx, self.store.backend(), &failed, None).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// The `delivery.failed` audit record of `action`: its own event (every
-    /// action of a state change carries it), re-typed and re-dated.
-    fn failure_event(&self, action: &Action, error: &str) -> Action {
-        let event = serde_json::from_str::<TransferEvent>(&action.body)
-            .ok()
-            .map(|event| event.delivery_failed(&action.id, error));
-        let field = |get: fn(&TransferEvent) -> &Option<String>| {
-            event.as_ref().and_then(|e| get(e).clone())
-        };
-        let target = Target::Amqp(AmqpTarget {
-            exchange: self.audit_exchange.clone(),
-            routing_key: "delivery.failed".into(),
-            mandatory: true,
-            event_type: "delivery.failed".into(),
-            correlation_id: field(|e| &e.external_conversation_id),
-            transfer_type: field(|e| &e.transfer_type),
-            current_task: field(|e| &e.current_task_name),
-        });
-        let name = format!("audit.delivery_failed.{}", action.name);
-        let mut failure = Action::new(&action.transfer_id, &name, ActionKind::Audit, target);
-        failure.body = serde_json::to_string(&event).expect("events serialize");
-        failure
     }
 }
 

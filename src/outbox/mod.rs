@@ -2,6 +2,7 @@
 //! them, then a dispatcher delivers them until a confirm or a 2xx settles them.
 
 mod dispatcher;
+mod failure;
 mod handoff;
 pub mod repo;
 mod settle;

@@ -168,9 +168,10 @@ macro_rules! claim_sql {
     };
 }
 /// Lease up to `limit` due actions to this dispatcher until `now + lease_ms`.
-/// With `broker_open` false (the broker blocks publishing) only webhooks,
-/// the one kind that does not go through the broker, are leased: broker
-/// actions stay pending, attempts untouched, instead of cycling through
+/// With `broker_open` false (no connection, or the broker blocks
+/// publishing) only webhooks, the one kind that does not go through the
+/// broker, are leased: broker actions stay pending, attempts untouched, for
+/// an instance that can publish them, instead of cycling here through
 /// claim, wait and retry. On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets the
 /// dispatchers of several instances claim side by side without waiting on
 /// (or taking) each other's rows; SQLite has one writer at a time anyway.
@@ -227,32 +228,46 @@ pub async fn mark_delivered_many(store: &Store, ids: &[String]) -> Result<u64, S
     Ok(marked)
 }
 
+/// Record a failed attempt of `by`'s claim: due again in `delay_ms`.
+/// False when the claim is no longer `by`'s (voided when its lease lapsed,
+/// or taken by another instance since): that attempt's result stands.
 pub async fn mark_retry(
     pool: &Pool,
     id: &str,
+    by: &str,
     delay_ms: i64,
     error: &str,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE actions SET claimed_until = NULL, claimed_by = NULL, next_attempt_at = $2, last_error = $3 WHERE id = $1",
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE actions SET claimed_until = NULL, claimed_by = NULL, next_attempt_at = $2, last_error = $3 \
+         WHERE id = $1 AND claimed_by = $4 AND status = 'pending'",
     )
     .bind(id)
     .bind(now_ms() + delay_ms)
     .bind(error)
+    .bind(by)
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
-pub async fn mark_failed(conn: &mut Conn, id: &str, error: &str) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE actions SET status = 'failed', claimed_until = NULL, claimed_by = NULL, last_error = $2 WHERE id = $1",
+/// Give up on an action `by` holds the claim of; false as for [`mark_retry`].
+pub async fn mark_failed(
+    conn: &mut Conn,
+    id: &str,
+    by: &str,
+    error: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE actions SET status = 'failed', claimed_until = NULL, claimed_by = NULL, last_error = $2 \
+         WHERE id = $1 AND claimed_by = $3 AND status = 'pending'",
     )
     .bind(id)
     .bind(error)
+    .bind(by)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// At start, claims of a dead process are void: on SQLite (one instance)

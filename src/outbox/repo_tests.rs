@@ -183,6 +183,70 @@ async fn claims_given_back_unused_are_due_again_uncounted() {
     }
 }
 
+/// A late result of an attempt whose claim lapsed and went to another
+/// instance (a fenced instance's, or a stalled one's) changes nothing: the
+/// new claim stands, and the action is neither due again nor failed.
+#[tokio::test]
+async fn a_result_under_a_claim_that_lapsed_is_not_recorded() {
+    for db in testdb::each().await {
+        let backend = db.backend();
+        let new = testdb::plain("t1");
+        let target = agent_target("agent.x".into(), None);
+        let action = Action::new(&new.id, "agent", ActionKind::Route("agent".into()), target);
+        let mut tx = db.store.begin().await.unwrap();
+        register(&mut tx, backend, &new, "i1").await.unwrap();
+        enqueue(&mut tx, backend, std::slice::from_ref(&action), None)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        // i1's claim lapses at once; i2 claims the action after it.
+        assert_eq!(
+            claim_due(&db.store, "i1", -1, 10, true)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            claim_due(&db.store, "i2", 60_000, 10, true)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let id = &action.id;
+        let retried = mark_retry(db.store.pool(), id, "i1", 0, "late")
+            .await
+            .unwrap();
+        let mut tx = db.store.begin().await.unwrap();
+        let failed = mark_failed(&mut tx, id, "i1", "late").await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(!retried && !failed, "{backend:?}");
+        let (status, by): (String, Option<String>) =
+            sqlx::query_as("SELECT status, claimed_by FROM actions WHERE id = $1")
+                .bind(id)
+                .fetch_one(db.store.pool())
+                .await
+                .unwrap();
+        assert_eq!(
+            (status.as_str(), by.as_deref()),
+            ("pending", Some("i2")),
+            "{backend:?}"
+        );
+        assert!(
+            claim_due(&db.store, "i1", 60_000, 10, true)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // The claim's holder records its own result.
+        let retried = mark_retry(db.store.pool(), id, "i2", 0, "own")
+            .await
+            .unwrap();
+        assert!(retried, "{backend:?}");
+    }
+}
+
 /// An agent route's target with `routing_key` and `correlation_id`.
 fn agent_target(routing_key: String, correlation_id: Option<String>) -> Target {
     Target::Amqp(AmqpTarget {

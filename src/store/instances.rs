@@ -7,8 +7,12 @@
 
 use super::transfers::{columns, from_row, select};
 use super::{Backend, Conn, Store, StoreError};
-use crate::transfer::clock::now_unix_ms;
+use crate::transfer::clock::{local_unix_ms, now_unix_ms};
 use crate::transfer::{Transfer, TransferId};
+
+/// A clock reading whose round trip took longer says too little about
+/// when the database read its clock: keep the last one.
+const CLOCK_READ_MAX_RTT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// NOTIFY channels (PostgreSQL): a transfer left TRACKING (payload: its
 /// id), and a returned signal for another instance's transfer (payload:
@@ -167,6 +171,27 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(())
+    }
+
+    /// How far the database's clock is ahead of this machine's, in
+    /// milliseconds, taking the reading as made halfway through its round
+    /// trip. `None` on SQLite (one instance: nothing to agree with), or
+    /// when the round trip was too slow to say.
+    pub async fn clock_offset(&self) -> Result<Option<i64>, StoreError> {
+        if self.backend() == Backend::Sqlite {
+            return Ok(None);
+        }
+        let (sent, started) = (local_unix_ms(), std::time::Instant::now());
+        let database: i64 = sqlx::query_scalar(
+            "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) AS now_ms",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        let trip = started.elapsed();
+        if trip > CLOCK_READ_MAX_RTT {
+            return Ok(None);
+        }
+        Ok(Some(database - (sent + trip.as_millis() as i64 / 2)))
     }
 
     /// Instances whose lease is current, this one included.

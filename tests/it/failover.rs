@@ -1,12 +1,16 @@
 //! Failovers on one PostgreSQL: a restart under the same instance id, a
-//! signal that went to an owner as it died, and a clean stop that keeps its
-//! lease until its last delivery is done.
+//! signal that went to an owner as it died, a clean stop that keeps its
+//! lease until its last delivery is done, an instance that cannot reach the
+//! broker, and a request held on a third instance while the owner dies.
 
 use std::time::{Duration, Instant};
 
+use secrecy::ExposeSecret;
 use serde_json::json;
+use sqlx::Connection;
 
 use crate::cluster::{agent_outcome, instance, on_postgres, register, register_with, view};
+use crate::crash::Crashable;
 use crate::helpers::*;
 use crate::receiver::{Receiver, Reply, SECRET};
 
@@ -103,4 +107,81 @@ async fn a_clean_stop_keeps_its_lease_until_its_last_delivery_is_done() {
     );
     assert_eq!(got[0].id, first[0].id);
     assert_eq!(view(&http, &b.base, &id).await["state"], "COMPLETED");
+}
+
+/// An instance that cannot reach the broker (its URL names a closed port)
+/// leaves broker actions to one that can: its transfer's route and audit
+/// records go out through the other instance, each on its first attempt,
+/// rather than failing here and backing off in turn.
+#[tokio::test]
+async fn an_instance_without_a_broker_leaves_its_publishes_to_one_with_one() {
+    let app = on_postgres(|_| {}).await;
+    let mut agent = app.bind(&app.config.amqp.agent_exchange, "agent.#").await;
+    let mut unlinked = app.config.clone();
+    unlinked.amqp.url = "amqp://guest:guest@127.0.0.1:9/%2f".to_owned().into();
+    unlinked.cluster.instance_id = "unlinked".into();
+    let a = Crashable::start(unlinked);
+    let _b = instance(&app, "linked");
+    let http = reqwest::Client::new();
+    let id = unique("unlinked");
+    app.script(&id, agent_outcome(200));
+    register(&http, &a.base, &id).await;
+    let d = agent.next_within(Duration::from_secs(15)).await;
+    let d = d.expect("the linked instance published the route");
+    assert_eq!(body(&d)["callTransferId"], id.as_str());
+    let started = Instant::now();
+    let v = loop {
+        let v = view(&http, &a.base, &id).await;
+        let actions = v["actions"].as_array().unwrap();
+        if !actions.is_empty() && actions.iter().all(|a| a["status"] == "delivered") {
+            break v;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for action in v["actions"].as_array().unwrap() {
+        assert_eq!(action["attempts"], 1, "{action}");
+    }
+}
+
+/// A request held on a third instance nudges the owner every second. The
+/// owner dies and its lease lapses (set here at once); a returned signal to
+/// another instance has that one adopt the transfer. The call ends only
+/// after that signal's quick re-polls, and after the held request's own
+/// recheck of its first signal: the nudges must find the adopter (the held
+/// request reads the owner again every few nudges), or the transfer, whose
+/// signals are trusted, waits for the adopter's ten-minute safety poll.
+#[tokio::test]
+async fn a_request_held_on_a_third_instance_follows_the_transfer_to_its_adopter() {
+    let app = on_postgres(|_| {}).await;
+    let (a, b) = (instance(&app, "first-owner"), instance(&app, "adopter"));
+    let c = instance(&app, "holder");
+    let http = reqwest::Client::new();
+    let id = unique("followed");
+    app.script(&id, agent_outcome(24_000));
+    let body = json!({"callTransferId": id, "returnSignal": true});
+    register_with(&http, &a.base, body).await;
+    let held = http
+        .get(format!("{}/v1/transfers/{id}?wait=30s", c.base))
+        .send();
+    let held = tokio::spawn(held);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::spawn_blocking(move || a.crash())
+        .await
+        .unwrap();
+    let url = app.config.store.url.expose_secret().to_owned();
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE instances SET expires_at = 0 WHERE id = 'first-owner'")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let r = http
+        .post(format!("{}/v1/transfers/{id}/returned", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let v: serde_json::Value = held.await.unwrap().unwrap().json().await.unwrap();
+    assert_eq!(v["state"], "COMPLETED", "{v}");
+    drop((b, c));
 }

@@ -29,6 +29,7 @@ mod placement;
 mod receiver;
 mod schema;
 mod sip;
+mod skew;
 mod storage;
 mod topology;
 mod trust;

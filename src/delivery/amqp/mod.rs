@@ -116,6 +116,24 @@ impl AmqpPublisher {
         *self.inner.connected.borrow()
     }
 
+    /// Whether a publish can go now: connected, and no resource alarm
+    /// blocks publishing. While not, the outbox leaves broker actions to
+    /// instances that can publish them (or to this one once it can).
+    pub fn is_open(&self) -> bool {
+        self.is_connected() && self.blocked().is_none()
+    }
+
+    /// Resolves once a publish can go (see [`Self::is_open`]).
+    pub async fn opened(&self) {
+        let mut connected = self.inner.connected.subscribe();
+        // A connection lost while blocked clears the alarm (`Alarm::sync`),
+        // so each turn waits for the one that is missing.
+        while !self.is_open() {
+            let _ = connected.wait_for(|c| *c).await;
+            self.unblocked().await;
+        }
+    }
+
     /// The broker's reason while it blocks publishing (a resource alarm).
     pub fn blocked(&self) -> Option<String> {
         self.inner.alarm.reason()
