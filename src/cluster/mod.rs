@@ -14,6 +14,7 @@
 //! forwarded to the owner, or taken over at once when the owner is dead.
 //! SQLite has one instance: it adopts everything at start and that is all.
 
+mod clock;
 mod config;
 mod ledger;
 mod listen;
@@ -34,10 +35,6 @@ use crate::transfer::{Transfer, TransferId, Waiters};
 
 /// Transfers adopted per transaction.
 const ADOPT_BATCH: u32 = 500;
-
-/// A clock this far (or more) from the database's is worth a warning: NTP
-/// keeps machines within milliseconds.
-const CLOCK_WARN_MS: i64 = 1_000;
 
 /// Where a returned signal went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +112,7 @@ impl Cluster {
             self.track(adopted).await;
             return Ok(count);
         }
-        self.follow_database_clock().await;
+        clock::follow_database(store).await;
         store
             .join(self.instance(), &self.inner.started, self.ttl_ms())
             .await?;
@@ -207,7 +204,7 @@ impl Cluster {
     /// the living.
     async fn renew(&self) -> Result<Renewal, StoreError> {
         let store = &self.inner.store;
-        self.follow_database_clock().await;
+        clock::follow_database(store).await;
         let renewal = store.renew(self.instance(), &self.inner.started, self.ttl_ms());
         if renewal.await? == Renewal::Lost {
             return Ok(Renewal::Lost);
@@ -224,26 +221,9 @@ impl Cluster {
         match tokio::time::timeout_at(deadline, self.adopt_from_dead()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "adoption failed; the next round retries"),
-            Err(_) => tracing::warn!("adoption outlasted the lease; the next round goes on"),
-        }
-    }
-
-    /// Measure this machine's clock against the database's and follow the
-    /// database's (see `transfer::clock`), before the lease is written.
-    async fn follow_database_clock(&self) {
-        let offset = match self.inner.store.clock_offset().await {
-            Ok(Some(offset)) => offset,
-            Ok(None) => return,
-            // The renewal that follows meets the same outage and says so.
-            Err(e) => return tracing::debug!(error = %e, "cannot read the database's clock"),
-        };
-        let before = crate::transfer::clock::set_shared_offset(offset);
-        metrics::gauge!("bridge_clock_offset_seconds").set(offset as f64 / 1000.0);
-        if offset.abs() >= CLOCK_WARN_MS && (offset - before).abs() >= CLOCK_WARN_MS {
-            tracing::warn!(
-                offset_ms = offset,
-                "this machine's clock is off the database's: leases, outbox claims and due times follow the database's"
-            );
+            Err(_) => {
+                tracing::warn!("adoption ran into the next renewal's time; the next round goes on")
+            }
         }
     }
 
