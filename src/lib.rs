@@ -19,6 +19,7 @@ pub mod demo;
 pub mod lifecycle;
 pub mod linger;
 pub mod outbox;
+pub mod retry_after;
 pub mod routing;
 pub mod settings;
 pub mod simulator;

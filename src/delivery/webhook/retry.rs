@@ -149,19 +149,7 @@ fn asks_to_abort(headers: &HeaderMap) -> bool {
         .any(|v| v.trim().eq_ignore_ascii_case(ABORT_MESSAGE))
 }
 
-/// Parses a `Retry-After` value (RFC 9110 §10.2.3): delay-seconds or an
-/// HTTP-date (IMF-fixdate and the obsolete forms). A date in the past means
-/// "now" (zero); anything else unparsable is `None`.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        // Saturate absurd digit strings instead of ignoring them; the cap in
-        // `delay_before` bounds the result anyway.
-        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
-    }
-    let date = httpdate::parse_http_date(value).ok()?;
-    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
-}
+pub use crate::retry_after::parse as parse_retry_after;
 
 /// serde adapter: `Vec<Duration>` as a list of humantime strings, since
 /// `humantime_serde` only handles single (and optional) values.
