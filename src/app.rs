@@ -268,7 +268,8 @@ impl App {
 
     /// Take this instance's lease and pick up what is left to poll: on
     /// SQLite every transfer a previous run left TRACKING, on PostgreSQL
-    /// those of instances whose lease expired.
+    /// this instance's own (a restart under the same id); those of
+    /// instances whose lease expired come with the lease's first renewal.
     async fn join(&self, tracker: Tracker) -> anyhow::Result<Cluster> {
         let budget = self.upstream.budget().clone();
         let cluster = Cluster::new(

@@ -69,6 +69,8 @@ struct Inner {
     /// This run's start time, to the nanosecond: with the instance id, whose
     /// lease it is (a later run with the same id takes it over).
     started: String,
+    /// When `join` wrote the lease (just before).
+    joined: std::sync::OnceLock<Instant>,
     /// Called with the number of live instances after each renewal (the
     /// upstream spike limit is shared among them).
     on_live: Box<dyn Fn(u32) + Send + Sync>,
@@ -88,6 +90,7 @@ impl Cluster {
             tracker,
             config,
             started: crate::transfer::clock::now_rfc3339(),
+            joined: std::sync::OnceLock::new(),
             on_live: Box::new(on_live),
         };
         Self {
@@ -103,7 +106,9 @@ impl Cluster {
         self.inner.config.lease_ttl.as_millis() as i64
     }
 
-    /// Take the lease and everything there is to adopt; start tracking it.
+    /// Take the lease, and what this instance owned before (a run with the
+    /// same id) or nobody owns; start tracking it. How many. On SQLite,
+    /// everything TRACKING.
     pub async fn join(&self) -> Result<usize, StoreError> {
         let store = &self.inner.store;
         if store.backend() == Backend::Sqlite {
@@ -113,17 +118,20 @@ impl Cluster {
             return Ok(count);
         }
         clock::follow_database(store).await;
+        let written = Instant::now();
         store
             .join(self.instance(), &self.inner.started, self.ttl_ms())
             .await?;
+        let _ = self.inner.joined.set(written);
         store.prune_instances().await?;
         // A run that keeps its predecessor's id takes back what it owned:
         // no one adopts from a lease that is live again.
         let own = self.inner.lifecycle.adopt(AdoptFrom::Own).await?;
         let count = own.len();
         self.track(own).await;
-        let unowned = self.adopt_round(None).await?;
-        Ok(count + unowned + self.adopt_from_dead().await?)
+        // What the dead left is adopted by `run`'s first round, at once,
+        // where renewals keep the lease while it takes long.
+        Ok(count + self.adopt_round(None).await?)
     }
 
     /// Renew and adopt until `work_stop`, then only renew until `stop`, and
@@ -146,7 +154,13 @@ impl Cluster {
         let listener = listen::Listener::new(self.clone(), waiters);
         tokio::spawn(listener.run(url, stop.clone()));
         let ttl = self.inner.config.lease_ttl;
-        let mut renewed = Instant::now();
+        // The lease runs from when `join` wrote it.
+        let mut renewed = self
+            .inner
+            .joined
+            .get()
+            .copied()
+            .unwrap_or_else(Instant::now);
         let mut tick = tokio::time::interval(self.inner.config.renew_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

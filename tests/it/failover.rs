@@ -1,7 +1,8 @@
 //! Failovers on one PostgreSQL: a restart under the same instance id, a
 //! signal that went to an owner as it died, a clean stop that keeps its
 //! lease until its last delivery is done, an instance that cannot reach the
-//! broker, and a request held on a third instance while the owner dies.
+//! broker, a request held on a third instance while the owner dies, and an
+//! instance started after another died.
 
 use std::time::{Duration, Instant};
 
@@ -184,4 +185,37 @@ async fn a_request_held_on_a_third_instance_follows_the_transfer_to_its_adopter(
     let v: serde_json::Value = held.await.unwrap().unwrap().json().await.unwrap();
     assert_eq!(v["state"], "COMPLETED", "{v}");
     drop((b, c));
+}
+
+/// An instance that starts after another died adopts the dead one's
+/// transfers at once (at its lease's first renewal, right after it joins),
+/// and polls them to the end.
+#[tokio::test]
+async fn a_new_instance_adopts_a_dead_ones_transfers_as_it_starts() {
+    let app = on_postgres(|_| {}).await;
+    let mut agent = app.bind(&app.config.amqp.agent_exchange, "agent.#").await;
+    let http = reqwest::Client::new();
+    let dead = instance(&app, "gone");
+    let id = unique("inherited");
+    app.script(&id, agent_outcome(1_000));
+    register(&http, &dead.base, &id).await;
+    dead.crash();
+    let url = app.config.store.url.expose_secret().to_owned();
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE instances SET expires_at = 0 WHERE id = 'gone'")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let heir = instance(&app, "newcomer");
+    // Within a renewal interval (3 s) of the start: a second round could
+    // not have come sooner.
+    let d = agent.next_within(Duration::from_secs(3)).await;
+    let d = d.expect("the new instance polled the dead one's transfer to the end");
+    assert_eq!(body(&d)["callTransferId"], id.as_str());
+    println!(
+        "delivered {:?} after the new instance started",
+        started.elapsed()
+    );
+    assert_eq!(view(&http, &heir.base, &id).await["state"], "COMPLETED");
 }
