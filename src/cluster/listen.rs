@@ -23,8 +23,10 @@ impl Listener {
     }
 
     /// Listen until `stop`, reconnecting after a lost connection. What is
-    /// announced while disconnected is missed: held requests still end at
-    /// their deadline, and owners still poll on schedule.
+    /// announced while disconnected is missed, so each (re)connection wakes
+    /// the requests held here for transfers that left TRACKING meanwhile.
+    /// A returned signal forwarded meanwhile is lost: a held pull nudges
+    /// again every second, and the owner polls a plain one on schedule.
     pub async fn run(self, url: String, stop: CancellationToken) {
         while !stop.is_cancelled() {
             if let Err(e) = self.listen(&url, &stop).await {
@@ -41,16 +43,38 @@ impl Listener {
     async fn listen(&self, url: &str, stop: &CancellationToken) -> Result<(), sqlx::Error> {
         let mut listener = PgListener::connect(url).await?;
         listener.listen_all([CHANGED, SIGNAL]).await?;
+        self.catch_up().await;
         loop {
             let note = tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
-                note = listener.recv() => note?,
+                note = listener.try_recv() => note?,
+            };
+            // `None`: the connection was lost, and sqlx has opened a new
+            // one and listens again (`recv` would hide that).
+            let Some(note) = note else {
+                metrics::counter!("bridge_listen_errors_total").increment(1);
+                tracing::warn!("LISTEN connection lost; listening again");
+                self.catch_up().await;
+                continue;
             };
             match note.channel() {
                 CHANGED => self.changed(note.payload()).await,
                 SIGNAL => self.signal(note.payload()).await,
                 _ => {}
             }
+        }
+    }
+
+    /// Wake the requests held here whose transfer left TRACKING while no
+    /// one listened (listening now, later changes are not missed).
+    async fn catch_up(&self) {
+        let held = self.waiters.held();
+        if held.is_empty() {
+            return;
+        }
+        match self.cluster.inner.store.not_tracking(&held).await {
+            Ok(ended) => ended.iter().for_each(|id| self.waiters.wake(id, None)),
+            Err(e) => tracing::warn!(error = %e, "cannot check held transfers after LISTEN"),
         }
     }
 

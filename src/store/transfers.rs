@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::Row as _;
 
 use super::registration::NewTransfer;
-use super::{Conn, Row, Store, StoreError, parse_time};
+use super::{Backend, Conn, Row, Store, StoreError, parse_time};
 use crate::transfer::{BridgeState, Transfer, TransferId};
 
 pub struct ListPage {
@@ -43,6 +43,34 @@ impl Store {
     pub async fn get(&self, id: &TransferId) -> Result<Option<Transfer>, StoreError> {
         let mut conn = Conn::plain(self.reader().acquire().await?);
         fetch(&mut conn, id).await
+    }
+
+    /// Which of `ids` are no longer TRACKING (or gone).
+    pub async fn not_tracking(&self, ids: &[TransferId]) -> Result<Vec<TransferId>, StoreError> {
+        let sql = match self.backend() {
+            Backend::Sqlite => {
+                "SELECT id FROM transfers WHERE state = 'TRACKING' \
+                 AND id IN (SELECT value FROM json_each($1))"
+            }
+            Backend::Postgres => {
+                "SELECT id FROM transfers WHERE state = 'TRACKING' \
+                 AND id = ANY(ARRAY(SELECT json_array_elements_text($1::json)))"
+            }
+        };
+        let texts: Vec<&str> = ids.iter().map(TransferId::as_str).collect();
+        let mut tracking = std::collections::HashSet::new();
+        for array in super::json_arrays(self.backend(), &texts) {
+            let rows: Vec<String> = sqlx::query_scalar(sql)
+                .bind(array)
+                .fetch_all(self.reader())
+                .await?;
+            tracking.extend(rows);
+        }
+        Ok(ids
+            .iter()
+            .filter(|id| !tracking.contains(id.as_str()))
+            .cloned()
+            .collect())
     }
 
     /// Every transfer still being tracked, for resuming after a restart.
@@ -242,5 +270,37 @@ impl<X> Stored<X> {
             updated_at: parse_time(&self.updated_at)?,
         };
         Ok((transfer, self.extra))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{register, testdb};
+    use crate::transfer::TransferId;
+
+    /// What a LISTEN catch-up asks: of these ids, which left TRACKING or
+    /// were never there.
+    #[tokio::test]
+    async fn not_tracking_names_the_ended_and_the_unknown() {
+        for db in testdb::each().await {
+            let backend = db.backend();
+            let mut tx = db.store.begin().await.unwrap();
+            for id in ["t1", "t2"] {
+                register(&mut tx, backend, &testdb::plain(id), "i1")
+                    .await
+                    .unwrap();
+            }
+            tx.commit().await.unwrap();
+            sqlx::query("UPDATE transfers SET state = 'COMPLETED' WHERE id = 't2'")
+                .execute(db.store.pool())
+                .await
+                .unwrap();
+            let ids: Vec<TransferId> = ["t1", "t2", "t3"]
+                .iter()
+                .map(|id| TransferId::parse(id).unwrap())
+                .collect();
+            let ended = db.store.not_tracking(&ids).await.unwrap();
+            assert_eq!(ended, &ids[1..], "{backend:?}");
+        }
     }
 }

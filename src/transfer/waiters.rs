@@ -91,6 +91,11 @@ impl Waiters {
         }
     }
 
+    /// Every transfer a request is held for right now.
+    pub fn held(&self) -> Vec<TransferId> {
+        self.lock().by_id.keys().cloned().collect()
+    }
+
     /// Whether a request is held for `id` right now.
     pub fn is_held(&self, id: &TransferId) -> bool {
         self.lock().by_id.contains_key(id)

@@ -1,8 +1,9 @@
 //! Failovers on one PostgreSQL: a restart under the same instance id, a
 //! signal that went to an owner as it died, a clean stop that keeps its
 //! lease until its last delivery is done, an instance that cannot reach the
-//! broker, a request held on a third instance while the owner dies, and an
-//! instance started after another died.
+//! broker, a request held on a third instance while the owner dies, an
+//! instance started after another died, and held requests while LISTEN is
+//! down.
 
 use std::time::{Duration, Instant};
 
@@ -218,4 +219,47 @@ async fn a_new_instance_adopts_a_dead_ones_transfers_as_it_starts() {
         started.elapsed()
     );
     assert_eq!(view(&http, &heir.base, &id).await["state"], "COMPLETED");
+}
+
+/// The LISTEN connections go down (terminated by the server, again and
+/// again) from before the call ends until after the owner has seen it end,
+/// so the holder misses the NOTIFY. Once it listens again it checks what
+/// it holds: the request answers then, not at its 20 s deadline.
+#[tokio::test]
+async fn a_request_held_while_listen_was_down_answers_once_it_listens_again() {
+    let app = on_postgres(|_| {}).await;
+    let (a, c) = (instance(&app, "owner"), instance(&app, "holder"));
+    let http = reqwest::Client::new();
+    let id = unique("relisten");
+    app.script(&id, agent_outcome(3_000));
+    register(&http, &a.base, &id).await;
+    let asked = Instant::now();
+    let held = http
+        .get(format!("{}/v1/transfers/{id}?wait=20s", c.base))
+        .send();
+    let held = tokio::spawn(held);
+    let url = app.config.store.url.expose_secret().to_owned();
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    while asked.elapsed() < Duration::from_secs(6) {
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%' \
+             AND pid <> pg_backend_pid()",
+        )
+        .execute(&mut db)
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let v = view(&http, &a.base, &id).await;
+    assert_eq!(
+        v["state"], "COMPLETED",
+        "the owner saw it end meanwhile: {v}"
+    );
+    let v: serde_json::Value = held.await.unwrap().unwrap().json().await.unwrap();
+    let took = asked.elapsed();
+    assert_eq!(v["state"], "COMPLETED", "{v}");
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    drop((a, c));
 }
