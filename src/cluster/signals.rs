@@ -61,7 +61,7 @@ impl Cluster {
                     .forward_signal(owner, &transfer.id, signal == Signal::Held)
                     .await;
                 if signal == Signal::Returned {
-                    self.recheck_after_failover(transfer.id.clone(), owner.to_owned());
+                    self.recheck_forwarded(transfer.id.clone(), owner.to_owned());
                 }
                 sent.inspect_err(|e| tracing::warn!(error = %e, "cannot forward a returned signal"))
                     .ok()
@@ -74,14 +74,15 @@ impl Cluster {
         }
     }
 
-    /// A signal sent to an owner that died before its lease lapsed is lost
-    /// with it, and whoever adopts the transfer polls it on schedule, which
-    /// for a transfer whose signals are trusted is `safety_interval` away.
-    /// So once that lease would have lapsed and been adopted from
-    /// (`lease_ttl` + `renew_interval`, and a second), look again: if the
-    /// transfer is still TRACKING and someone else owns it now, signal the
-    /// new owner. A live owner keeps it, and nothing more is sent.
-    fn recheck_after_failover(&self, id: TransferId, owner: String) {
+    /// A forwarded signal can be lost: with an owner that died before its
+    /// lease lapsed, or in a gap of the owner's LISTEN connection. Whoever
+    /// owns the transfer then polls it on schedule, which for a transfer
+    /// whose signals are trusted is `safety_interval` away. So once the
+    /// owner's lease would have lapsed and been adopted from (`lease_ttl` +
+    /// `renew_interval`, and a second), look again: if the transfer is still
+    /// TRACKING, signal whoever owns it now, the same owner included (as a
+    /// repeated signal, it is spaced like any other).
+    fn recheck_forwarded(&self, id: TransferId, owner: String) {
         let config = &self.inner.config;
         let after = config.lease_ttl + config.renew_interval + Duration::from_secs(1);
         let this = self.clone();
@@ -90,19 +91,13 @@ impl Cluster {
             let Ok(Some(now)) = this.inner.store.get(&id).await else {
                 return;
             };
-            let Some(new_owner) = now.owner.filter(|o| *o != owner) else {
+            let Some(to) = now.owner.filter(|_| !now.state.is_terminal()) else {
                 return;
             };
-            if now.state.is_terminal() {
-                return;
-            }
-            tracing::info!(call_transfer_id = %id, from = %owner, to = %new_owner, "a returned signal sent to an instance that died: signalling its adopter");
-            if new_owner == this.instance() {
+            tracing::info!(call_transfer_id = %id, from = %owner, to = %to, "a returned signal still unanswered: signalling the owner again");
+            if to == this.instance() {
                 this.signalled(id, Signal::Returned).await;
-            } else if let Err(e) = (this.inner.lifecycle)
-                .forward_signal(&new_owner, &id, false)
-                .await
-            {
+            } else if let Err(e) = (this.inner.lifecycle).forward_signal(&to, &id, false).await {
                 tracing::warn!(error = %e, "cannot forward a returned signal");
             }
         });

@@ -2,8 +2,8 @@
 //! signal that went to an owner as it died, a clean stop that keeps its
 //! lease until its last delivery is done, an instance that cannot reach the
 //! broker, a request held on a third instance while the owner dies, an
-//! instance started after another died, and held requests while LISTEN is
-//! down.
+//! instance started after another died, and held requests and signals
+//! while LISTEN is down.
 
 use std::time::{Duration, Instant};
 
@@ -262,4 +262,56 @@ async fn a_request_held_while_listen_was_down_answers_once_it_listens_again() {
     assert_eq!(v["state"], "COMPLETED", "{v}");
     assert!(took < Duration::from_secs(10), "answered after {took:?}");
     drop((a, c));
+}
+
+/// A returned signal forwarded while the owner's LISTEN connection is down
+/// (terminated by the server, again and again) is lost. The forwarding
+/// instance signals again once the owner's lease would have been adopted
+/// from (14 s by default), so a transfer whose signals are trusted does not
+/// wait for its ten-minute safety poll.
+#[tokio::test]
+async fn a_signal_lost_in_a_gap_of_the_owners_listen_is_sent_again() {
+    let app = on_postgres(|_| {}).await;
+    let (a, b) = (instance(&app, "owner"), instance(&app, "receiver"));
+    let http = reqwest::Client::new();
+    let id = unique("resent");
+    app.script(&id, agent_outcome(300));
+    let body = json!({"callTransferId": id, "returnSignal": true});
+    register_with(&http, &a.base, body).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let url = app.config.store.url.expose_secret().to_owned();
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut signalled = false;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1_500) {
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%' \
+             AND pid <> pg_backend_pid()",
+        )
+        .execute(&mut db)
+        .await
+        .unwrap();
+        if !signalled && started.elapsed() > Duration::from_millis(500) {
+            let returned = format!("{}/v1/transfers/{id}/returned", b.base);
+            let r = http.post(returned).send().await.unwrap();
+            assert_eq!(r.status(), 202);
+            signalled = true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    loop {
+        let v = view(&http, &b.base, &id).await;
+        if v["state"] == "COMPLETED" {
+            break;
+        }
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_secs(20),
+            "still {v} after {waited:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!("completed {:?} after the signal", started.elapsed());
+    drop((a, b));
 }
