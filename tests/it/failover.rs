@@ -21,20 +21,12 @@ use crate::receiver::{Receiver, Reply, SECRET};
 /// adopts from it: it must resume what it owned itself.
 #[tokio::test]
 async fn a_restart_with_the_same_instance_id_resumes_its_own_transfers() {
-    let app = on_postgres(|_| {}).await;
-    let mut agent = app.bind(&app.config.amqp.agent_exchange, "agent.#").await;
-    let http = reqwest::Client::new();
-    let first = instance(&app, "fixed");
-    let id = unique("resumed");
-    app.script(&id, agent_outcome(2_000));
-    register(&http, &first.base, &id).await;
-    first.crash();
+    let (app, mut agent, id) = crashed_owner("fixed", "resumed", 2_000).await;
     let second = instance(&app, "fixed");
     let d = agent.next_within(Duration::from_secs(20)).await;
     let d = d.expect("the restarted run polled its own transfer to the end");
     assert_eq!(body(&d)["callTransferId"], id.as_str());
-    let v = view(&http, &second.base, &id).await;
-    assert_eq!(v["state"], "COMPLETED", "{v}");
+    assert_completed(&second, &id).await;
 }
 
 /// The owner dies with its lease still live; a returned signal sent to the
@@ -62,20 +54,8 @@ async fn a_signal_sent_to_an_owner_that_just_died_reaches_its_adopter() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let signalled = Instant::now();
-    loop {
-        let v = view(&http, &b.base, &id).await;
-        if v["state"] == "COMPLETED" {
-            break;
-        }
-        let waited = signalled.elapsed();
-        assert!(
-            waited < Duration::from_secs(25),
-            "still {v} after {waited:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    println!("completed {:?} after the signal", signalled.elapsed());
+    let took = completed_within(&http, &b.base, &id, Instant::now(), 25).await;
+    println!("completed {took:?} after the signal");
 }
 
 /// A clean stop drains its in-flight delivery (a receiver that takes 5 s)
@@ -171,12 +151,7 @@ async fn a_request_held_on_a_third_instance_follows_the_transfer_to_its_adopter(
     tokio::task::spawn_blocking(move || a.crash())
         .await
         .unwrap();
-    let url = app.config.store.url.expose_secret().to_owned();
-    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query("UPDATE instances SET expires_at = 0 WHERE id = 'first-owner'")
-        .execute(&mut db)
-        .await
-        .unwrap();
+    lapse_lease(&mut database(&app).await, "first-owner").await;
     let r = http
         .post(format!("{}/v1/transfers/{id}/returned", b.base))
         .send()
@@ -193,20 +168,8 @@ async fn a_request_held_on_a_third_instance_follows_the_transfer_to_its_adopter(
 /// and polls them to the end.
 #[tokio::test]
 async fn a_new_instance_adopts_a_dead_ones_transfers_as_it_starts() {
-    let app = on_postgres(|_| {}).await;
-    let mut agent = app.bind(&app.config.amqp.agent_exchange, "agent.#").await;
-    let http = reqwest::Client::new();
-    let dead = instance(&app, "gone");
-    let id = unique("inherited");
-    app.script(&id, agent_outcome(1_000));
-    register(&http, &dead.base, &id).await;
-    dead.crash();
-    let url = app.config.store.url.expose_secret().to_owned();
-    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query("UPDATE instances SET expires_at = 0 WHERE id = 'gone'")
-        .execute(&mut db)
-        .await
-        .unwrap();
+    let (app, mut agent, id) = crashed_owner("gone", "inherited", 1_000).await;
+    lapse_lease(&mut database(&app).await, "gone").await;
     let started = Instant::now();
     let heir = instance(&app, "newcomer");
     // Within a renewal interval (3 s) of the start: a second round could
@@ -218,7 +181,7 @@ async fn a_new_instance_adopts_a_dead_ones_transfers_as_it_starts() {
         "delivered {:?} after the new instance started",
         started.elapsed()
     );
-    assert_eq!(view(&http, &heir.base, &id).await["state"], "COMPLETED");
+    assert_completed(&heir, &id).await;
 }
 
 /// The LISTEN connections go down (terminated by the server, again and
@@ -238,18 +201,10 @@ async fn a_request_held_while_listen_was_down_answers_once_it_listens_again() {
         .get(format!("{}/v1/transfers/{id}?wait=20s", c.base))
         .send();
     let held = tokio::spawn(held);
-    let url = app.config.store.url.expose_secret().to_owned();
-    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut db = database(&app).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     while asked.elapsed() < Duration::from_secs(6) {
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND query LIKE 'LISTEN%' \
-             AND pid <> pg_backend_pid()",
-        )
-        .execute(&mut db)
-        .await
-        .unwrap();
+        drop_listeners(&mut db).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let v = view(&http, &a.base, &id).await;
@@ -279,19 +234,11 @@ async fn a_signal_lost_in_a_gap_of_the_owners_listen_is_sent_again() {
     let body = json!({"callTransferId": id, "returnSignal": true});
     register_with(&http, &a.base, body).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let url = app.config.store.url.expose_secret().to_owned();
-    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut db = database(&app).await;
     let mut signalled = false;
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(1_500) {
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND query LIKE 'LISTEN%' \
-             AND pid <> pg_backend_pid()",
-        )
-        .execute(&mut db)
-        .await
-        .unwrap();
+        drop_listeners(&mut db).await;
         if !signalled && started.elapsed() > Duration::from_millis(500) {
             let returned = format!("{}/v1/transfers/{id}/returned", b.base);
             let r = http.post(returned).send().await.unwrap();
@@ -300,18 +247,77 @@ async fn a_signal_lost_in_a_gap_of_the_owners_listen_is_sent_again() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let took = completed_within(&http, &b.base, &id, started, 20).await;
+    println!("completed {took:?} after the signal");
+    drop((a, b));
+}
+
+/// A connection to the app's database, for what a test does behind the
+/// bridges' backs.
+async fn database(app: &TestApp) -> sqlx::PgConnection {
+    let url = app.config.store.url.expose_secret().to_owned();
+    sqlx::PgConnection::connect(&url).await.unwrap()
+}
+
+/// `instance`'s lease lapses now, as `lease_ttl` after its last renewal.
+async fn lapse_lease(db: &mut sqlx::PgConnection, instance: &str) {
+    sqlx::query("UPDATE instances SET expires_at = 0 WHERE id = $1")
+        .bind(instance)
+        .execute(db)
+        .await
+        .unwrap();
+}
+
+/// Terminate every LISTEN connection on this database (the bridges').
+async fn drop_listeners(db: &mut sqlx::PgConnection) {
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%' \
+         AND pid <> pg_backend_pid()",
+    )
+    .execute(db)
+    .await
+    .unwrap();
+}
+
+/// Wait until `id` reads COMPLETED at `base`, failing `limit_s` seconds
+/// after `since`; how long after `since` it did.
+async fn completed_within(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    since: Instant,
+    limit_s: u64,
+) -> Duration {
     loop {
-        let v = view(&http, &b.base, &id).await;
+        let v = view(http, base, id).await;
         if v["state"] == "COMPLETED" {
-            break;
+            return since.elapsed();
         }
-        let waited = started.elapsed();
+        let waited = since.elapsed();
         assert!(
-            waited < Duration::from_secs(20),
+            waited < Duration::from_secs(limit_s),
             "still {v} after {waited:?}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    println!("completed {:?} after the signal", started.elapsed());
-    drop((a, b));
+}
+
+/// An app on PostgreSQL, the agent route's queue, and the id of a transfer
+/// (`tag`, its call ongoing for `ongoing_ms`) registered at instance
+/// `name`, which has crashed since.
+async fn crashed_owner(name: &str, tag: &str, ongoing_ms: u64) -> (TestApp, TestQueue, String) {
+    let app = on_postgres(|_| {}).await;
+    let agent = app.bind(&app.config.amqp.agent_exchange, "agent.#").await;
+    let owner = instance(&app, name);
+    let id = unique(tag);
+    app.script(&id, agent_outcome(ongoing_ms));
+    register(&reqwest::Client::new(), &owner.base, &id).await;
+    owner.crash();
+    (app, agent, id)
+}
+
+async fn assert_completed(at: &Crashable, id: &str) {
+    let v = view(&reqwest::Client::new(), &at.base, id).await;
+    assert_eq!(v["state"], "COMPLETED", "{v}");
 }
