@@ -17,15 +17,16 @@ mod config;
 pub use config::{AmqpConfig, AuditQueueType};
 mod alarm;
 mod props;
+mod session;
 pub mod topology;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::{LongString, ShortString};
-use lapin::{Channel, Confirmation, Connection, ConnectionProperties, Event, PublisherConfirm};
+use futures::StreamExt;
+use lapin::options::BasicPublishOptions;
+use lapin::types::ShortString;
+use lapin::{Channel, Confirmation, Connection, PublisherConfirm};
 use secrecy::ExposeSecret;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -34,6 +35,7 @@ use crate::backoff::Backoff;
 use crate::settings::mask_url_password;
 use crate::transfer::{Action, AmqpTarget};
 use alarm::Alarm;
+use session::{Session, connect};
 pub use topology::{AuditMismatch, declare_exchange, declare_topology};
 
 /// While the audit queue mismatches, how often the bridge tries to declare
@@ -72,14 +74,6 @@ pub enum AuditStatus {
 struct Live {
     channel: Channel,
     lost: CancellationToken,
-}
-
-/// A fresh connection with its topology declared.
-struct Session {
-    conn: Connection,
-    channel: Channel,
-    events: std::pin::Pin<Box<dyn Stream<Item = Event> + Send>>,
-    audit: AuditStatus,
 }
 
 /// Cheap to clone; every clone shares one connection.
@@ -376,25 +370,4 @@ impl From<Option<AuditMismatch>> for AuditStatus {
     fn from(mismatch: Option<AuditMismatch>) -> Self {
         mismatch.map_or(Self::Declared, Self::Mismatch)
     }
-}
-
-/// Connect, open a confirm channel and declare the bridge's topology.
-async fn connect(cfg: &AmqpConfig) -> Result<Session, lapin::Error> {
-    let props = ConnectionProperties::default()
-        .with_connection_name(LongString::from(cfg.connection_name.as_str()));
-    let conn = Connection::connect(cfg.url.expose_secret(), props).await?;
-    // Subscribe before anything else: the broker sends connection.blocked
-    // once, and an event without a listener is dropped.
-    let events = Box::pin(conn.events_listener());
-    let channel = conn.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    let audit = declare_topology(&conn, &channel, cfg).await?.into();
-    Ok(Session {
-        conn,
-        channel,
-        events,
-        audit,
-    })
 }
