@@ -26,7 +26,8 @@ impl Listener {
     /// announced while disconnected is missed, so each (re)connection wakes
     /// the requests held here for transfers that left TRACKING meanwhile.
     /// A returned signal forwarded meanwhile is lost: a held pull nudges
-    /// again every second, and the owner polls a plain one on schedule.
+    /// again every second, and the forwarder sends a plain one again after
+    /// 14 s (`Cluster::recheck_forwarded`).
     pub async fn run(self, url: String, stop: CancellationToken) {
         while !stop.is_cancelled() {
             if let Err(e) = self.listen(&url, &stop).await {

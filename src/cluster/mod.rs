@@ -5,8 +5,10 @@
 //! instance that received it. When an instance stops renewing for
 //! `lease_ttl`, the others adopt its TRACKING transfers (in batches they can
 //! split between them) and void its outbox claims, and resume polling. An
-//! instance that finds its own lease lapsed stops: its transfers may already
-//! be polled elsewhere, and a transfer is never polled by two.
+//! instance that finds its own lease lapsed, or cannot renew it within
+//! `lease_ttl`, stops: its transfers may already be polled elsewhere, and a
+//! transfer is never polled by two. Leases follow the database's clock
+//! (`clock`), not each machine's.
 //!
 //! Any instance answers the API for any transfer. On PostgreSQL a state
 //! change is announced with NOTIFY (held requests wake wherever they wait; the

@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use sqlx::Connection;
 
-use crate::cluster::{agent_outcome, instance, on_postgres, register, register_with, view};
+use crate::cluster::{agent_outcome, instance, on_postgres, register_with, view};
 use crate::crash::Crashable;
 use crate::helpers::*;
 use crate::receiver::{Receiver, Reply, SECRET};
@@ -38,14 +38,7 @@ async fn a_signal_sent_to_an_owner_that_just_died_reaches_its_adopter() {
     let app = on_postgres(|_| {}).await;
     let (a, b) = (instance(&app, "doomed"), instance(&app, "heir"));
     let http = reqwest::Client::new();
-    let id = unique("orphan");
-    app.script(&id, agent_outcome(300));
-    register_with(
-        &http,
-        &a.base,
-        json!({"callTransferId": id, "returnSignal": true}),
-    )
-    .await;
+    let id = scripted(&app, &a, "orphan", 300, Trust::Signals).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     a.crash();
     let r = http
@@ -105,9 +98,7 @@ async fn an_instance_without_a_broker_leaves_its_publishes_to_one_with_one() {
     let a = Crashable::start(unlinked);
     let _b = instance(&app, "linked");
     let http = reqwest::Client::new();
-    let id = unique("unlinked");
-    app.script(&id, agent_outcome(200));
-    register(&http, &a.base, &id).await;
+    let id = scripted(&app, &a, "unlinked", 200, Trust::Polls).await;
     let d = agent.next_within(Duration::from_secs(15)).await;
     let d = d.expect("the linked instance published the route");
     assert_eq!(body(&d)["callTransferId"], id.as_str());
@@ -139,10 +130,7 @@ async fn a_request_held_on_a_third_instance_follows_the_transfer_to_its_adopter(
     let (a, b) = (instance(&app, "first-owner"), instance(&app, "adopter"));
     let c = instance(&app, "holder");
     let http = reqwest::Client::new();
-    let id = unique("followed");
-    app.script(&id, agent_outcome(24_000));
-    let body = json!({"callTransferId": id, "returnSignal": true});
-    register_with(&http, &a.base, body).await;
+    let id = scripted(&app, &a, "followed", 24_000, Trust::Signals).await;
     let held = http
         .get(format!("{}/v1/transfers/{id}?wait=30s", c.base))
         .send();
@@ -193,9 +181,7 @@ async fn a_request_held_while_listen_was_down_answers_once_it_listens_again() {
     let app = on_postgres(|_| {}).await;
     let (a, c) = (instance(&app, "owner"), instance(&app, "holder"));
     let http = reqwest::Client::new();
-    let id = unique("relisten");
-    app.script(&id, agent_outcome(3_000));
-    register(&http, &a.base, &id).await;
+    let id = scripted(&app, &a, "relisten", 3_000, Trust::Polls).await;
     let asked = Instant::now();
     let held = http
         .get(format!("{}/v1/transfers/{id}?wait=20s", c.base))
@@ -229,10 +215,7 @@ async fn a_signal_lost_in_a_gap_of_the_owners_listen_is_sent_again() {
     let app = on_postgres(|_| {}).await;
     let (a, b) = (instance(&app, "owner"), instance(&app, "receiver"));
     let http = reqwest::Client::new();
-    let id = unique("resent");
-    app.script(&id, agent_outcome(300));
-    let body = json!({"callTransferId": id, "returnSignal": true});
-    register_with(&http, &a.base, body).await;
+    let id = scripted(&app, &a, "resent", 300, Trust::Signals).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut db = database(&app).await;
     let mut signalled = false;
@@ -310,9 +293,7 @@ async fn crashed_owner(name: &str, tag: &str, ongoing_ms: u64) -> (TestApp, Test
     let app = on_postgres(|_| {}).await;
     let agent = app.bind(&app.config.amqp.agent_exchange, "agent.#").await;
     let owner = instance(&app, name);
-    let id = unique(tag);
-    app.script(&id, agent_outcome(ongoing_ms));
-    register(&reqwest::Client::new(), &owner.base, &id).await;
+    let id = scripted(&app, &owner, tag, ongoing_ms, Trust::Polls).await;
     owner.crash();
     (app, agent, id)
 }
@@ -320,4 +301,31 @@ async fn crashed_owner(name: &str, tag: &str, ongoing_ms: u64) -> (TestApp, Test
 async fn assert_completed(at: &Crashable, id: &str) {
     let v = view(&reqwest::Client::new(), &at.base, id).await;
     assert_eq!(v["state"], "COMPLETED", "{v}");
+}
+
+/// Whether a transfer's return is signalled (`returnSignal`), so its
+/// routine polls are a rare safety net, or found by polling.
+#[derive(Clone, Copy)]
+enum Trust {
+    Signals,
+    Polls,
+}
+
+/// Register a transfer (`tag`, its call ongoing for `ongoing_ms`) at `at`;
+/// its id.
+async fn scripted(
+    app: &TestApp,
+    at: &Crashable,
+    tag: &str,
+    ongoing_ms: u64,
+    trust: Trust,
+) -> String {
+    let id = unique(tag);
+    app.script(&id, agent_outcome(ongoing_ms));
+    let body = match trust {
+        Trust::Signals => json!({"callTransferId": id, "returnSignal": true}),
+        Trust::Polls => json!({"callTransferId": id}),
+    };
+    register_with(&reqwest::Client::new(), &at.base, body).await;
+    id
 }
