@@ -57,15 +57,25 @@ pub enum Step {
 /// needed), not when what the answer causes has been committed. So
 /// `polling.max_in_flight` bounds requests to the upstream, and a burst of
 /// completions waiting for their group commit does not hold the next GETs.
-pub async fn poll_once<R>(deps: &PollDeps, st: &mut TrackState, request: R) -> Step {
-    let step = poll(deps, st, request).await;
+/// `priority` is the lane's the scheduler started it in, not what the
+/// state says by the time the poll runs: a re-poll queued in the signal lane
+/// at the end of a signal's window would otherwise wait, in flight, for the
+/// routine budget the scheduler never asked (at the day's limit, until
+/// midnight), and a signal meanwhile could only ask for another poll after it.
+pub async fn poll_once<R>(
+    deps: &PollDeps,
+    st: &mut TrackState,
+    priority: Priority,
+    request: R,
+) -> Step {
+    let step = poll(deps, st, priority, request).await;
     // The transfer a signal's read saw stands for this poll only: what the
     // poll found may have changed the row since.
     st.known = None;
     step
 }
 
-async fn poll<R>(deps: &PollDeps, st: &mut TrackState, request: R) -> Step {
+async fn poll<R>(deps: &PollDeps, st: &mut TrackState, priority: Priority, request: R) -> Step {
     if st.age() > deps.config.max_tracking_time {
         drop(request);
         let reason = format!(
@@ -75,10 +85,6 @@ async fn poll<R>(deps: &PollDeps, st: &mut TrackState, request: R) -> Step {
         return finish_or_retry(deps, st, BridgeState::Failed, Some(reason), None).await;
     }
     st.polls += 1;
-    let priority = match signalled(deps, st) {
-        true => Priority::Signal,
-        false => Priority::Routine,
-    };
     let sent = Instant::now();
     let answer = deps.upstream.get(st.id.as_str(), priority).await;
     drop(request);

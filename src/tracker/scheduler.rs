@@ -30,6 +30,7 @@ use super::poll::{PollDeps, Step, fail_auth, poll_once};
 use super::slack::coalesced;
 use super::state::{Phase, PhaseCounts, Signal, TrackState};
 use crate::transfer::{Transfer, TransferId};
+use crate::upstream::Priority;
 
 pub(super) enum Command {
     /// Start tracking; `None` asks the policy for the first delay.
@@ -50,6 +51,16 @@ pub(super) enum Command {
 enum Lane {
     Signal,
     Routine,
+}
+
+impl Lane {
+    /// What a poll started in this lane asks of the budget.
+    fn priority(self) -> Priority {
+        match self {
+            Self::Signal => Priority::Signal,
+            Self::Routine => Priority::Routine,
+        }
+    }
 }
 
 struct Entry {
@@ -280,18 +291,14 @@ impl Scheduler {
                 drop(request);
                 fail_auth(&deps, &mut state).await
             } else {
-                poll_once(&deps, &mut state, request).await
+                poll_once(&deps, &mut state, lane.priority(), request).await
             };
             Done { lane, state, step }
         }));
     }
 
     fn settle(&mut self, done: Done) {
-        let Done {
-            lane,
-            mut state,
-            step,
-        } = done;
+        let Done { lane, state, step } = done;
         self.pending[lane as usize] -= 1;
         let Some(entry) = self.entries.get_mut(&state.id) else {
             return; // untracked while in flight
@@ -303,35 +310,42 @@ impl Scheduler {
                 self.entries.remove(&state.id);
                 self.by_phase.moved(was, None);
             }
-            Step::Again(delay) => {
-                let delay = match std::mem::take(&mut entry.again) {
-                    true => signal::pulled(&self.deps.config, &mut state, delay),
-                    false => delay,
-                };
-                let lane = match super::poll::signalled(&self.deps, &state) {
-                    true => Lane::Signal,
-                    false => Lane::Routine,
-                };
-                entry.key = match lane {
-                    Lane::Signal if delay.is_zero() => None,
-                    Lane::Signal => {
-                        let delay = delay.min(super::slack::MAX_DELAY);
-                        Some((lane, self.signal.insert(state.id.clone(), delay)))
-                    }
-                    Lane::Routine => {
-                        let ceiling = self.deps.policy.ceiling(&state);
-                        let at = coalesced(self.epoch, delay, ceiling);
-                        Some((lane, self.routine.insert_at(state.id.clone(), at)))
-                    }
-                };
-                let due_now = entry.key.is_none().then(|| state.id.clone());
-                entry.state = Some(state);
-                let now = entry.phase;
-                self.by_phase.moved(was, now);
-                if let Some(id) = due_now {
-                    self.due_now(id);
-                }
+            Step::Again(delay) => self.requeue(state, was, delay),
+        }
+    }
+
+    /// Back in a wheel after a poll: the signal lane while a signal or a
+    /// held request wants it quickly (due at once, for a zero delay), else
+    /// the routine wheel on its grid.
+    fn requeue(&mut self, mut state: TrackState, was: Phase, delay: Duration) {
+        let Some(entry) = self.entries.get_mut(&state.id) else {
+            return;
+        };
+        let delay = match std::mem::take(&mut entry.again) {
+            true => signal::pulled(&self.deps.config, &mut state, delay),
+            false => delay,
+        };
+        let lane = match super::poll::signalled(&self.deps, &state) {
+            true => Lane::Signal,
+            false => Lane::Routine,
+        };
+        entry.key = match lane {
+            Lane::Signal if delay.is_zero() => None,
+            Lane::Signal => {
+                let delay = delay.min(super::slack::MAX_DELAY);
+                Some((lane, self.signal.insert(state.id.clone(), delay)))
             }
+            Lane::Routine => {
+                let ceiling = self.deps.policy.ceiling(&state);
+                let at = coalesced(self.epoch, delay, ceiling);
+                Some((lane, self.routine.insert_at(state.id.clone(), at)))
+            }
+        };
+        let due_now = entry.key.is_none().then(|| state.id.clone());
+        entry.state = Some(state);
+        self.by_phase.moved(was, entry.phase);
+        if let Some(id) = due_now {
+            self.due_now(id);
         }
     }
 

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use transfer_bridge::config::{Config, TrustSignals};
+use transfer_bridge::config::{Config, PolicyKind, TrustSignals};
 
 use crate::helpers::*;
 
@@ -228,4 +228,42 @@ async fn a_pbx_looping_on_returned_costs_a_few_gets_not_one_per_signal() {
     let spent = app.sim.gets(&id) - before;
     assert!((2..=6).contains(&spent), "{spent} GETs for 41 signals");
     assert_eq!(app.view(&id).await["state"], "TRACKING");
+}
+
+/// The day's routine share is spent (one GET), so routine polls wait for
+/// midnight. The first signal's GETs still see ONGOING; the upstream
+/// completes; a second signal comes inside the gap that spaces pulls (3 s),
+/// while the transfer's routine poll is overdue. That poll must move into
+/// the signal lane, not wait in the routine lane for the budget.
+#[tokio::test]
+async fn a_repeated_signal_does_not_wait_behind_a_spent_routine_budget() {
+    let app = spawn_app_with(|c| {
+        c.upstream.daily_budget = 20;
+        c.upstream.signal_reserve = 19;
+        c.polling.policy = PolicyKind::Fixed;
+        c.polling.trust_signals = TrustSignals::Never;
+        c.polling.active_interval = Duration::from_millis(200);
+        c.polling.ongoing_interval = Duration::from_millis(200);
+        c.polling.returned_interval = Duration::from_secs(3);
+        c.polling.returned_window = Duration::from_millis(400);
+    })
+    .await;
+    let id = unique("again");
+    app.script(
+        &id,
+        json!({"timeline": [{"status": "ONGOING", "forMs": 1000}, {"status": "COMPLETED"}],
+            "outputContext": {"transferType": "SYSTEM"}}),
+    );
+    app.register_id(&id).await;
+    let url = format!("{}/v1/transfers/{id}/returned", app.base);
+    assert_eq!(app.http.post(&url).send().await.unwrap().status(), 202);
+    // Its quick re-polls (every 200 ms for 400 ms) are over before the
+    // upstream completes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(app.view(&id).await["state"], "TRACKING", "no routine poll");
+    assert_eq!(app.http.post(&url).send().await.unwrap().status(), 202);
+    let signalled = Instant::now();
+    assert_eq!(app.settled(&id).await["state"], "COMPLETED");
+    let waited = signalled.elapsed();
+    assert!(waited < Duration::from_millis(1500), "{waited:?}");
 }

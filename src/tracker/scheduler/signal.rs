@@ -17,7 +17,8 @@ impl Scheduler {
     /// `known` goes with the poll, unless one is in flight already. The
     /// signal pulls the next poll forward, at once for the first signal,
     /// later ones no sooner than [`TrackState::next_pull`] allows (a held
-    /// request's nudge: [`TrackState::next_held_poll`]).
+    /// request's nudge: [`TrackState::next_held_poll`]) or than the routine
+    /// poll already due, which moves into the signal lane.
     pub(super) fn poll_now(
         &mut self,
         id: &TransferId,
@@ -35,7 +36,7 @@ impl Scheduler {
         state.known = known;
         let now = Instant::now();
         let cfg = &self.deps.config;
-        let at = match signal {
+        let mut at = match signal {
             Signal::Returned => state.next_pull(now, cfg.returned_interval, cfg.max_interval),
             Signal::Held => state.next_held_poll(now),
         };
@@ -44,8 +45,15 @@ impl Scheduler {
             Lane::Signal => &mut self.signal,
             Lane::Routine => &mut self.routine,
         };
-        if at > now && wheel.deadline(&key) <= at {
-            return Some(polls); // a poll comes by then anyway
+        let due = wheel.deadline(&key);
+        if at > now && due <= at {
+            if lane == Lane::Signal {
+                return Some(polls); // a poll comes by then anyway
+            }
+            // A routine poll comes sooner, but routine polls wait for the
+            // budget's pace (or, the day's share spent, for midnight): the
+            // signal keeps its time and moves it into the signal lane.
+            at = due.max(now);
         }
         if signal == Signal::Returned {
             state.pull(at);
