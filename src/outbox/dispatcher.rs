@@ -187,10 +187,8 @@ impl Dispatcher {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 Some(batch) = fresh.recv() => {
-                    match batch.at.elapsed() < self.config.claim_timeout / 2 {
-                        true => start(self.held_back_while_closed(batch.claimed).await).await,
-                        // Its claim is close to lapsing: the poll takes it then.
-                        false => tracing::warn!(actions = batch.claimed.len(), "a handed-over batch waited past half its claim; leaving it to the claim's expiry"),
+                    if let Some(claimed) = self.handed_over(batch).await {
+                        start(claimed).await;
                     }
                 }
                 _ = self.wake.notified() => backlog = Backlog::Maybe,
@@ -205,6 +203,19 @@ impl Dispatcher {
                 _ = self.sinks.amqp.opened(), if !self.sinks.amqp.is_open() => backlog = Backlog::Maybe,
             }
         }
+    }
+
+    /// What to start of a batch handed over at commit: nothing when its
+    /// claim is close to lapsing (the poll takes it then).
+    async fn handed_over(&self, batch: Fresh) -> Option<Vec<Claimed>> {
+        if batch.at.elapsed() >= self.config.claim_timeout / 2 {
+            tracing::warn!(
+                actions = batch.claimed.len(),
+                "a handed-over batch waited past half its claim; leaving it to the claim's expiry"
+            );
+            return None;
+        }
+        Some(self.held_back_while_closed(batch.claimed).await)
     }
 
     /// A handed-over batch without its broker actions while this instance

@@ -35,26 +35,15 @@ impl Scheduler {
         };
         state.known = known;
         let now = Instant::now();
-        let cfg = &self.deps.config;
-        let mut at = match signal {
-            Signal::Returned => state.next_pull(now, cfg.returned_interval, cfg.max_interval),
-            Signal::Held => state.next_held_poll(now),
-        };
         // Not `self.wheel(lane)`: `entry` still borrows `self.entries`.
         let wheel = match lane {
             Lane::Signal => &mut self.signal,
             Lane::Routine => &mut self.routine,
         };
         let due = wheel.deadline(&key);
-        if at > now && due <= at {
-            if lane == Lane::Signal {
-                return Some(polls); // a poll comes by then anyway
-            }
-            // A routine poll comes sooner, but routine polls wait for the
-            // budget's pace (or, the day's share spent, for midnight): the
-            // signal keeps its time and moves it into the signal lane.
-            at = due.max(now);
-        }
+        let Some(at) = pull_to(&self.deps.config, state, signal, (lane, due), now) else {
+            return Some(polls); // a poll comes by then anyway
+        };
         if signal == Signal::Returned {
             state.pull(at);
         }
@@ -88,6 +77,31 @@ impl Scheduler {
         if due == Some(true) {
             self.start(Lane::Signal, id, gate);
         }
+    }
+}
+
+/// When `signal` polls a transfer whose next poll is due at `due` in `lane`:
+/// `None` when that poll comes soon enough.
+fn pull_to(
+    cfg: &PollingConfig,
+    state: &TrackState,
+    signal: Signal,
+    (lane, due): (Lane, Instant),
+    now: Instant,
+) -> Option<Instant> {
+    let at = match signal {
+        Signal::Returned => state.next_pull(now, cfg.returned_interval, cfg.max_interval),
+        Signal::Held => state.next_held_poll(now),
+    };
+    if at <= now || due > at {
+        return Some(at);
+    }
+    match lane {
+        Lane::Signal => None,
+        // A routine poll comes sooner, but routine polls wait for the
+        // budget's pace (or, the day's share spent, for midnight): the
+        // signal keeps its time and moves it into the signal lane.
+        Lane::Routine => Some(due.max(now)),
     }
 }
 
