@@ -32,7 +32,7 @@ pub use learned::{DurationLog, Learned};
 pub use policy::{
     Completion, FixedPolicy, PollPolicy, backoff, from_config as policy_from_config, sharing_policy,
 };
-pub use poll::{PollDeps, Step, fail_auth, finish, poll_once};
+pub use poll::{PollDeps, Step, Turn, fail_auth, finish, poll_once};
 pub use signals::SignalAware;
 pub use state::{Phase, Signal, TrackState};
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::config::PollingConfig;
@@ -57,25 +58,27 @@ pub enum Step {
 /// needed), not when what the answer causes has been committed. So
 /// `polling.max_in_flight` bounds requests to the upstream, and a burst of
 /// completions waiting for their group commit does not hold the next GETs.
-/// `priority` is the lane's the scheduler started it in, not what the
-/// state says by the time the poll runs: a re-poll queued in the signal lane
-/// at the end of a signal's window would otherwise wait, in flight, for the
-/// routine budget the scheduler never asked (at the day's limit, until
-/// midnight), and a signal meanwhile could only ask for another poll after it.
-pub async fn poll_once<R>(
-    deps: &PollDeps,
-    st: &mut TrackState,
-    priority: Priority,
-    request: R,
-) -> Step {
-    let step = poll(deps, st, priority, request).await;
+/// What a poll asks the budget for: the turn of the lane the scheduler
+/// started it in, not what the state says by the time the poll runs (a
+/// re-poll queued in the signal lane at the end of a signal's window would
+/// otherwise wait, in flight, for the routine budget the scheduler never
+/// asked: at the day's limit, until midnight).
+pub enum Turn {
+    Signal,
+    /// Routine, until a returned-call signal for the transfer raises it
+    /// (see [`UpstreamClient::get_routine`]).
+    Routine(Arc<Notify>),
+}
+
+pub async fn poll_once<R>(deps: &PollDeps, st: &mut TrackState, turn: Turn, request: R) -> Step {
+    let step = poll(deps, st, turn, request).await;
     // The transfer a signal's read saw stands for this poll only: what the
     // poll found may have changed the row since.
     st.known = None;
     step
 }
 
-async fn poll<R>(deps: &PollDeps, st: &mut TrackState, priority: Priority, request: R) -> Step {
+async fn poll<R>(deps: &PollDeps, st: &mut TrackState, turn: Turn, request: R) -> Step {
     if st.age() > deps.config.max_tracking_time {
         drop(request);
         let reason = format!(
@@ -86,7 +89,10 @@ async fn poll<R>(deps: &PollDeps, st: &mut TrackState, priority: Priority, reque
     }
     st.polls += 1;
     let sent = Instant::now();
-    let answer = deps.upstream.get(st.id.as_str(), priority).await;
+    let answer = match &turn {
+        Turn::Signal => deps.upstream.get(st.id.as_str(), Priority::Signal).await,
+        Turn::Routine(raised) => deps.upstream.get_routine(st.id.as_str(), raised).await,
+    };
     drop(request);
     match answer {
         Ok(fetched) => on_resource(deps, st, fetched, sent).await,

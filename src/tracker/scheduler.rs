@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::{DelayQueue, delay_queue};
@@ -26,11 +26,10 @@ use tokio_util::time::{DelayQueue, delay_queue};
 mod signal;
 
 use super::gate::Gate;
-use super::poll::{PollDeps, Step, fail_auth, poll_once};
+use super::poll::{PollDeps, Step, Turn, fail_auth, poll_once};
 use super::slack::coalesced;
 use super::state::{Phase, PhaseCounts, Signal, TrackState};
 use crate::transfer::{Transfer, TransferId};
-use crate::upstream::Priority;
 
 pub(super) enum Command {
     /// Start tracking; `None` asks the policy for the first delay.
@@ -53,16 +52,6 @@ enum Lane {
     Routine,
 }
 
-impl Lane {
-    /// What a poll started in this lane asks of the budget.
-    fn priority(self) -> Priority {
-        match self {
-            Self::Signal => Priority::Signal,
-            Self::Routine => Priority::Routine,
-        }
-    }
-}
-
 struct Entry {
     key: Option<(Lane, delay_queue::Key)>,
     /// Waiting in the signal lane's queue of polls due now.
@@ -71,6 +60,8 @@ struct Entry {
     state: Option<TrackState>,
     /// A signal arrived mid-poll: poll again right after.
     again: bool,
+    /// While a routine poll is in flight: raises it to a signal's turn.
+    raise: Option<Arc<Notify>>,
     polls: u32,
     /// For the per-status gauge.
     phase: Phase,
@@ -248,6 +239,7 @@ impl Scheduler {
             phase: state.phase,
             state: Some(state),
             again: false,
+            raise: None,
         };
         self.entries.insert(id, entry);
     }
@@ -277,7 +269,22 @@ impl Scheduler {
         if !fail {
             state.last_sent = Some(Instant::now());
         }
+        let turn = match lane {
+            Lane::Signal => Turn::Signal,
+            Lane::Routine => Turn::Routine(entry.raise.insert(Arc::default()).clone()),
+        };
         self.probing |= probe;
+        self.launch(lane, state, (turn, probe, fail));
+    }
+
+    /// Into flight: the poll (or, past `auth_fail_after`, the ending without
+    /// a request) as one of the lane's.
+    fn launch(
+        &mut self,
+        lane: Lane,
+        mut state: TrackState,
+        (turn, probe, fail): (Turn, bool, bool),
+    ) {
         self.busy[lane as usize] += 1;
         self.pending[lane as usize] += 1;
         let request = Request {
@@ -291,7 +298,7 @@ impl Scheduler {
                 drop(request);
                 fail_auth(&deps, &mut state).await
             } else {
-                poll_once(&deps, &mut state, lane.priority(), request).await
+                poll_once(&deps, &mut state, turn, request).await
             };
             Done { lane, state, step }
         }));
@@ -304,6 +311,7 @@ impl Scheduler {
             return; // untracked while in flight
         };
         entry.polls = state.polls;
+        entry.raise = None;
         let was = std::mem::replace(&mut entry.phase, state.phase);
         match step {
             Step::Done => {

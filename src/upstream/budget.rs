@@ -28,8 +28,9 @@ mod spike;
 #[cfg(test)]
 #[path = "budget/budget_tests.rs"]
 mod tests;
+mod turn;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -150,69 +151,6 @@ impl Budget {
         &self.circuit
     }
 
-    /// Wait until a request may leave, then count it against today's budget.
-    /// Routine polls are expected to have been admitted by
-    /// [`Self::admit_routine`] first, so they wait in the tracker's timer
-    /// wheel rather than in flight.
-    pub async fn acquire(&self, priority: Priority) {
-        // No deadline: a poll waits its turn, however long that is.
-        let _ = self.acquire_by(priority, None).await;
-    }
-
-    /// As [`Budget::acquire`], but when a 429's pause or the day's cap holds
-    /// every request back past `deadline`, give up at once with the instant
-    /// it lifts: for a request someone waits on (a create), who should hear
-    /// "later" rather than hang until midnight. A store too slow to count
-    /// the request by `deadline` (a stalled PostgreSQL) gives up then, with
-    /// `LEDGER_RETRY` as the hint. (A reservation given up in flight may
-    /// still count against the day: at most one batch, as after a crash.)
-    pub async fn acquire_by(
-        &self,
-        priority: Priority,
-        deadline: Option<Instant>,
-    ) -> Result<(), Instant> {
-        let Some(by) = deadline else {
-            return self.wait_turn(priority, None).await;
-        };
-        match tokio::time::timeout_at(by, self.wait_turn(priority, deadline)).await {
-            Ok(turn) => turn,
-            Err(_) => Err(Instant::now() + LEDGER_RETRY),
-        }
-    }
-
-    async fn wait_turn(
-        &self,
-        priority: Priority,
-        deadline: Option<Instant>,
-    ) -> Result<(), Instant> {
-        loop {
-            if let Some(until) = self.blocked_until(priority) {
-                if deadline.is_some_and(|deadline| until > deadline) {
-                    return Err(until);
-                }
-                tokio::time::sleep_until(until).await;
-                continue;
-            }
-            let (held, batch) = {
-                let state = self.lock();
-                (state.held, state.grant.size())
-            };
-            if held == 0 {
-                self.refill(priority, 1).await;
-                continue;
-            }
-            // Routine polls top the batch up before it runs out, so a
-            // returned-call signal rarely waits for the store's write.
-            if priority == Priority::Routine && held <= batch / 2 {
-                self.refill(priority, batch / 2 + 1).await;
-            }
-            self.spike_token(priority).await;
-            if self.try_count(priority) {
-                return Ok(());
-            }
-        }
-    }
-
     /// Learn from an answer: a 429 pauses every request, not just this one;
     /// 401/403 (and the answers that prove credentials) drive the circuit.
     pub fn observe(&self, result: &Result<Fetched, UpstreamError>) {
@@ -317,63 +255,10 @@ impl Budget {
         true
     }
 
-    /// A spike-limiter token; a signal overtakes every routine request that
-    /// is still waiting.
-    async fn spike_token(&self, priority: Priority) {
-        if priority == Priority::Signal {
-            let _waiting = SignalWaiting::enter(self);
-            let _turn = self.turn.lock().await;
-            return self.spike_ready().await;
-        }
-        loop {
-            self.no_signal_waiting().await;
-            let turn = self.turn.lock().await;
-            if self.signals_waiting.load(Ordering::SeqCst) > 0 {
-                drop(turn);
-                continue;
-            }
-            return self.spike_ready().await;
-        }
-    }
-
-    async fn spike_ready(&self) {
-        self.spike.ready().await
-    }
-
-    async fn no_signal_waiting(&self) {
-        loop {
-            let idle = self.signals_idle.notified();
-            tokio::pin!(idle);
-            idle.as_mut().enable();
-            if self.signals_waiting.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            idle.await;
-        }
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A poisoned lock only means another thread panicked mid-update of a
         // few counters; the values are still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// Counts a waiting signal for as long as it waits (dropped futures too).
-struct SignalWaiting<'a>(&'a Budget);
-
-impl<'a> SignalWaiting<'a> {
-    fn enter(budget: &'a Budget) -> Self {
-        budget.signals_waiting.fetch_add(1, Ordering::SeqCst);
-        Self(budget)
-    }
-}
-
-impl Drop for SignalWaiting<'_> {
-    fn drop(&mut self) {
-        if self.0.signals_waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.signals_idle.notify_waiters();
-        }
     }
 }
 

@@ -11,6 +11,7 @@ use reqwest::{Method, StatusCode, Url};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::Value;
+use tokio::sync::Notify;
 use tracing::instrument;
 
 use super::UpstreamConfig;
@@ -144,6 +145,16 @@ impl UpstreamClient {
         self.send(Method::GET, url, None, priority, None).await
     }
 
+    /// A routine GET that a returned-call signal for the same transfer can
+    /// raise (`raised`) while it still waits for its turn: from then on it
+    /// waits as a signal's (see [`Budget::acquire_raisable`]).
+    #[instrument(level = "debug", skip_all, fields(call_transfer_id = %id))]
+    pub async fn get_routine(&self, id: &str, raised: &Notify) -> Result<Fetched, UpstreamError> {
+        self.budget.acquire_raisable(raised).await;
+        self.send_counted(Method::GET, self.transfer_url(Some(id)), None)
+            .await
+    }
+
     /// `POST /generativeagent/v1/call-transfers`, for a caller who waits on
     /// the answer: a 409 (the id exists) is read with a GET, and a failure
     /// the vendor says to retry is retried (see `create::retry_delay`) while
@@ -202,6 +213,16 @@ impl UpstreamClient {
             let retry_after = until.saturating_duration_since(tokio::time::Instant::now());
             return Err(UpstreamError::Budget { retry_after });
         }
+        self.send_counted(method, url, body).await
+    }
+
+    /// A request whose turn the budget has counted.
+    async fn send_counted(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<Fetched, UpstreamError> {
         let mut request = self
             .http
             .request(method, url)

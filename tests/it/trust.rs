@@ -267,3 +267,80 @@ async fn a_repeated_signal_does_not_wait_behind_a_spent_routine_budget() {
     let waited = signalled.elapsed();
     assert!(waited < Duration::from_millis(1500), "{waited:?}");
 }
+
+/// `n` transfers ONGOING for good, whose return the PBX promises to signal.
+async fn promised(app: &TestApp, n: usize) -> Vec<String> {
+    let ids: Vec<String> = (0..n).map(|_| unique("storm")).collect();
+    for id in &ids {
+        app.script(id, json!({"timeline": [{"status": "ONGOING"}]}));
+        let body = json!({"callTransferId": id, "returnSignal": true});
+        assert_eq!(app.register(body).await.status(), 201);
+    }
+    ids
+}
+
+/// A storm of returned-call signals over the spike limit (2/s). Routine
+/// requests yield to every waiting signal, so a caller whose transfer's
+/// routine GET was waiting when they came back must take their place in the
+/// storm: their GET goes before those of the signals that came after
+/// theirs, not after the storm.
+#[tokio::test]
+async fn a_routine_get_waiting_out_a_storm_of_signals_is_raised_by_its_own() {
+    let app = spawn_app_with(|c| {
+        c.upstream.rate_limit_per_s = 2;
+        c.upstream.daily_budget = 1_000_000;
+        c.polling.policy = PolicyKind::Fixed;
+        c.polling.active_interval = Duration::from_millis(300);
+        c.polling.ongoing_interval = Duration::from_millis(300);
+    })
+    .await;
+    let (before, after) = (promised(&app, 4).await, promised(&app, 4).await);
+    let caller = unique("caller");
+    app.script(
+        &caller,
+        json!({"timeline": [{"status": "ONGOING", "forMs": 1000}, {"status": "COMPLETED"}],
+            "outputContext": {"transferType": "SYSTEM"}}),
+    );
+    let body = json!({"callTransferId": caller, "returnSignal": false});
+    assert_eq!(app.register(body).await.status(), 201);
+    let returned = |id: &str| format!("{}/v1/transfers/{id}/returned", app.base);
+    for id in &before {
+        assert_eq!(
+            app.http.post(returned(id)).send().await.unwrap().status(),
+            202
+        );
+    }
+    // The caller's routine GET is waiting behind them when the call is back.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let url = returned(&caller);
+    assert_eq!(app.http.post(&url).send().await.unwrap().status(), 202);
+    let signal = Instant::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for id in &after {
+        assert_eq!(
+            app.http.post(returned(id)).send().await.unwrap().status(),
+            202
+        );
+    }
+    while app.view(&caller).await["state"] == "TRACKING" {
+        let waited = signal.elapsed();
+        assert!(
+            waited < Duration::from_secs(10),
+            "still TRACKING after {waited:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let gets = app.sim.counters().recent;
+    let times = |id: &String| {
+        let gets = gets.iter().filter(|r| r.id == *id && r.method == "GET");
+        gets.map(|r| r.at_ms).collect::<Vec<i64>>()
+    };
+    let answered = *times(&caller).iter().max().unwrap();
+    let later = after.iter().filter_map(|id| times(id).into_iter().min());
+    // None yet: the caller went first.
+    let first_later = later.min().unwrap_or(i64::MAX);
+    assert!(
+        answered < first_later,
+        "the caller's GET at {answered}, the first of later signals at {first_later}"
+    );
+}

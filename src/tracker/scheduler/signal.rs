@@ -29,8 +29,12 @@ impl Scheduler {
         let polls = entry.polls;
         let (Some(state), Some((lane, key))) = (&mut entry.state, entry.key) else {
             // In flight: a signal polls again once it is back (a nudge: the
-            // GET just sent will do). Or due at once already.
-            entry.again |= entry.state.is_none() && signal == Signal::Returned;
+            // GET just sent will do), and a routine GET still waiting for its
+            // turn waits as a signal's from now on. Or due at once already.
+            if entry.state.is_none() && signal == Signal::Returned {
+                entry.again = true;
+                entry.raise.iter().for_each(|raise| raise.notify_one());
+            }
             return Some(polls);
         };
         state.known = known;
