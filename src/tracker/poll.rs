@@ -53,11 +53,6 @@ pub enum Step {
     Done,
 }
 
-/// `request` is the caller's token for one upstream request in flight: it
-/// is dropped as soon as the GET has its answer (or at once, when no GET is
-/// needed), not when what the answer causes has been committed. So
-/// `polling.max_in_flight` bounds requests to the upstream, and a burst of
-/// completions waiting for their group commit does not hold the next GETs.
 /// What a poll asks the budget for: the turn of the lane the scheduler
 /// started it in, not what the state says by the time the poll runs (a
 /// re-poll queued in the signal lane at the end of a signal's window would
@@ -70,6 +65,11 @@ pub enum Turn {
     Routine(Arc<Notify>),
 }
 
+/// `request` is the caller's token for one upstream request in flight: it
+/// is dropped as soon as the GET has its answer (or at once, when no GET is
+/// needed), not when what the answer causes has been committed. So
+/// `polling.max_in_flight` bounds requests to the upstream, and a burst of
+/// completions waiting for their group commit does not hold the next GETs.
 pub async fn poll_once<R>(deps: &PollDeps, st: &mut TrackState, turn: Turn, request: R) -> Step {
     let step = poll(deps, st, turn, request).await;
     // The transfer a signal's read saw stands for this poll only: what the
