@@ -230,6 +230,13 @@ async fn a_pbx_looping_on_returned_costs_a_few_gets_not_one_per_signal() {
     assert_eq!(app.view(&id).await["state"], "TRACKING");
 }
 
+/// Routine polls every `every`, whatever the status.
+fn fixed_every(c: &mut Config, every: Duration) {
+    c.polling.policy = PolicyKind::Fixed;
+    c.polling.active_interval = every;
+    c.polling.ongoing_interval = every;
+}
+
 /// The day's routine share is spent (one GET), so routine polls wait for
 /// midnight. The first signal's GETs still see ONGOING; the upstream
 /// completes; a second signal comes inside the gap that spaces pulls (3 s),
@@ -240,10 +247,8 @@ async fn a_repeated_signal_does_not_wait_behind_a_spent_routine_budget() {
     let app = spawn_app_with(|c| {
         c.upstream.daily_budget = 20;
         c.upstream.signal_reserve = 19;
-        c.polling.policy = PolicyKind::Fixed;
+        fixed_every(c, Duration::from_millis(200));
         c.polling.trust_signals = TrustSignals::Never;
-        c.polling.active_interval = Duration::from_millis(200);
-        c.polling.ongoing_interval = Duration::from_millis(200);
         c.polling.returned_interval = Duration::from_secs(3);
         c.polling.returned_window = Duration::from_millis(400);
     })
@@ -289,9 +294,7 @@ async fn a_routine_get_waiting_out_a_storm_of_signals_is_raised_by_its_own() {
     let app = spawn_app_with(|c| {
         c.upstream.rate_limit_per_s = 2;
         c.upstream.daily_budget = 1_000_000;
-        c.polling.policy = PolicyKind::Fixed;
-        c.polling.active_interval = Duration::from_millis(300);
-        c.polling.ongoing_interval = Duration::from_millis(300);
+        fixed_every(c, Duration::from_millis(300));
     })
     .await;
     let (before, after) = (promised(&app, 4).await, promised(&app, 4).await);
