@@ -116,7 +116,7 @@ impl Budget {
             if priority == Priority::Routine && held <= batch / 2 {
                 self.refill(priority, batch / 2 + 1).await;
             }
-            // Raised meanwhile: look again, as a signal.
+            // No token when raised meanwhile: look again, as a signal.
             if self.spike_token(&mut asker).await && self.count_with_token(asker.priority).await {
                 return Ok(());
             }
